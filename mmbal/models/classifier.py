@@ -1,0 +1,103 @@
+"""The multimodal classifier every balancing method trains.
+
+One forward pass returns the fused logits and per-modality (unimodal) logits, which
+come in three flavours (``unimodal=``):
+
+* ``"probe"``: a linear head per modality on ``stop_gradient(h_m)``. It measures how much
+  each encoder has learned without changing training (a linear probe trained online).
+* ``"heads"``: a linear head per modality on ``h_m``; its loss trains encoder m (unimodal
+  auxiliary objectives, as in MMPareto / G-Blending / CGGM-style classifiers).
+* ``"split_head"``: the fused head applied to one modality's features, as OGM-GE does:
+  concat fusion ``z_m = W[:, block m] h_m + b / M``; sum fusion ``z_m = W h_m + b / M``,
+  so that ``sum_m z_m`` equals the fused logits.
+"""
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mmbal.labels import SHARED, param_labels
+from mmbal.modalities import Modality, as_modalities
+from mmbal.models.encoders import make_encoder
+from mmbal.models.fusion import FUSIONS
+
+UNIMODAL_MODES = ("probe", "heads", "split_head")
+
+
+class Outputs(NamedTuple):
+  logits: jax.Array            # [B, C] fused
+  unimodal_logits: jax.Array   # [M, B, C], modalities in model order
+  features: jax.Array          # [M, B, D] encoder outputs
+
+
+class MultimodalClassifier(nnx.Module):
+  """Per-modality encoders -> fusion -> linear head, plus unimodal logits."""
+
+  def __init__(self, modalities: Sequence[Modality] | Mapping[str, Sequence[int]], num_classes: int,
+               *, feature_dim: int = 64, hidden_dim: int = 128, fusion: str = "concat",
+               unimodal: str = "probe", rngs: nnx.Rngs):
+    self.modalities = as_modalities(modalities)
+    if fusion not in FUSIONS:
+      raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+    if unimodal not in UNIMODAL_MODES:
+      raise ValueError(f"unimodal must be one of {UNIMODAL_MODES}, got {unimodal!r}")
+    if unimodal == "split_head" and fusion not in ("concat", "sum"):
+      raise ValueError(f"unimodal='split_head' needs fusion 'concat' or 'sum', got {fusion!r}")
+    if num_classes < 2:
+      raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    self.names = tuple(m.name for m in self.modalities)
+    self.fusion_kind, self.unimodal = fusion, unimodal
+    self.num_classes, self.feature_dim = num_classes, feature_dim
+    self.encoders = nnx.Dict({m.name: make_encoder(m, feature_dim, hidden_dim=hidden_dim, rngs=rngs)
+                              for m in self.modalities})
+    self.fusion = FUSIONS[fusion](len(self.modalities), feature_dim, rngs=rngs)
+    self.head = nnx.Linear(self.fusion.out_dim, num_classes, rngs=rngs)
+    if unimodal != "split_head":
+      self.unimodal_heads = nnx.Dict({n: nnx.Linear(feature_dim, num_classes, rngs=rngs)
+                                      for n in self.names})
+
+  def encode(self, inputs: Mapping[str, jax.Array]) -> jax.Array:
+    return jnp.stack([self.encoders[n](inputs[n]) for n in self.names])
+
+  def __call__(self, inputs: Mapping[str, jax.Array], present: jax.Array | None = None) -> Outputs:
+    """``inputs``: ``{modality: [B, *shape]}``; ``present``: optional ``[B, M]`` 0/1 mask."""
+    features = self.encode(inputs)
+    logits = self.head(self.fusion(features, present))
+    return Outputs(logits, self._unimodal_logits(features), features)
+
+  def _unimodal_logits(self, features):
+    if self.unimodal == "split_head":
+      kernel, bias = self.head.kernel[...], self.head.bias[...]
+      num = len(self.names)
+      if self.fusion_kind == "concat":
+        blocks = kernel.reshape(num, self.feature_dim, self.num_classes)
+        return jnp.einsum("mbd,mdc->mbc", features, blocks) + bias / num
+      return jnp.einsum("mbd,dc->mbc", features, kernel) + bias / num
+    if self.unimodal == "probe":
+      features = jax.lax.stop_gradient(features)
+    return jnp.stack([self.unimodal_heads[n](features[i]) for i, n in enumerate(self.names)])
+
+  def owners(self) -> dict[str, list[nnx.Module]]:
+    """Submodules that belong to each modality (the rest is ``shared``)."""
+    heads = getattr(self, "unimodal_heads", None)
+    return {n: [self.encoders[n]] + ([heads[n]] if heads is not None else []) for n in self.names}
+
+  def objective_supports(self) -> dict[str, tuple[str, ...]]:
+    """Which labels each unimodal objective touches (see `mmbal.objective_grads`)."""
+    if self.unimodal == "split_head":
+      return {n: (n, SHARED) for n in self.names}
+    return {n: (n,) for n in self.names}
+
+
+def split(model: nnx.Module):
+  """``(graphdef, params, rest)`` with ``params`` a plain nested dict of arrays."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  return graphdef, nnx.to_pure_dict(params), rest
+
+
+def labels_for(model: MultimodalClassifier, params=None):
+  """The parameter-label pytree of a `MultimodalClassifier`."""
+  return param_labels(model, model.owners(), params)

@@ -1,0 +1,69 @@
+"""Small encoders for the three kinds of modality: vectors, sequences, images.
+
+Each maps a batch ``[B, *shape]`` to features ``[B, feature_dim]``.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mmbal.modalities import Modality
+
+
+class MLPEncoder(nnx.Module):
+  """Vector input: LayerNorm -> (Linear -> GELU) x depth -> Linear."""
+
+  def __init__(self, in_dim: int, feature_dim: int, *, hidden_dim: int = 128, depth: int = 1,
+               rngs: nnx.Rngs):
+    self.norm = nnx.LayerNorm(in_dim, rngs=rngs)
+    dims = [in_dim] + [hidden_dim] * depth
+    self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
+    self.out = nnx.Linear(dims[-1], feature_dim, rngs=rngs)
+
+  def __call__(self, x):
+    x = self.norm(x)
+    for layer in self.hidden:
+      x = jax.nn.gelu(layer(x))
+    return self.out(x)
+
+
+class ConvSequenceEncoder(nnx.Module):
+  """Sequence input ``[B, T, F]``: two 1-D convolutions, mean over time, Linear."""
+
+  def __init__(self, in_features: int, feature_dim: int, *, hidden_dim: int = 64,
+               kernel_size: int = 5, rngs: nnx.Rngs):
+    self.norm = nnx.LayerNorm(in_features, rngs=rngs)
+    self.conv1 = nnx.Conv(in_features, hidden_dim, (kernel_size,), rngs=rngs)
+    self.conv2 = nnx.Conv(hidden_dim, hidden_dim, (kernel_size,), strides=(2,), rngs=rngs)
+    self.out = nnx.Linear(hidden_dim, feature_dim, rngs=rngs)
+
+  def __call__(self, x):
+    x = jax.nn.gelu(self.conv1(self.norm(x)))
+    x = jax.nn.gelu(self.conv2(x))
+    return self.out(x.mean(axis=1))
+
+
+class CNNEncoder(nnx.Module):
+  """Image or spectrogram ``[B, H, W, C]``: strided 3x3 convs + GroupNorm, global pool."""
+
+  def __init__(self, in_channels: int, feature_dim: int, *, widths=(32, 64), rngs: nnx.Rngs):
+    chans = (in_channels,) + tuple(widths)
+    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), rngs=rngs)
+                           for a, b in zip(chans[:-1], chans[1:])])
+    self.norms = nnx.List([nnx.GroupNorm(b, num_groups=min(8, b), rngs=rngs) for b in chans[1:]])
+    self.out = nnx.Linear(chans[-1], feature_dim, rngs=rngs)
+
+  def __call__(self, x):
+    for conv, norm in zip(self.convs, self.norms):
+      x = jax.nn.gelu(norm(conv(x)))
+    return self.out(x.mean(axis=(1, 2)))
+
+
+def make_encoder(modality: Modality, feature_dim: int, *, hidden_dim: int = 128, rngs: nnx.Rngs):
+  """The default encoder for a modality's kind."""
+  if modality.kind == "vector":
+    return MLPEncoder(modality.shape[0], feature_dim, hidden_dim=hidden_dim, rngs=rngs)
+  if modality.kind == "sequence":
+    return ConvSequenceEncoder(modality.shape[-1], feature_dim, hidden_dim=hidden_dim, rngs=rngs)
+  return CNNEncoder(modality.shape[-1], feature_dim, rngs=rngs)
