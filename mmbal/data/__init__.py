@@ -1,0 +1,33 @@
+"""Data layer: TFDS builders (registered on import) and grain input pipelines."""
+
+from mmbal.data._split import stratified_split
+from mmbal.data.pipeline import DataSpec
+from mmbal.data.pipeline import DEFAULT_READ_OPTIONS
+from mmbal.data.pipeline import eval_batches
+from mmbal.data.pipeline import load
+from mmbal.data.pipeline import Source
+from mmbal.data.pipeline import spec_from_builder
+from mmbal.data.pipeline import Splits
+from mmbal.data.pipeline import steps_per_epoch
+from mmbal.data.pipeline import train_iterator
+from mmbal.data.synthetic_imbalance import SyntheticImbalance
+from mmbal.data.synthetic_imbalance import SyntheticImbalanceConfig
+from mmbal.data.synthetic_imbalance import SyntheticModality
+from mmbal.data.uci_mfeat import UciMfeat
+
+__all__ = [
+    "DEFAULT_READ_OPTIONS",
+    "DataSpec",
+    "Source",
+    "Splits",
+    "SyntheticImbalance",
+    "SyntheticImbalanceConfig",
+    "SyntheticModality",
+    "UciMfeat",
+    "eval_batches",
+    "load",
+    "spec_from_builder",
+    "steps_per_epoch",
+    "stratified_split",
+    "train_iterator",
+]

@@ -1,0 +1,271 @@
+"""Grain input pipelines over prepared TFDS data sets (random-access array_record).
+
+`load` prepares a builder if needed and returns the train / validation / test
+splits as `Source`s, with the validation split carved, stratified, from train.
+`train_iterator` gives checkpointable, per-process training batches and
+`eval_batches` gives padded, masked evaluation batches that score every example
+exactly once. Batches are dicts of numpy arrays:
+`{<modality>: float32 [B, ...], "label": int32 [B]}`, plus `"mask": bool [B]` for
+evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import grain
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mmbal.data import _split
+# Imported for their side effect: registering the builders with TFDS.
+from mmbal.data import synthetic_imbalance  # pylint: disable=unused-import
+from mmbal.data import uci_mfeat  # pylint: disable=unused-import
+
+# The batches are produced by a few threads with a short read-ahead (grain's
+# default is 16 threads and 500 elements, which is too much for whole batches).
+DEFAULT_READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """What a model needs to know about a data set.
+
+  Attributes:
+    modalities: name -> per-example shape, in the order the modalities are used.
+    num_classes: labels lie in `[0, num_classes)`.
+    split_sizes: split name -> number of examples.
+  """
+
+  modalities: dict[str, tuple[int, ...]]
+  num_classes: int
+  split_sizes: dict[str, int]
+
+
+def spec_from_builder(builder: tfds.core.DatasetBuilder,
+                      modalities: Sequence[str] | None = None) -> DataSpec:
+  """DataSpec of a builder's data; `modalities` picks which ones (default: all, stored order)."""
+  features = builder.info.features
+  label = features["label"] if features is not None and "label" in features else None
+  if not isinstance(label, tfds.features.ClassLabel):
+    raise ValueError(f"label: expected a tfds.features.ClassLabel feature 'label' in "
+                     f"{builder.name}, got {label!r}")
+  metadata = builder.info.metadata or {}
+  available = list(metadata.get("modalities") or [k for k in features if k != "label"])
+  names = _select_modalities(available, modalities)
+  return DataSpec(
+      modalities={n: tuple(features[n].shape) for n in names},
+      num_classes=label.num_classes,
+      split_sizes={k: v.num_examples for k, v in builder.info.splits.items()})
+
+
+def _select_modalities(available: list[str], requested) -> list[str]:
+  if requested is None:
+    return available
+  if isinstance(requested, str):
+    raise ValueError(f"modalities: expected a sequence of names, got the string {requested!r}")
+  requested = list(requested)
+  unknown = [m for m in requested if m not in available]
+  if not requested or unknown or len(set(requested)) != len(requested):
+    raise ValueError(f"modalities: expected a non-empty list of distinct names from "
+                     f"{available}, got {requested}" +
+                     (f" (unknown: {unknown})" if unknown else ""))
+  return requested
+
+
+class Source:
+  """Random access to some examples of one TFDS split, restricted to chosen modalities.
+
+  `indices[i]` is the record number of the i-th example in the TFDS split.
+  """
+
+  def __init__(self, records, indices: np.ndarray, modalities: Sequence[str], name: str):
+    self.records = records
+    self.indices = np.asarray(indices, dtype=np.int64)
+    self.modalities = tuple(modalities)
+    self.name = name
+    self._arrays = None
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __repr__(self) -> str:
+    return f"Source({self.name!r}, {len(self)} examples, modalities={self.modalities})"
+
+  def gather(self, positions) -> dict[str, np.ndarray]:
+    """The batch of examples at `positions` (ints in `[0, len(self))`)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if self._arrays is not None:
+      return {k: v[positions] for k, v in self._arrays.items()}
+    records = self.records.__getitems__(self.indices[positions].tolist())
+    batch = {m: np.stack([r[m] for r in records]).astype(np.float32, copy=False)
+             for m in self.modalities}
+    batch["label"] = np.array([r["label"] for r in records], dtype=np.int32)
+    return batch
+
+  def __getitem__(self, position: int) -> dict[str, np.ndarray]:
+    return {k: v[0] for k, v in self.gather([position]).items()}
+
+  def to_numpy(self) -> dict[str, np.ndarray]:
+    """The whole split as one batch."""
+    return self.gather(np.arange(len(self)))
+
+  def load_into_memory(self) -> Source:
+    """Reads every example once; later `gather`s are plain numpy indexing."""
+    self._arrays = self.to_numpy()
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  """A loaded data set: its spec (sizes after carving) and the three splits."""
+
+  spec: DataSpec
+  train: Source
+  validation: Source
+  test: Source
+  builder: tfds.core.DatasetBuilder
+
+  def __getitem__(self, split: str) -> Source:
+    return {"train": self.train, "validation": self.validation, "test": self.test}[split]
+
+
+def load(name: str, *, data_dir, modalities: Sequence[str] | None = None, config=None,
+         val_fraction: float = 0.1, seed: int = 0, in_memory: bool = False) -> Splits:
+  """Prepares (if needed) and opens a TFDS data set with `train` and `test` splits.
+
+  Args:
+    name: registered builder name, e.g. `"uci_mfeat"` or `"synthetic_imbalance"`
+      (`"synthetic_imbalance/two_modal"` also works).
+    data_dir: TFDS data directory; missing data is generated there as array_record.
+    modalities: names of the modalities to use, in this order (default: all).
+    config: builder config: a preset name, a `tfds.core.BuilderConfig`, or
+      None / "" for the default.
+    val_fraction: fraction of train carved out as the validation split,
+      stratified by label, chosen with `seed`; test is left untouched.
+    seed: seed of the validation carve-out.
+    in_memory: read every split into numpy arrays once (fast for small data).
+
+  Returns:
+    `Splits` with elements `{<modality>: float32, "label": int32}`.
+
+  Raises:
+    ValueError: naming the field, for unknown modalities, a `val_fraction` outside
+      (0, 1) or one that leaves the validation or train split empty, missing
+      splits, or labels outside `[0, num_classes)`.
+  """
+  if not 0.0 < val_fraction < 1.0:
+    raise ValueError(f"val_fraction: expected a value in (0, 1), got {val_fraction}")
+  kwargs = {"config": config} if config else {}
+  builder = tfds.builder(name, data_dir=data_dir, **kwargs)
+  builder.download_and_prepare(file_format="array_record")
+  spec = spec_from_builder(builder, modalities)
+  if not {"train", "test"} <= set(spec.split_sizes):
+    raise ValueError(f"split: expected 'train' and 'test' splits in {builder.name}, "
+                     f"found {sorted(spec.split_sizes)}")
+  train_records = builder.as_data_source("train")
+  test_records = builder.as_data_source("test")
+  train_labels = _checked_labels(train_records, spec.num_classes, "train")
+  _checked_labels(test_records, spec.num_classes, "test")
+
+  num_val = int(round(val_fraction * len(train_labels)))
+  if not 0 < num_val < len(train_labels):
+    raise ValueError(f"val_fraction: {val_fraction} of {len(train_labels)} train examples "
+                     f"gives {num_val} validation examples; expected at least 1 validation "
+                     f"and 1 remaining train example")
+  val_idx, train_idx = _split.stratified_split(train_labels, num_val, seed)
+  names = list(spec.modalities)
+  splits = dict(train=Source(train_records, train_idx, names, "train"),
+                validation=Source(train_records, val_idx, names, "validation"),
+                test=Source(test_records, np.arange(len(test_records)), names, "test"))
+  if in_memory:
+    for source in splits.values():
+      source.load_into_memory()
+  spec = dataclasses.replace(spec, split_sizes={k: len(v) for k, v in splits.items()})
+  return Splits(spec=spec, builder=builder, **splits)
+
+
+def _checked_labels(records, num_classes: int, split: str) -> np.ndarray:
+  """All labels of a TFDS split, checked to be in range."""
+  labels = np.array([r["label"] for r in records.__getitems__(list(range(len(records))))])
+  bad = labels[(labels < 0) | (labels >= num_classes)]
+  if bad.size:
+    raise ValueError(f"label: expected values in [0, {num_classes}) in split '{split}', "
+                     f"found {sorted(set(bad.tolist()))}")
+  return labels
+
+
+def steps_per_epoch(source: Source | int, global_batch_size: int) -> int:
+  """Number of full global batches in one pass over `source` (or over that many examples)."""
+  n = int(source) if isinstance(source, (int, np.integer)) else len(source)
+  if global_batch_size < 1 or n < global_batch_size:
+    raise ValueError(f"global_batch_size: expected an int in [1, {n}] (split size), "
+                     f"got {global_batch_size}")
+  return n // global_batch_size
+
+
+def _process_shard(global_batch_size: int, shard_index, shard_count) -> tuple[int, int, int]:
+  """(shard_index, shard_count, per-process batch size), defaulting to the JAX processes."""
+  shard_index = jax.process_index() if shard_index is None else shard_index
+  shard_count = jax.process_count() if shard_count is None else shard_count
+  if not 0 <= shard_index < shard_count:
+    raise ValueError(f"shard_index: expected a value in [0, {shard_count}), got {shard_index}")
+  if global_batch_size < 1 or global_batch_size % shard_count:
+    raise ValueError(f"global_batch_size: expected a positive multiple of the process count "
+                     f"{shard_count}, got {global_batch_size}")
+  return shard_index, shard_count, global_batch_size // shard_count
+
+
+def train_iterator(source: Source, global_batch_size: int, *, seed: int = 0,
+                   num_epochs: int | None = None, shard_index: int | None = None,
+                   shard_count: int | None = None,
+                   read_options: grain.ReadOptions = DEFAULT_READ_OPTIONS,
+                   ) -> grain.DatasetIterator:
+  """Shuffled training batches for this process; checkpointable with `get_state/set_state`.
+
+  Global step t covers examples `t*G ... (t+1)*G - 1` of the shuffled stream
+  (G = `global_batch_size`). Each epoch is reshuffled (seeded) and batches may
+  span two epochs. Process `shard_index` takes every `shard_count`-th of them,
+  so its batches have G / shard_count examples. With `num_epochs`, the stream is
+  cut to whole global batches, so every process gets the same number of batches.
+  """
+  shard_index, shard_count, batch_size = _process_shard(global_batch_size, shard_index,
+                                                        shard_count)
+  steps_per_epoch(source, global_batch_size)  # Validates the batch size.
+  ds = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat(num_epochs)
+  if num_epochs is not None:
+    ds = ds[: len(ds) // global_batch_size * global_batch_size]
+  ds = ds[shard_index::shard_count].batch(batch_size, drop_remainder=True).map(source.gather)
+  return iter(ds.to_iter_dataset(read_options))
+
+
+def eval_batches(source: Source, global_batch_size: int, *, shard_index: int | None = None,
+                 shard_count: int | None = None) -> grain.MapDataset:
+  """Padded evaluation batches for this process, with a boolean `"mask"` of real examples.
+
+  Process `shard_index` scores examples `shard_index, shard_index + shard_count,
+  ...`. Every process gets the same number of batches of G / shard_count
+  examples: the last ones are padded with zeros (mask False), and entirely padded
+  batches are added where needed. Over all processes, each example is scored
+  exactly once.
+  """
+  shard_index, shard_count, batch_size = _process_shard(global_batch_size, shard_index,
+                                                        shard_count)
+  per_process = -(-len(source) // shard_count)
+  num_batches = -(-len(mine_count:=np.arange(shard_index, len(source), shard_count)) // batch_size)
+  positions = np.full(num_batches * batch_size, -1, dtype=np.int64)
+  mine = np.arange(shard_index, len(source), shard_count)
+  positions[: len(mine)] = mine
+  positions = positions.reshape(num_batches, batch_size)
+
+  def make_batch(i):
+    mask = positions[i] >= 0
+    batch = source.gather(np.where(mask, positions[i], 0))
+    for value in batch.values():
+      value[~mask] = 0
+    batch["mask"] = mask
+    return batch
+
+  return grain.MapDataset.range(num_batches).map(make_batch)

@@ -1,0 +1,168 @@
+"""Training configuration: Python files with ``get_config()`` plus ``key=value`` overrides."""
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import pathlib
+
+import ml_collections
+
+METHODS = ("joint", "unimodal")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every field a run understands, with the embedded default (mfeat, imbalanced views)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = dict(
+      name="uci_mfeat",        # a registered TFDS builder: uci_mfeat | synthetic_imbalance
+      builder_config="",       # builder config name (synthetic_imbalance presets), "" = default
+      modalities=("pix", "fou", "mor"),  # which views/modalities to use, in this order
+      data_dir="",             # TFDS data dir; "" = ~/tensorflow_datasets
+      val_fraction=0.15,       # validation split carved (stratified) from train
+  )
+  c.model = dict(
+      feature_dim=64,
+      hidden_dim=128,
+      fusion="concat",         # concat | sum | film | gated | attention
+      unimodal="probe",        # probe | heads | split_head (see mmbal.models.classifier)
+  )
+  c.method = dict(
+      name="joint",            # joint | unimodal
+      grad_mode="sum",         # sum: one backward pass of the weighted loss;
+                               # stacked: per-objective gradients through the optax chain
+  )
+  c.optimizer = dict(
+      name="adamw",            # adamw | sgd
+      learning_rate=1e-3,
+      weight_decay=1e-4,
+      momentum=0.9,            # sgd only
+      warmup_steps=0,
+      schedule="cosine",       # cosine | constant
+      grad_clip_norm=0.0,      # 0 = off
+  )
+  c.train = dict(
+      batch_size=64,           # global batch, split over the mesh's data axis
+      num_epochs=20,
+      num_steps=0,             # > 0 overrides num_epochs
+      eval_every_steps=0,      # 0 = once per epoch
+      log_every_steps=20,
+      checkpoint_every_steps=0,  # 0 = at every evaluation
+      keep_checkpoints=2,
+      stop_after_steps=0,      # > 0: stop early (simulated preemption); resume continues
+  )
+  c.eval = dict(batch_size=256)
+  c.mesh = dict(data=-1, model=1)   # -1 = all remaining devices; model > 1 shards parameters
+  c.log = dict(tensorboard=False, progress=True)
+  return c
+
+
+def load_config(path: str | None) -> ml_collections.ConfigDict:
+  """Loads ``get_config()`` from a Python file, checked against `default_config`."""
+  base = default_config()
+  if not path:
+    return base
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise FileNotFoundError(f"--config: no such file {path}")
+  spec = importlib.util.spec_from_file_location(f"mmbal_config_{file.stem}", file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"--config {path}: defines no get_config()")
+  _merge(base, module.get_config(), "")
+  return base
+
+
+def _merge(base, update, prefix):
+  for key, value in update.items():
+    name = prefix + key
+    if key not in base:
+      raise ValueError(_unknown(name, base, prefix))
+    if isinstance(base[key], ml_collections.ConfigDict):
+      _merge(base[key], value, name + ".")
+    else:
+      base[key] = _coerce(name, base[key], value)
+
+
+def _unknown(name, node, prefix):
+  options = [prefix + k for k in node.keys()]
+  close = difflib.get_close_matches(name, options, n=1)
+  hint = f"; did you mean {close[0]!r}?" if close else ""
+  return f"unknown config field {name!r}{hint} (fields here: {', '.join(options)})"
+
+
+def _coerce(name, current, value):
+  """Converts ``value`` to the type of the field's default."""
+  if isinstance(current, tuple):
+    if isinstance(value, str):
+      value = tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(value)
+  if isinstance(current, bool):
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+      return value.lower() in ("true", "1")
+    if isinstance(value, bool):
+      return value
+  elif isinstance(current, (int, float)) and not isinstance(value, bool):
+    try:
+      number = float(value)
+      if isinstance(current, int) and number == int(number):
+        return int(number)
+      if isinstance(current, float):
+        return number
+    except (TypeError, ValueError):
+      pass
+  elif isinstance(current, str) and isinstance(value, str):
+    return value
+  raise ValueError(f"config field {name!r} expects a {type(current).__name__}, got {value!r}")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
+  """Applies ``["train.batch_size=128", "data.modalities=pix,fou"]``."""
+  for item in overrides:
+    if "=" not in item:
+      raise ValueError(f"override {item!r} must look like field.name=value")
+    key, raw = item.split("=", 1)
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    node, parts = config, key.split(".")
+    for i, part in enumerate(parts[:-1]):
+      if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+        raise ValueError(_unknown(".".join(parts[:i + 1]), node, ".".join(parts[:i]) + "." if i else ""))
+      node = node[part]
+    prefix = ".".join(parts[:-1]) + "." if len(parts) > 1 else ""
+    if parts[-1] not in node or isinstance(node[parts[-1]], ml_collections.ConfigDict):
+      raise ValueError(_unknown(key, node, prefix))
+    node[parts[-1]] = _coerce(key, node[parts[-1]], value)
+  return config
+
+
+def check_config(c: ml_collections.ConfigDict):
+  """Value checks that need no data; raises ValueError naming the field."""
+  def need(ok, field, expected):
+    if not ok:
+      raise ValueError(f"config field {field!r} must be {expected}, got {_get(c, field)!r}")
+  need(c.method.name in METHODS, "method.name", f"one of {METHODS}")
+  need(c.method.grad_mode in ("sum", "stacked"), "method.grad_mode", "'sum' or 'stacked'")
+  need(c.optimizer.name in ("adamw", "sgd"), "optimizer.name", "'adamw' or 'sgd'")
+  need(c.optimizer.schedule in ("cosine", "constant"), "optimizer.schedule", "'cosine' or 'constant'")
+  need(c.optimizer.learning_rate > 0, "optimizer.learning_rate", "> 0")
+  need(c.train.batch_size > 0, "train.batch_size", "> 0")
+  need(c.eval.batch_size > 0, "eval.batch_size", "> 0")
+  need(c.train.num_epochs > 0 or c.train.num_steps > 0, "train.num_epochs", "> 0 (or train.num_steps > 0)")
+  need(0.0 < c.data.val_fraction < 1.0, "data.val_fraction", "in (0, 1)")
+  need(len(c.data.modalities) >= 1, "data.modalities", "at least one modality")
+  need(len(set(c.data.modalities)) == len(c.data.modalities), "data.modalities", "unique names")
+  need(c.mesh.model >= 1, "mesh.model", ">= 1")
+  need(c.mesh.data == -1 or c.mesh.data >= 1, "mesh.data", "-1 or >= 1")
+  if c.method.name == "unimodal":
+    need(c.model.unimodal == "heads", "model.unimodal", "'heads' for method.name='unimodal'")
+
+
+def _get(c, field):
+  for part in field.split("."):
+    c = c[part]
+  return c

@@ -1,0 +1,16 @@
+"""Tests run on 8 simulated CPU devices (set before jax initialises its backend)."""
+import os
+
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", int(os.environ["JAX_NUM_CPU_DEVICES"]))
+
+
+@pytest.fixture(scope="session")
+def devices():
+  assert len(jax.devices()) == 8, "tests expect 8 simulated CPU devices"
+  return jax.devices()
