@@ -254,7 +254,7 @@ def eval_batches(source: Source, global_batch_size: int, *, shard_index: int | N
   shard_index, shard_count, batch_size = _process_shard(global_batch_size, shard_index,
                                                         shard_count)
   per_process = -(-len(source) // shard_count)
-  num_batches = -(-len(mine_count:=np.arange(shard_index, len(source), shard_count)) // batch_size)
+  num_batches = max(1, -(-per_process // batch_size))
   positions = np.full(num_batches * batch_size, -1, dtype=np.int64)
   mine = np.arange(shard_index, len(source), shard_count)
   positions[: len(mine)] = mine

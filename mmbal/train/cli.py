@@ -26,6 +26,8 @@ def _parser():
 def main(argv=None):
   args = _parser().parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+  for noisy in ("absl", "orbax"):  # orbax logs every checkpoint step at INFO through absl
+    logging.getLogger(noisy).setLevel(logging.WARNING)
   # Deferred: importing jax is slow and --help should not pay for it.
   from mmbal.train.config import apply_overrides, check_config, load_config
   try:

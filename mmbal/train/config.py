@@ -21,6 +21,7 @@ def default_config() -> ml_collections.ConfigDict:
       modalities=("pix", "fou", "mor"),  # which views/modalities to use, in this order
       data_dir="",             # TFDS data dir; "" = ~/tensorflow_datasets
       val_fraction=0.15,       # validation split carved (stratified) from train
+      in_memory=True,          # read the splits into host memory once (small data sets)
   )
   c.model = dict(
       feature_dim=64,

@@ -62,9 +62,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict | None:
 
   # ---- data: validated against the config before anything compiles.
   dataset = mmdata.load(c.data.name, data_dir=c.data.data_dir or None,
-                        builder_config=c.data.builder_config or None,
-                        modalities=tuple(c.data.modalities), val_fraction=c.data.val_fraction,
-                        seed=c.seed)
+                        config=c.data.builder_config or None, modalities=tuple(c.data.modalities),
+                        val_fraction=c.data.val_fraction, seed=c.seed, in_memory=c.data.in_memory)
   spec = dataset.spec
   mesh = shd.make_mesh(c.mesh.data, c.mesh.model, devices)
   data_devices = mesh.shape["data"]
@@ -72,7 +71,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict | None:
     if size % data_devices or size % jax.process_count():
       raise ValueError(f"config field {field!r}={size} must be divisible by the mesh data axis "
                        f"({data_devices} devices) and the process count ({jax.process_count()})")
-  steps_per_epoch = dataset.steps_per_epoch(c.train.batch_size)
+  steps_per_epoch = mmdata.steps_per_epoch(dataset.train, c.train.batch_size)
   total_steps = c.train.num_steps or c.train.num_epochs * steps_per_epoch
   eval_every = c.train.eval_every_steps or steps_per_epoch
   ckpt_every = c.train.checkpoint_every_steps or eval_every
@@ -110,7 +109,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict | None:
 
   def evaluate(params, split_name):
     totals = None
-    for batch in dataset.eval_batches(split_name, c.eval.batch_size):
+    for batch in mmdata.eval_batches(dataset[split_name], c.eval.batch_size):
       counts = eval_step(params, shd.global_batch(mesh, batch))
       totals = counts if totals is None else jax.tree.map(jnp.add, totals, counts)
     totals = jax.device_get(totals)
@@ -125,7 +124,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict | None:
     return result["fused"]["accuracy"]
 
   # ---- resume.
-  train_iter = dataset.train_iterator(c.train.batch_size, seed=c.seed)
+  train_iter = mmdata.train_iterator(dataset.train, c.train.batch_size, seed=c.seed)
   checkpoints = Checkpoints(workdir / "checkpoints", keep=c.train.keep_checkpoints)
   if checkpoints.latest_step() is not None:
     state = checkpoints.restore(state, train_iter)

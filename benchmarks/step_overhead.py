@@ -1,0 +1,315 @@
+"""Step overhead of per-objective gradients against the plain joint train step.
+
+For a `MultimodalClassifier` with M = 2, 3 and 6 vector modalities (MLP encoders, concat
+fusion, ``unimodal="heads"``, so K = M + 1 objectives ``[L_fused, L_1, ..., L_M]``) this
+times complete jitted train steps with donated state:
+
+  plain            one ``value_and_grad`` of the weighted summed loss + update
+                   (``grad_mode="sum"``).
+  structured/*     `mmbal.objective_grads` with parameter labels: the unimodal objectives
+                   share one backward pass, so 2 passes for any M; + combine + update.
+  overlap/*        `mmbal.objective_grads` without labels: every objective is treated as
+                   touching every parameter, K one-hot VJPs; + combine + update.
+  separate         K ``jax.grad`` calls (K forward + backward passes) in one jit; + combine
+                   + update.
+
+``*`` is ``backward="vmap"`` or ``backward="unrolled"``. Steps are timed interleaved over
+several rounds (medians, ``block_until_ready``, compile excluded but recorded) and are
+reported as ratios to the plain step of the same run. Targets: structured <= 1.6x plain
+for every M; overlap <= 1.1 * (1 + 2K) / 3 (one forward plus K backward passes, a backward
+pass costing about two forwards).
+
+  PYTHONPATH=. python benchmarks/step_overhead.py            # CPU, a few minutes
+  PYTHONPATH=. python benchmarks/step_overhead.py --quick    # CPU, about a minute
+  PYTHONPATH=. python benchmarks/step_overhead.py --device gpu
+
+Writes ``benchmarks/results/step_overhead_<device>.json`` (``_quick`` appended for
+``--quick``) and prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import re
+import statistics
+import sys
+import time
+
+
+def _parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                 help="cpu forces the CPU backend; gpu uses JAX's default backend")
+  p.add_argument("--quick", action="store_true", help="fewer rounds and steps (~1 min on CPU)")
+  p.add_argument("--modalities", type=int, nargs="+", default=[2, 3, 6])
+  p.add_argument("--batch", type=int, default=256)
+  p.add_argument("--in-dim", type=int, default=128, help="size of every vector modality")
+  p.add_argument("--hidden-dim", type=int, default=256)
+  p.add_argument("--feature-dim", type=int, default=64)
+  p.add_argument("--classes", type=int, default=10)
+  p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
+  p.add_argument("--steps", type=int, default=None, help="steps per variant per round")
+  p.add_argument("--variants", nargs="+", default=None, help="subset of variants to time")
+  p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
+  p.add_argument("--no-write", action="store_true", help="print only")
+  return p.parse_args(argv)
+
+
+ARGS = _parse_args() if __name__ == "__main__" else None
+if ARGS is not None and ARGS.device == "cpu":
+  os.environ["JAX_PLATFORMS"] = "cpu"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+
+import mmbal  # noqa: E402
+from mmbal.models import MultimodalClassifier, labels_for, split  # noqa: E402
+from mmbal.train.step import TrainState, classification_objectives, make_apply  # noqa: E402
+from mmbal.transforms import combine_objectives  # noqa: E402
+
+VARIANTS = ("plain", "structured/vmap", "structured/unrolled", "overlap/vmap",
+            "overlap/unrolled", "separate")
+STRUCTURED_TARGET = 1.6
+
+
+def overlap_target(k: int) -> float:
+  return 1.1 * (1 + 2 * k) / 3
+
+
+def build(num_modalities: int, args):
+  """Model, params, objectives, labels and one device batch for M modalities."""
+  mods = {f"m{i}": (args.in_dim,) for i in range(num_modalities)}
+  model = MultimodalClassifier(mods, args.classes, feature_dim=args.feature_dim,
+                               hidden_dim=args.hidden_dim, fusion="concat", unimodal="heads",
+                               rngs=nnx.Rngs(0))
+  graphdef, params, rest = split(model)
+  losses_fn = classification_objectives(make_apply(graphdef, rest), model.names)
+  rng = np.random.default_rng(0)
+  batch = {n: jnp.asarray(rng.normal(size=(args.batch, args.in_dim)), jnp.float32)
+           for n in model.names}
+  batch["label"] = jnp.asarray(rng.integers(0, args.classes, args.batch), jnp.int32)
+  return model, params, losses_fn, labels_for(model, params), batch
+
+
+def make_step(variant: str, losses_fn, weights, objectives, labels):
+  """``(tx, train_step)``; the same body as `mmbal.train.step.make_train_step`, with the
+  gradient computation chosen by ``variant``."""
+  weights = jnp.asarray(weights, jnp.float32)
+  base = optax.adam(1e-3)
+  stacked = variant != "plain"
+  tx = optax.chain(combine_objectives(weights), base) if stacked else base
+
+  def grads_fn(params, batch):
+    if variant == "plain":
+      def total(p):
+        values, aux = losses_fn(p, batch)
+        return weights @ values, (values, aux)
+      (_, (values, aux)), grads = jax.value_and_grad(total, has_aux=True)(params)
+      return values, grads, aux
+    if variant.startswith(("structured/", "overlap/")):
+      kind, backward = variant.split("/")
+      kw = dict(objectives=objectives, labels=labels) if kind == "structured" else {}
+      return mmbal.objective_grads(losses_fn, params, batch, has_aux=True, backward=backward, **kw)
+    if variant == "separate":
+      per = []
+      for k in range(len(objectives)):
+        def single(p, k=k):
+          values, aux = losses_fn(p, batch)
+          return values[k], (values, aux)
+        per.append(jax.value_and_grad(single, has_aux=True)(params))
+      values, aux = per[0][0][1]
+      grads = jax.tree.map(lambda *g: jnp.stack(g), *[g for _, g in per])
+      return values, grads, aux
+    raise ValueError(f"unknown variant {variant!r}")
+
+  def train_step(state: TrainState, batch):
+    values, grads, aux = grads_fn(state.params, batch)
+    extra = dict(objective_values=values) if stacked else {}
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(losses=values, **aux)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return tx, train_step
+
+
+def init_state(tx, params) -> TrainState:
+  copy = lambda t: jax.tree.map(jnp.array, t)  # fresh buffers: each variant donates its own
+  return TrainState(step=jnp.zeros((), jnp.int32), params=copy(params), opt_state=tx.init(params),
+                    best_params=copy(params), best_score=jnp.float32(-1.0))
+
+
+def _flops(compiled):
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan")))
+  except Exception:  # cost analysis is best-effort and backend-dependent
+    return float("nan")
+
+
+def compile_variant(variant, losses_fn, params, weights, objectives, labels, batch):
+  tx, step = make_step(variant, losses_fn, weights, objectives, labels)
+  state = init_state(tx, params)
+  t0 = time.perf_counter()
+  lowered = jax.jit(step, donate_argnums=0).lower(state, batch)
+  t1 = time.perf_counter()
+  compiled = lowered.compile()
+  t2 = time.perf_counter()
+  return dict(fn=compiled, state=state, trace_s=t1 - t0, compile_s=t2 - t1, flops=_flops(compiled))
+
+
+def run_steps(entry, batch, steps: int) -> float:
+  """Seconds per step over ``steps`` back-to-back steps (dispatch pipelined, one sync)."""
+  fn, state = entry["fn"], entry["state"]
+  jax.block_until_ready(state)
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = fn(state, batch)
+  jax.block_until_ready((state, metrics))
+  dt = time.perf_counter() - t0
+  entry["state"] = state
+  return dt / steps
+
+
+def bench_config(num_modalities: int, args, variants, rounds: int, steps: int, log):
+  model, params, losses_fn, labels, batch = build(num_modalities, args)
+  objectives = ("fused",) + model.names
+  num = len(objectives)
+  weights = np.ones(num, np.float32)
+  entries = {}
+  for v in variants:
+    entries[v] = compile_variant(v, losses_fn, params, weights, objectives, labels, batch)
+    run_steps(entries[v], batch, 3)  # warm-up: first-call allocations, thread pools
+  samples = {v: [] for v in variants}
+  for r in range(rounds):
+    order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate the order
+    for v in order:
+      samples[v].append(run_steps(entries[v], batch, steps))
+  ms = {v: 1e3 * statistics.median(s) for v, s in samples.items()}
+  plain = ms["plain"]
+  out = dict(num_modalities=num_modalities, num_objectives=num,
+             param_count=int(sum(x.size for x in jax.tree.leaves(params))),
+             backward_passes=dict(structured=len(mmbal.plan_backward_passes(
+                 mmbal.grads.default_supports(objectives, labels))), overlap=num, separate=num),
+             variants={})
+  for v in variants:
+    e = entries[v]
+    out["variants"][v] = dict(
+        ms=ms[v], ratio=ms[v] / plain,
+        ms_min=1e3 * min(samples[v]), ms_iqr=1e3 * _iqr(samples[v]),
+        trace_s=e["trace_s"], compile_s=e["compile_s"], flops=e["flops"],
+        flops_ratio=e["flops"] / entries["plain"]["flops"])
+  out["targets"] = _targets(out)
+  log(f"  M={num_modalities}: " + ", ".join(f"{v} {ms[v]:.2f}ms ({ms[v] / plain:.2f}x)"
+                                         for v in variants))
+  return out
+
+
+def _iqr(xs):
+  q = np.percentile(np.asarray(xs), [25, 75])
+  return float(q[1] - q[0])
+
+
+def _targets(cfg):
+  k, res = cfg["num_objectives"], {}
+  for v, r in cfg["variants"].items():
+    if v.startswith("structured/"):
+      res[v] = dict(limit=STRUCTURED_TARGET, ratio=r["ratio"], met=r["ratio"] <= STRUCTURED_TARGET)
+    elif v.startswith("overlap/"):
+      res[v] = dict(limit=overlap_target(k), ratio=r["ratio"], met=r["ratio"] <= overlap_target(k))
+  return res
+
+
+def device_info():
+  dev = jax.devices()[0]
+  return dict(platform=dev.platform, device_kind=dev.device_kind, device_count=jax.device_count(),
+              jax_version=jax.__version__, jaxlib_version=getattr(jax.lib, "__version__", None)
+              or _jaxlib_version(), cpu_count=os.cpu_count(), python=platform.python_version(),
+              machine=platform.machine(), xla_flags=os.environ.get("XLA_FLAGS", ""))
+
+
+def _jaxlib_version():
+  try:
+    import jaxlib
+    return jaxlib.__version__
+  except Exception:
+    return None
+
+
+def result_path(info, quick: bool) -> pathlib.Path:
+  name = "cpu" if info["platform"] == "cpu" else \
+      re.sub(r"[^a-z0-9]+", "_", f"{info['platform']}_{info['device_kind']}".lower()).strip("_")
+  return pathlib.Path(__file__).parent / "results" / f"step_overhead_{name}{'_quick' if quick else ''}.json"
+
+
+def markdown(result) -> str:
+  variants = [v for v in VARIANTS if any(v in c["variants"] for c in result["configs"])]
+  lines = ["| M | K | " + " | ".join(variants) + " |", "|---|---|" + "---|" * len(variants)]
+  for c in result["configs"]:
+    cells = []
+    for v in variants:
+      r = c["variants"].get(v)
+      if r is None:
+        cells.append("-")
+        continue
+      t = c["targets"].get(v)
+      mark = "" if t is None else (" ok" if t["met"] else " MISS")
+      cells.append(f"{r['ms']:.2f} ms ({r['ratio']:.2f}x{mark})")
+    lines.append(f"| {c['num_modalities']} | {c['num_objectives']} | " + " | ".join(cells) + " |")
+  lines += ["", "Compile time (s): ", "",
+            "| M | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+  for c in result["configs"]:
+    lines.append(f"| {c['num_modalities']} | " + " | ".join(
+        f"{c['variants'][v]['compile_s']:.2f}" if v in c["variants"] else "-" for v in variants) + " |")
+  return "\n".join(lines)
+
+
+def main(args):
+  variants = list(args.variants or VARIANTS)
+  if "plain" not in variants:
+    variants.insert(0, "plain")
+  unknown = set(variants) - set(VARIANTS)
+  if unknown:
+    raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+  rounds = args.rounds or (5 if args.quick else 15)
+  steps = args.steps or (10 if args.quick else 20)
+  info = device_info()
+  log = lambda s: print(s, file=sys.stderr, flush=True)
+  log(f"step_overhead on {info['platform']} ({info['device_kind']}), jax {info['jax_version']}, "
+      f"{info['cpu_count']} CPUs; {rounds} rounds x {steps} steps per variant")
+  t0 = time.perf_counter()
+  configs = [bench_config(m, args, variants, rounds, steps, log) for m in args.modalities]
+  result = dict(
+      benchmark="step_overhead", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), quick=args.quick,
+      device=info,
+      setup=dict(batch=args.batch, in_dim=args.in_dim, hidden_dim=args.hidden_dim,
+                 feature_dim=args.feature_dim, classes=args.classes, encoder="MLP (depth 1)",
+                 fusion="concat", unimodal="heads", optimizer="adam",
+                 rounds=rounds, steps_per_round=steps, statistic="median over rounds"),
+      targets=dict(structured=f"ratio <= {STRUCTURED_TARGET} for every M",
+                   overlap="ratio <= 1.1 * (1 + 2K) / 3"),
+      configs=configs, wall_s=time.perf_counter() - t0)
+  met = [(c["num_modalities"], v, t) for c in configs for v, t in c["targets"].items()]
+  result["all_targets_met"] = all(t["met"] for _, _, t in met)
+  print(markdown(result))
+  print()
+  for m, v, t in met:
+    print(f"M={m} {v}: {t['ratio']:.2f}x <= {t['limit']:.2f}x ? {'met' if t['met'] else 'MISSED'}")
+  print(f"all targets met: {result['all_targets_met']} (wall {result['wall_s']:.0f}s)")
+  if not args.no_write:
+    path = pathlib.Path(args.out) if args.out else result_path(info, args.quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+  return result
+
+
+if __name__ == "__main__":
+  main(ARGS)
