@@ -14,3 +14,9 @@ jax.config.update("jax_num_cpu_devices", int(os.environ["JAX_NUM_CPU_DEVICES"]))
 def devices():
   assert len(jax.devices()) == 8, "tests expect 8 simulated CPU devices"
   return jax.devices()
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+  """A TFDS data dir shared by the session (data sets are built into it on first use)."""
+  return str(tmp_path_factory.mktemp("tfds"))

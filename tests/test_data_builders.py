@@ -43,8 +43,8 @@ def test_stratified_split_hands_leftover_slots_to_largest_remainders():
 
 
 @pytest.fixture(scope="module")
-def mfeat_builder(tmp_path_factory):
-  builder = tfds.builder("uci_mfeat", data_dir=tmp_path_factory.mktemp("tfds"))
+def mfeat_builder(tfds_dir):
+  builder = tfds.builder("uci_mfeat", data_dir=tfds_dir)
   builder.download_and_prepare()
   return builder
 
@@ -224,6 +224,7 @@ def test_config_names_are_derived_from_all_parameters():
     return si.SyntheticImbalanceConfig(**kw).name
   base = name()
   assert base.startswith("custom_") and base == name()
+  assert name(modalities=({"name": "a"}, {"name": "b", "dim": 32})) == base
   variants = [name(seed=1), name(num_classes=3), name(num_train=7), name(num_test=7),
               name(modalities=(M("a"), M("b", order=2))), name(modalities=(M("b"), M("a"))),
               name(modalities=(M("a"), M("b", informativeness=0.5)))]

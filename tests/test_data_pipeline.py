@@ -14,7 +14,7 @@ VIEWS = ["fac", "fou", "kar", "mor", "pix", "zer"]
 
 
 class IdRecords:
-  """A fake TFDS data source whose example k is `{"id": [k], "label": k % 3}`."""
+  """A fake TFDS data source whose example k is `{"id": [k + 1], "label": (k + 1) % 3}`."""
 
   def __init__(self, n):
     self.n = n
@@ -23,7 +23,7 @@ class IdRecords:
     return self.n
 
   def __getitems__(self, keys):
-    return [{"id": np.array([k], np.float32), "label": k % 3} for k in keys]
+    return [{"id": np.array([k + 1], np.float32), "label": (k + 1) % 3} for k in keys]
 
 
 def id_source(n):
@@ -31,17 +31,12 @@ def id_source(n):
 
 
 def ids(batch):
-  return batch["id"][:, 0].astype(int).tolist()
+  return (batch["id"][:, 0].astype(int) - 1).tolist()
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp("tfds")
-
-
-@pytest.fixture(scope="module")
-def mfeat(data_dir):
-  return data.load("uci_mfeat", data_dir=data_dir)
+def mfeat(tfds_dir):
+  return data.load("uci_mfeat", data_dir=tfds_dir)
 
 
 # ----------------------------------------------------------------------------- load / DataSpec
@@ -60,28 +55,28 @@ def test_load_spec_and_elements(mfeat):
   assert builder_spec.split_sizes == {"train": 1500, "test": 500}
 
 
-def test_validation_is_carved_stratified_and_deterministic(mfeat, data_dir):
+def test_validation_is_carved_stratified_and_deterministic(mfeat, tfds_dir):
   train, val = mfeat.train.indices, mfeat.validation.indices
   assert set(train).isdisjoint(val)
   np.testing.assert_array_equal(np.sort(np.concatenate([train, val])), np.arange(1500))
   np.testing.assert_array_equal(np.bincount(mfeat.validation.to_numpy()["label"]), [15] * 10)
   np.testing.assert_array_equal(mfeat.test.indices, np.arange(500))
-  again = data.load("uci_mfeat", data_dir=data_dir)
-  other = data.load("uci_mfeat", data_dir=data_dir, seed=1)
+  again = data.load("uci_mfeat", data_dir=tfds_dir)
+  other = data.load("uci_mfeat", data_dir=tfds_dir, seed=1)
   np.testing.assert_array_equal(again.validation.indices, val)
   assert not np.array_equal(other.validation.indices, val)
 
 
-def test_modalities_are_selected_in_the_given_order(mfeat, data_dir):
-  picked = data.load("uci_mfeat", data_dir=data_dir, modalities=["pix", "mor"])
+def test_modalities_are_selected_in_the_given_order(mfeat, tfds_dir):
+  picked = data.load("uci_mfeat", data_dir=tfds_dir, modalities=["pix", "mor"])
   assert list(picked.spec.modalities) == ["pix", "mor"]
   batch = picked.test.gather([0, 1])
   assert list(batch) == ["pix", "mor", "label"]
   np.testing.assert_array_equal(batch["mor"], mfeat.test.gather([0, 1])["mor"])
 
 
-def test_in_memory_matches_records(mfeat, data_dir):
-  cached = data.load("uci_mfeat", data_dir=data_dir, in_memory=True)
+def test_in_memory_matches_records(mfeat, tfds_dir):
+  cached = data.load("uci_mfeat", data_dir=tfds_dir, in_memory=True)
   positions = [5, 0, 1349, 7]
   fresh, memo = mfeat.train.gather(positions), cached.train.gather(positions)
   for key in fresh:
@@ -97,23 +92,23 @@ def test_in_memory_matches_records(mfeat, data_dir):
     (dict(val_fraction=0.0), "val_fraction"),
     (dict(val_fraction=0.99999), "val_fraction"),
 ])
-def test_load_rejects_bad_arguments(data_dir, kwargs, field):
+def test_load_rejects_bad_arguments(tfds_dir, kwargs, field):
   with pytest.raises(ValueError, match=field):
-    data.load("uci_mfeat", data_dir=data_dir, **kwargs)
+    data.load("uci_mfeat", data_dir=tfds_dir, **kwargs)
 
 
-def test_load_synthetic_config_and_preset(data_dir):
+def test_load_synthetic_config_and_preset(tfds_dir):
   config = si.SyntheticImbalanceConfig(
       num_classes=3, num_train=30, num_test=12,
       modalities=(si.SyntheticModality("v", dim=5), si.SyntheticModality("a", dim=2)))
-  loaded = data.load("synthetic_imbalance", data_dir=data_dir, config=config, val_fraction=0.2)
+  loaded = data.load("synthetic_imbalance", data_dir=tfds_dir, config=config, val_fraction=0.2)
   assert list(loaded.spec.modalities) == ["v", "a"]  # Config order, not alphabetical.
   assert loaded.spec.modalities["v"] == (5,) and loaded.spec.num_classes == 3
   assert loaded.spec.split_sizes == {"train": 24, "validation": 6, "test": 12}
   tiny = si.SyntheticImbalanceConfig(num_train=1, num_test=1, modalities=(si.SyntheticModality("a"),))
   with pytest.raises(ValueError, match="val_fraction"):  # 10% of one example: empty.
-    data.load("synthetic_imbalance", data_dir=data_dir, config=tiny)
-  assert data.load("synthetic_imbalance/two_modal", data_dir=data_dir).spec.split_sizes[
+    data.load("synthetic_imbalance", data_dir=tfds_dir, config=tiny)
+  assert data.load("synthetic_imbalance/two_modal", data_dir=tfds_dir).spec.split_sizes[
       "test"] == 1000
 
 
@@ -135,9 +130,9 @@ class MmbalTestBadLabels(_builder.ArrayRecordBuilder):
       yield i, {"x": np.zeros(2, np.float32), "label": -1 if i == 3 else i % 3}
 
 
-def test_load_rejects_labels_out_of_range(data_dir):
+def test_load_rejects_labels_out_of_range(tfds_dir):
   with pytest.raises(ValueError, match=r"label: expected values in \[0, 3\).*\[-1\]"):
-    data.load("mmbal_test_bad_labels", data_dir=data_dir)
+    data.load("mmbal_test_bad_labels", data_dir=tfds_dir)
 
 
 # ----------------------------------------------------------------------------- training batches
@@ -194,10 +189,11 @@ def test_processes_split_each_global_batch():
 
 
 def test_finite_epochs_give_every_process_the_same_number_of_batches():
-  # 2 epochs of 11 = 22 examples -> 5 global batches of 4; the last 2 are dropped.
-  counts = [len(list(data.train_iterator(id_source(11), 4, num_epochs=2, shard_index=p,
+  # 3 epochs of 9 = 27 examples -> 6 global batches of 4; the last 3 are dropped
+  # (split naively, process 0 would get 14 examples = 7 batches, process 1 only 6).
+  counts = [len(list(data.train_iterator(id_source(9), 4, num_epochs=3, shard_index=p,
                                          shard_count=2))) for p in range(2)]
-  assert counts == [5, 5]
+  assert counts == [6, 6]
   assert len(list(data.train_iterator(id_source(11), 4, num_epochs=1))) == 2
 
 

@@ -12,6 +12,7 @@ evaluation.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Sequence
 
 import grain
@@ -132,8 +133,9 @@ class Splits:
     return {"train": self.train, "validation": self.validation, "test": self.test}[split]
 
 
-def load(name: str, *, data_dir, modalities: Sequence[str] | None = None, config=None,
-         val_fraction: float = 0.1, seed: int = 0, in_memory: bool = False) -> Splits:
+def load(name: str, *, data_dir: str | os.PathLike | None,
+         modalities: Sequence[str] | None = None, config=None, val_fraction: float = 0.1,
+         seed: int = 0, in_memory: bool = False, **builder_kwargs) -> Splits:
   """Prepares (if needed) and opens a TFDS data set with `train` and `test` splits.
 
   Args:
@@ -147,6 +149,7 @@ def load(name: str, *, data_dir, modalities: Sequence[str] | None = None, config
       stratified by label, chosen with `seed`; test is left untouched.
     seed: seed of the validation carve-out.
     in_memory: read every split into numpy arrays once (fast for small data).
+    **builder_kwargs: passed on to `tfds.builder` (e.g. `version`).
 
   Returns:
     `Splits` with elements `{<modality>: float32, "label": int32}`.
@@ -158,8 +161,9 @@ def load(name: str, *, data_dir, modalities: Sequence[str] | None = None, config
   """
   if not 0.0 < val_fraction < 1.0:
     raise ValueError(f"val_fraction: expected a value in (0, 1), got {val_fraction}")
-  kwargs = {"config": config} if config else {}
-  builder = tfds.builder(name, data_dir=data_dir, **kwargs)
+  if config:
+    builder_kwargs["config"] = config
+  builder = tfds.builder(name, data_dir=data_dir, **builder_kwargs)
   builder.download_and_prepare(file_format="array_record")
   spec = spec_from_builder(builder, modalities)
   if not {"train", "test"} <= set(spec.split_sizes):

@@ -89,14 +89,16 @@ def _check(field, value, ok, expected):
 class SyntheticImbalanceConfig(tfds.core.BuilderConfig):
   """Config of `synthetic_imbalance`: the modalities and the data set's size and seed.
 
-  Unless `name` is given (reserved for the presets in `BUILDER_CONFIGS`), the
-  name is `"custom_" + hash` of all parameters, so different settings never
-  share a directory in a data_dir.
+  `modalities` holds `SyntheticModality`s or dicts of their fields. Unless
+  `name` is given (reserved for the presets in `BUILDER_CONFIGS`), the name is
+  `"custom_" + hash` of all parameters, so different settings never share a
+  directory in a data_dir.
   """
 
   def __init__(self, *, modalities, num_classes=10, num_train=5000, num_test=1000,
                seed=0, name=None, description=None):
-    self.modalities = tuple(modalities)
+    self.modalities = tuple(SyntheticModality(**m) if isinstance(m, dict) else m
+                            for m in modalities)
     self.num_classes = num_classes
     self.num_train = num_train
     self.num_test = num_test

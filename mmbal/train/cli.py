@@ -26,7 +26,7 @@ def _parser():
 def main(argv=None):
   args = _parser().parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-  for noisy in ("absl", "orbax"):  # orbax logs every checkpoint step at INFO through absl
+  for noisy in ("absl", "orbax", "jax"):  # orbax logs every checkpoint step at INFO through absl
     logging.getLogger(noisy).setLevel(logging.WARNING)
   # Deferred: importing jax is slow and --help should not pay for it.
   from mmbal.train.config import apply_overrides, check_config, load_config
@@ -42,7 +42,7 @@ def main(argv=None):
       "runs", f"{config.data.name}-{config.method.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
   from mmbal.train.loop import train_and_evaluate
   try:
-    train_and_evaluate(config, workdir)
+    train_and_evaluate(config, workdir)  # prints the results table
   except ValueError as err:
     sys.exit(f"mmbal: error: {err}")
   print(f"results: {os.path.join(workdir, 'results.json')}")

@@ -116,7 +116,7 @@ def _coerce(name, current, value):
       pass
   elif isinstance(current, str) and isinstance(value, str):
     return value
-  raise ValueError(f"config field {name!r} expects a {type(current).__name__}, got {value!r}")
+  raise ValueError(f"config field {name!r} expects {type(current).__name__}, got {value!r}")
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:

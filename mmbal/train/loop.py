@@ -5,6 +5,7 @@ import json
 import logging
 import pathlib
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,11 +50,16 @@ def objective_weights(method: str, model: MultimodalClassifier) -> np.ndarray:
   return np.array([1.0] + [uni] * num, np.float32)
 
 
-def train_and_evaluate(config, workdir, *, devices=None) -> dict | None:
-  """Trains, selects on validation, evaluates on test; returns the results dict.
+class Run(NamedTuple):
+  results: dict | None   # None when train.stop_after_steps stopped the run early
+  state: TrainState      # the final train state (params, optimizer state, best params)
 
-  Returns None when ``train.stop_after_steps`` stopped the run early (it can be resumed
-  by calling again with the same ``workdir``).
+
+def train_and_evaluate(config, workdir, *, devices=None) -> Run:
+  """Trains, selects on validation, evaluates on test, writes ``workdir/results.json``.
+
+  Calling it again with the same ``workdir`` resumes from the latest checkpoint (also
+  after ``train.stop_after_steps`` stopped a run early, or after the process was killed).
   """
   check_config(config)
   workdir = pathlib.Path(workdir)
@@ -145,10 +151,10 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict | None:
     pending.append(metrics)
     bar.update(1)
     if step % c.train.log_every_steps == 0 or step == stop_at:
-      summary = summarize(jax.device_get(pending), model.names)
+      summary = summarize(jax.device_get(pending), model.names, weights)
       summary.update(step=step, split="train", steps_per_sec=len(pending) / (time.time() - t0))
       metrics_log.write(summary)
-      bar.set_postfix(loss=f"{summary['loss']['fused']:.3f}", acc=f"{summary['accuracy']['fused']:.3f}")
+      bar.set_postfix(loss=f"{summary['loss']['total']:.3f}")
       pending, t0 = [], time.time()
     if step % eval_every == 0 or step == total_steps:
       val = evaluate(state.params, "validation")
@@ -161,7 +167,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict | None:
   if stop_at < total_steps:
     log.info("stopped after step %d of %d; run again with the same workdir to resume",
              stop_at, total_steps)
-    return None
+    return Run(None, state)
 
   # ---- final evaluation of the model selected on validation.
   results = dict(validation=evaluate(state.best_params, "validation"),
@@ -170,14 +176,15 @@ def train_and_evaluate(config, workdir, *, devices=None) -> dict | None:
   if jax.process_index() == 0:
     (workdir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
   print(format_table(results))
-  return results
+  return Run(results, state)
 
 
-def summarize(history, names):
+def summarize(history, names, weights):
   """Means of a list of per-step metric dicts, named by objective."""
   losses = np.mean([h["losses"] for h in history], axis=0)
   uni_acc = np.mean([h["unimodal_correct"] for h in history], axis=0)
-  return dict(loss=dict(fused=float(losses[0]), **{n: float(v) for n, v in zip(names, losses[1:])}),
+  return dict(loss=dict(total=float(weights @ losses), fused=float(losses[0]),
+                        **{n: float(v) for n, v in zip(names, losses[1:])}),
               accuracy=dict(fused=float(np.mean([h["fused_correct"] for h in history])),
                             **{n: float(v) for n, v in zip(names, uni_acc)}))
 
