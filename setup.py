@@ -11,6 +11,7 @@ setup(
     packages=find_packages(include=["mmbal", "mmbal.*"]),
     package_data={"mmbal.data": ["resources/*/*"]},
     install_requires=open("requirements.txt").read().split(),
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "tensorboardX>=2.6"],
+                    "tensorboard": ["tensorboardX>=2.6"]},
     entry_points={"console_scripts": ["mmbal=mmbal.train.cli:main"]},
 )

@@ -165,17 +165,18 @@ def compile_variant(variant, losses_fn, params, weights, objectives, labels, bat
   return dict(fn=compiled, state=state, trace_s=t1 - t0, compile_s=t2 - t1, flops=_flops(compiled))
 
 
-def run_steps(entry, batch, steps: int) -> float:
-  """Seconds per step over ``steps`` back-to-back steps (dispatch pipelined, one sync)."""
+def run_steps(entry, batch, steps: int) -> tuple[float, float]:
+  """Wall and process-CPU seconds per step over ``steps`` back-to-back steps (dispatch
+  pipelined, one sync at the end)."""
   fn, state = entry["fn"], entry["state"]
   jax.block_until_ready(state)
-  t0 = time.perf_counter()
+  t0, c0 = time.perf_counter(), time.process_time()
   for _ in range(steps):
     state, metrics = fn(state, batch)
   jax.block_until_ready((state, metrics))
-  dt = time.perf_counter() - t0
+  wall, cpu = time.perf_counter() - t0, time.process_time() - c0
   entry["state"] = state
-  return dt / steps
+  return wall / steps, cpu / steps
 
 
 def bench_config(num_modalities: int, args, variants, rounds: int, steps: int, log):

@@ -105,7 +105,8 @@ def test_load_synthetic_config_and_preset(tfds_dir):
   assert list(loaded.spec.modalities) == ["v", "a"]  # Config order, not alphabetical.
   assert loaded.spec.modalities["v"] == (5,) and loaded.spec.num_classes == 3
   assert loaded.spec.split_sizes == {"train": 24, "validation": 6, "test": 12}
-  tiny = si.SyntheticImbalanceConfig(num_train=1, num_test=1, modalities=(si.SyntheticModality("a"),))
+  tiny = si.SyntheticImbalanceConfig(num_train=1, num_test=1,
+                                     modalities=(si.SyntheticModality("a"),))
   with pytest.raises(ValueError, match="val_fraction"):  # 10% of one example: empty.
     data.load("synthetic_imbalance", data_dir=tfds_dir, config=tiny)
   assert data.load("synthetic_imbalance/two_modal", data_dir=tfds_dir).spec.split_sizes[

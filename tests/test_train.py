@@ -41,7 +41,7 @@ def test_cli_end_to_end(tfds_dir, tmp_path, capsys):
   workdir = tmp_path / "run"
   main(["train", "--config", "configs/mfeat/joint.py", "--workdir", str(workdir),
         f"data.data_dir={tfds_dir}", "train.num_steps=60", "train.eval_every_steps=20",
-        "log.progress=False"])
+        "log.progress=False", "log.tensorboard=True"])
   out = capsys.readouterr().out
   assert "unimodal pix" in out and "fused" in out
   results = json.loads((workdir / "results.json").read_text())
@@ -51,6 +51,7 @@ def test_cli_end_to_end(tfds_dir, tmp_path, capsys):
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert {l["split"] for l in lines} == {"train", "validation"}
   assert all(np.isfinite(l["loss"]["fused"]) for l in lines if l["split"] == "train")
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_one_and_eight_devices_agree(tfds_dir, tmp_path, uninterrupted, devices):

@@ -136,7 +136,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
     state = checkpoints.restore(state, train_iter)
     log.info("resumed from step %d", int(state.step))
   start = int(state.step)
-  metrics_log = MetricsLog(workdir / "metrics.jsonl", start)
+  metrics_log = MetricsLog(workdir / "metrics.jsonl", start, c.log.tensorboard)
   log.info("%s: %d train / %d val / %d test examples, %d steps (%d per epoch), mesh %s",
            c.data.name, spec.split_sizes["train"], spec.split_sizes["validation"],
            spec.split_sizes["test"], total_steps, steps_per_epoch, dict(mesh.shape))
@@ -190,18 +190,44 @@ def summarize(history, names, weights):
 
 
 class MetricsLog:
-  """JSON-lines metrics; on resume, lines past the restored step are dropped (they will repeat)."""
+  """JSON-lines metrics (+ TensorBoard scalars if asked); written by process 0 only.
 
-  def __init__(self, path: pathlib.Path, resume_step: int):
-    self.path = path
-    if jax.process_index() == 0 and path.exists():
+  On resume, lines past the restored step are dropped: those steps run again.
+  """
+
+  def __init__(self, path: pathlib.Path, resume_step: int, tensorboard: bool = False):
+    self.path, self.tensorboard = path, None
+    if jax.process_index() != 0:
+      return
+    if path.exists():
       kept = [l for l in path.read_text().splitlines() if l and json.loads(l)["step"] <= resume_step]
       path.write_text("".join(l + "\n" for l in kept))
+    if tensorboard:
+      try:
+        import tensorboardX  # optional: pip install "mmbal[tensorboard]"
+      except ImportError as err:
+        raise ValueError("config field 'log.tensorboard' needs tensorboardX: "
+                         "pip install 'mmbal[tensorboard]'") from err
+      self.tensorboard = tensorboardX.SummaryWriter(str(path.parent / "tensorboard"),
+                                                    purge_step=resume_step + 1)
 
   def write(self, record: dict):
-    if jax.process_index() == 0:
-      with self.path.open("a") as f:
-        f.write(json.dumps(record, default=_jsonable) + "\n")
+    if jax.process_index() != 0:
+      return
+    with self.path.open("a") as f:
+      f.write(json.dumps(record, default=_jsonable) + "\n")
+    if self.tensorboard is not None:
+      for name, value in _scalars(record, record["split"]):
+        self.tensorboard.add_scalar(name, value, record["step"])
+      self.tensorboard.flush()
+
+
+def _scalars(record, prefix):
+  for key, value in record.items():
+    if isinstance(value, dict):
+      yield from _scalars(value, f"{prefix}/{key}")
+    elif isinstance(value, (int, float)) and key != "step":
+      yield f"{prefix}/{key}", value
 
 
 def _jsonable(x):
