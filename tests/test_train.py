@@ -115,3 +115,11 @@ def test_bad_config_is_a_clear_error_before_compiling(tfds_dir, tmp_path, overri
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
   with pytest.raises(SystemExit, match="unknown config field 'optimizer.lr'"):
     main(["train", "--workdir", str(tmp_path), "optimizer.lr=0.1"])
+
+
+def test_model_axis_shards_parameters_and_agrees(tfds_dir, tmp_path, uninterrupted):
+  run = train_and_evaluate(_config(tfds_dir, "mesh.model=2"), tmp_path)
+  kernel = run.state.params["encoders"]["pix"]["hidden"][0]["kernel"]
+  assert "model" in tuple(kernel.sharding.spec)
+  assert not kernel.sharding.is_fully_replicated
+  _assert_params_close(run.state.params, uninterrupted.state.params, rtol=2e-4, atol=2e-5)
