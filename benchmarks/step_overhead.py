@@ -1,30 +1,37 @@
 """Step overhead of per-objective gradients against the plain joint train step.
 
 For a `MultimodalClassifier` with M = 2, 3 and 6 vector modalities (MLP encoders, concat
-fusion, ``unimodal="heads"``, so K = M + 1 objectives ``[L_fused, L_1, ..., L_M]``) this
-times complete jitted train steps with donated state:
+fusion, ``unimodal="heads"``; K = M + 1 objectives ``[L_fused, L_1, ..., L_M]``) this times
+complete jitted train steps with donated state (forward, gradients, adam update):
 
-  plain            one ``value_and_grad`` of the weighted summed loss + update
-                   (``grad_mode="sum"``).
-  structured/*     `mmbal.objective_grads` with parameter labels: the unimodal objectives
-                   share one backward pass, so 2 passes for any M; + combine + update.
-  overlap/*        `mmbal.objective_grads` without labels: every objective is treated as
-                   touching every parameter, K one-hot VJPs; + combine + update.
-  separate         K ``jax.grad`` calls (K forward + backward passes) in one jit; + combine
-                   + update.
+  plain                one ``value_and_grad`` of the weighted summed loss + update, i.e.
+                       ``make_train_step(grad_mode="sum")``.
+  structured/<bw>      `mmbal.objective_grads` with parameter labels: the M unimodal
+                       objectives share one backward pass, so 2 passes for any M;
+                       + ``combine_objectives`` + update (``grad_mode="stacked"``).
+  overlap/<bw>         `mmbal.objective_grads` without labels: all K objectives are treated
+                       as touching every parameter, K one-hot VJPs; + combine + update.
+  separate             K ``jax.value_and_grad`` calls in one jit (K forward + backward
+                       passes as written; XLA's CSE merges the identical forwards);
+                       + combine + update.
 
-``*`` is ``backward="vmap"`` or ``backward="unrolled"``. Steps are timed interleaved over
-several rounds (medians, ``block_until_ready``, compile excluded but recorded) and are
-reported as ratios to the plain step of the same run. Targets: structured <= 1.6x plain
-for every M; overlap <= 1.1 * (1 + 2K) / 3 (one forward plus K backward passes, a backward
-pass costing about two forwards).
+``<bw>`` is ``backward="vmap"`` or ``backward="unrolled"``. The variants of one M are
+compiled first (compile time recorded, excluded from timings), then timed interleaved over
+several rounds, rotating the order each round; each sample is ``--steps`` back-to-back
+steps closed by ``block_until_ready``; reported figures are medians over rounds and ratios
+to the plain step of the same run. Process CPU time per step and XLA's FLOP count are
+recorded too: on a shared machine the CPU-time ratio is steadier than the wall-clock one.
 
-  PYTHONPATH=. python benchmarks/step_overhead.py            # CPU, a few minutes
-  PYTHONPATH=. python benchmarks/step_overhead.py --quick    # CPU, about a minute
+Targets: structured <= 1.6x plain for every M; overlap <= 1.1 * (1 + 2K) / 3 (one forward
+plus K backward passes, a backward costing about two forwards), both backward modes.
+
+  PYTHONPATH=. python benchmarks/step_overhead.py            # CPU, ~1.5 minutes
+  PYTHONPATH=. python benchmarks/step_overhead.py --quick    # CPU, ~1 minute
   PYTHONPATH=. python benchmarks/step_overhead.py --device gpu
 
-Writes ``benchmarks/results/step_overhead_<device>.json`` (``_quick`` appended for
-``--quick``) and prints a markdown table.
+Writes ``benchmarks/results/step_overhead_<device>.json`` (``cpu``, or the platform and
+device kind, e.g. ``gpu_nvidia_h100_80gb_hbm3``; ``_quick`` appended for ``--quick``,
+which is for smoke tests) and prints markdown tables.
 """
 from __future__ import annotations
 
@@ -47,12 +54,12 @@ def _parse_args(argv=None):
   p.add_argument("--modalities", type=int, nargs="+", default=[2, 3, 6])
   p.add_argument("--batch", type=int, default=256)
   p.add_argument("--in-dim", type=int, default=128, help="size of every vector modality")
-  p.add_argument("--hidden-dim", type=int, default=256)
-  p.add_argument("--feature-dim", type=int, default=64)
+  p.add_argument("--hidden-dim", type=int, default=128, help="MLP encoder width (model default)")
+  p.add_argument("--feature-dim", type=int, default=64, help="encoder output (model default)")
   p.add_argument("--classes", type=int, default=10)
   p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
   p.add_argument("--steps", type=int, default=None, help="steps per variant per round")
-  p.add_argument("--variants", nargs="+", default=None, help="subset of variants to time")
+  p.add_argument("--variants", nargs="+", default=None, help="subset of the variants to time")
   p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
   p.add_argument("--no-write", action="store_true", help="print only")
   return p.parse_args(argv)
@@ -60,7 +67,7 @@ def _parse_args(argv=None):
 
 ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.device == "cpu":
-  os.environ["JAX_PLATFORMS"] = "cpu"
+  os.environ["JAX_PLATFORMS"] = "cpu"  # before jax initialises its backends
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -69,6 +76,7 @@ import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import mmbal  # noqa: E402
+from mmbal.grads import default_supports  # noqa: E402
 from mmbal.models import MultimodalClassifier, labels_for, split  # noqa: E402
 from mmbal.train.step import TrainState, classification_objectives, make_apply  # noqa: E402
 from mmbal.transforms import combine_objectives  # noqa: E402
@@ -83,7 +91,7 @@ def overlap_target(k: int) -> float:
 
 
 def build(num_modalities: int, args):
-  """Model, params, objectives, labels and one device batch for M modalities."""
+  """Model, params, objective function, labels and one device batch for M modalities."""
   mods = {f"m{i}": (args.in_dim,) for i in range(num_modalities)}
   model = MultimodalClassifier(mods, args.classes, feature_dim=args.feature_dim,
                                hidden_dim=args.hidden_dim, fusion="concat", unimodal="heads",
@@ -98,8 +106,8 @@ def build(num_modalities: int, args):
 
 
 def make_step(variant: str, losses_fn, weights, objectives, labels):
-  """``(tx, train_step)``; the same body as `mmbal.train.step.make_train_step`, with the
-  gradient computation chosen by ``variant``."""
+  """``(tx, train_step)``: the body of `mmbal.train.step.make_train_step`, with the
+  gradient computation chosen by ``variant`` (that function has no ``backward=``)."""
   weights = jnp.asarray(weights, jnp.float32)
   base = optax.adam(1e-3)
   stacked = variant != "plain"
@@ -140,12 +148,12 @@ def make_step(variant: str, losses_fn, weights, objectives, labels):
 
 
 def init_state(tx, params) -> TrainState:
-  copy = lambda t: jax.tree.map(jnp.array, t)  # fresh buffers: each variant donates its own
+  copy = lambda t: jax.tree.map(jnp.array, t)  # fresh buffers: every variant donates its own
   return TrainState(step=jnp.zeros((), jnp.int32), params=copy(params), opt_state=tx.init(params),
                     best_params=copy(params), best_score=jnp.float32(-1.0))
 
 
-def _flops(compiled):
+def _flops(compiled) -> float:
   try:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -167,7 +175,7 @@ def compile_variant(variant, losses_fn, params, weights, objectives, labels, bat
 
 def run_steps(entry, batch, steps: int) -> tuple[float, float]:
   """Wall and process-CPU seconds per step over ``steps`` back-to-back steps (dispatch
-  pipelined, one sync at the end)."""
+  pipelined, one sync at the end). The donated state is threaded through."""
   fn, state = entry["fn"], entry["state"]
   jax.block_until_ready(state)
   t0, c0 = time.perf_counter(), time.process_time()
@@ -188,32 +196,35 @@ def bench_config(num_modalities: int, args, variants, rounds: int, steps: int, l
   for v in variants:
     entries[v] = compile_variant(v, losses_fn, params, weights, objectives, labels, batch)
     run_steps(entries[v], batch, 3)  # warm-up: first-call allocations, thread pools
-  samples = {v: [] for v in variants}
+  wall = {v: [] for v in variants}
+  cpu = {v: [] for v in variants}
   for r in range(rounds):
     order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate the order
     for v in order:
-      samples[v].append(run_steps(entries[v], batch, steps))
-  ms = {v: 1e3 * statistics.median(s) for v, s in samples.items()}
-  plain = ms["plain"]
+      w, c = run_steps(entries[v], batch, steps)
+      wall[v].append(w)
+      cpu[v].append(c)
+  ms = {v: 1e3 * statistics.median(s) for v, s in wall.items()}
+  cpu_ms = {v: 1e3 * statistics.median(s) for v, s in cpu.items()}
+  passes = len(mmbal.plan_backward_passes(default_supports(objectives, labels)))
   out = dict(num_modalities=num_modalities, num_objectives=num,
              param_count=int(sum(x.size for x in jax.tree.leaves(params))),
-             backward_passes=dict(structured=len(mmbal.plan_backward_passes(
-                 mmbal.grads.default_supports(objectives, labels))), overlap=num, separate=num),
+             backward_passes=dict(plain=1, structured=passes, overlap=num, separate=num),
              variants={})
   for v in variants:
     e = entries[v]
     out["variants"][v] = dict(
-        ms=ms[v], ratio=ms[v] / plain,
-        ms_min=1e3 * min(samples[v]), ms_iqr=1e3 * _iqr(samples[v]),
+        ms=ms[v], ratio=ms[v] / ms["plain"], ms_min=1e3 * min(wall[v]),
+        ms_iqr=1e3 * _iqr(wall[v]), cpu_ms=cpu_ms[v], cpu_ratio=cpu_ms[v] / cpu_ms["plain"],
         trace_s=e["trace_s"], compile_s=e["compile_s"], flops=e["flops"],
         flops_ratio=e["flops"] / entries["plain"]["flops"])
   out["targets"] = _targets(out)
-  log(f"  M={num_modalities}: " + ", ".join(f"{v} {ms[v]:.2f}ms ({ms[v] / plain:.2f}x)"
+  log(f"  M={num_modalities}: " + ", ".join(f"{v} {ms[v]:.2f}ms ({ms[v] / ms['plain']:.2f}x)"
                                          for v in variants))
   return out
 
 
-def _iqr(xs):
+def _iqr(xs) -> float:
   q = np.percentile(np.asarray(xs), [25, 75])
   return float(q[1] - q[0])
 
@@ -221,54 +232,71 @@ def _iqr(xs):
 def _targets(cfg):
   k, res = cfg["num_objectives"], {}
   for v, r in cfg["variants"].items():
-    if v.startswith("structured/"):
-      res[v] = dict(limit=STRUCTURED_TARGET, ratio=r["ratio"], met=r["ratio"] <= STRUCTURED_TARGET)
-    elif v.startswith("overlap/"):
-      res[v] = dict(limit=overlap_target(k), ratio=r["ratio"], met=r["ratio"] <= overlap_target(k))
+    limit = STRUCTURED_TARGET if v.startswith("structured/") else \
+        overlap_target(k) if v.startswith("overlap/") else None
+    if limit is not None:
+      res[v] = dict(limit=limit, ratio=r["ratio"], met=bool(r["ratio"] <= limit))
   return res
 
 
 def device_info():
   dev = jax.devices()[0]
-  return dict(platform=dev.platform, device_kind=dev.device_kind, device_count=jax.device_count(),
-              jax_version=jax.__version__, jaxlib_version=getattr(jax.lib, "__version__", None)
-              or _jaxlib_version(), cpu_count=os.cpu_count(), python=platform.python_version(),
+  try:
+    import jaxlib
+    jaxlib_version = jaxlib.__version__
+  except Exception:
+    jaxlib_version = None
+  return dict(platform=dev.platform, device_kind=dev.device_kind, device=str(dev),
+              device_count=jax.device_count(), host_cpu=_cpu_model(),
+              jax_version=jax.__version__, jaxlib_version=jaxlib_version,
+              cpu_count=os.cpu_count(), python=platform.python_version(),
               machine=platform.machine(), xla_flags=os.environ.get("XLA_FLAGS", ""))
 
 
-def _jaxlib_version():
+def _cpu_model():
   try:
-    import jaxlib
-    return jaxlib.__version__
-  except Exception:
-    return None
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or None
 
 
 def result_path(info, quick: bool) -> pathlib.Path:
   name = "cpu" if info["platform"] == "cpu" else \
       re.sub(r"[^a-z0-9]+", "_", f"{info['platform']}_{info['device_kind']}".lower()).strip("_")
-  return pathlib.Path(__file__).parent / "results" / f"step_overhead_{name}{'_quick' if quick else ''}.json"
+  return pathlib.Path(__file__).parent / "results" / \
+      f"step_overhead_{name}{'_quick' if quick else ''}.json"
+
+
+def _table(result, variants, cell, first=("M", "K")):
+  lines = ["| " + " | ".join(first + tuple(variants)) + " |",
+           "|" + "---|" * (len(first) + len(variants))]
+  for c in result["configs"]:
+    head = [str(c["num_modalities"]), str(c["num_objectives"])][:len(first)]
+    lines.append("| " + " | ".join(head + [cell(c, v) if v in c["variants"] else "-"
+                                           for v in variants]) + " |")
+  return lines
 
 
 def markdown(result) -> str:
   variants = [v for v in VARIANTS if any(v in c["variants"] for c in result["configs"])]
-  lines = ["| M | K | " + " | ".join(variants) + " |", "|---|---|" + "---|" * len(variants)]
-  for c in result["configs"]:
-    cells = []
-    for v in variants:
-      r = c["variants"].get(v)
-      if r is None:
-        cells.append("-")
-        continue
-      t = c["targets"].get(v)
-      mark = "" if t is None else (" ok" if t["met"] else " MISS")
-      cells.append(f"{r['ms']:.2f} ms ({r['ratio']:.2f}x{mark})")
-    lines.append(f"| {c['num_modalities']} | {c['num_objectives']} | " + " | ".join(cells) + " |")
-  lines += ["", "Compile time (s): ", "",
-            "| M | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
-  for c in result["configs"]:
-    lines.append(f"| {c['num_modalities']} | " + " | ".join(
-        f"{c['variants'][v]['compile_s']:.2f}" if v in c["variants"] else "-" for v in variants) + " |")
+
+  def timing(c, v):
+    r, t = c["variants"][v], c["targets"].get(v)
+    mark = "" if t is None else (f" <= {t['limit']:.2f} ok" if t["met"] else
+                                 f" > {t['limit']:.2f} MISS")
+    return f"{r['ms']:.2f} ms, **{r['ratio']:.2f}x**{mark}"
+
+  lines = ["Wall-clock per step (median), ratio to plain, target:", ""]
+  lines += _table(result, variants, timing)
+  lines += ["", "Process CPU time ratio / XLA FLOP ratio to plain:", ""]
+  lines += _table(result, variants,
+                  lambda c, v: f"{c['variants'][v]['cpu_ratio']:.2f}x / "
+                               f"{c['variants'][v]['flops_ratio']:.2f}x")
+  lines += ["", "Compile time (s):", ""]
+  lines += _table(result, variants, lambda c, v: f"{c['variants'][v]['compile_s']:.2f}")
   return "\n".join(lines)
 
 
@@ -285,15 +313,19 @@ def main(args):
   log = lambda s: print(s, file=sys.stderr, flush=True)
   log(f"step_overhead on {info['platform']} ({info['device_kind']}), jax {info['jax_version']}, "
       f"{info['cpu_count']} CPUs; {rounds} rounds x {steps} steps per variant")
+  load_before = _loadavg()
   t0 = time.perf_counter()
   configs = [bench_config(m, args, variants, rounds, steps, log) for m in args.modalities]
   result = dict(
       benchmark="step_overhead", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), quick=args.quick,
-      device=info,
+      command=" ".join(["python", "benchmarks/step_overhead.py"] + sys.argv[1:]),
+      device=info, loadavg_before=load_before, loadavg_after=_loadavg(),
       setup=dict(batch=args.batch, in_dim=args.in_dim, hidden_dim=args.hidden_dim,
-                 feature_dim=args.feature_dim, classes=args.classes, encoder="MLP (depth 1)",
-                 fusion="concat", unimodal="heads", optimizer="adam",
-                 rounds=rounds, steps_per_round=steps, statistic="median over rounds"),
+                 feature_dim=args.feature_dim, classes=args.classes,
+                 encoder="MLP: LayerNorm -> Linear -> GELU -> Linear", fusion="concat",
+                 unimodal="heads", optimizer="adam", objective_weights="ones",
+                 rounds=rounds, steps_per_sample=steps,
+                 statistic="median over rounds of the mean step time of a sample"),
       targets=dict(structured=f"ratio <= {STRUCTURED_TARGET} for every M",
                    overlap="ratio <= 1.1 * (1 + 2K) / 3"),
       configs=configs, wall_s=time.perf_counter() - t0)
@@ -303,13 +335,21 @@ def main(args):
   print()
   for m, v, t in met:
     print(f"M={m} {v}: {t['ratio']:.2f}x <= {t['limit']:.2f}x ? {'met' if t['met'] else 'MISSED'}")
-  print(f"all targets met: {result['all_targets_met']} (wall {result['wall_s']:.0f}s)")
+  print(f"all targets met: {result['all_targets_met']} (wall {result['wall_s']:.0f}s, "
+        f"load average {load_before} -> {result['loadavg_after']})")
   if not args.no_write:
     path = pathlib.Path(args.out) if args.out else result_path(info, args.quick)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
   return result
+
+
+def _loadavg():
+  try:
+    return [round(x, 2) for x in os.getloadavg()]
+  except OSError:
+    return None
 
 
 if __name__ == "__main__":

@@ -100,25 +100,24 @@ def objective_grads(loss_fn: Callable[..., Any], params, *args, objectives: Sequ
     cotangents[g, list(members)] = 1.0
     group_of[list(members)] = g
   cotangents = jnp.asarray(cotangents)
+  in_order = len(groups) == num and (group_of == np.arange(num)).all()
   if backward == "vmap":
-    (group_grads,) = jax.vmap(vjp_fn)(cotangents)
+    (stacked,) = jax.vmap(vjp_fn)(cotangents)
+    if in_order:
+      return ObjectiveGrads(out, stacked, aux)
+    passes = [jax.tree.map(lambda leaf, g=g: leaf[g], stacked) for g in range(len(groups))]
   else:
-    group_grads = jax.tree.map(lambda *g: jnp.stack(g), *[vjp_fn(c)[0] for c in cotangents])
+    passes = [vjp_fn(c)[0] for c in cotangents]
+    if in_order:
+      return ObjectiveGrads(out, jax.tree.map(lambda *g: jnp.stack(g), *passes), aux)
 
-  if len(groups) == num and all(len(g) == 1 for g in groups):
-    order = np.array([g[0] for g in groups])
-    if (order == np.arange(num)).all():
-      return ObjectiveGrads(out, group_grads, aux)
+  def split(label, *leaves):
+    # Row k: the pass that computed objective k, or zeros where objective k cannot touch
+    # this leaf (its pass holds other objectives' gradient there). Built from static
+    # slices rather than a gather: XLA fuses it into one copy per leaf (and, unrolled,
+    # skips stacking the passes first).
+    rows = [group_of[k] if s is ALL or label in s else None for k, s in enumerate(objective_supports)]
+    zero = jnp.zeros_like(leaves[0]) if None in rows else None
+    return jnp.stack([zero if g is None else leaves[g] for g in rows])
 
-  def split(leaf, label):
-    # Row k of the result: the pass that computed objective k, or zeros where
-    # objective k cannot touch this leaf (its pass holds other objectives' gradient).
-    rows = np.array([group_of[k] if s is ALL or label in s else len(groups)
-                     for k, s in enumerate(objective_supports)])
-    if (rows < len(groups)).all():
-      return jnp.take(leaf, rows, axis=0)
-    padded = jnp.concatenate([leaf, jnp.zeros_like(leaf[:1])], axis=0)
-    return jnp.take(padded, rows, axis=0)
-
-  grads = group_grads if labels is None else jax.tree.map(split, group_grads, labels)
-  return ObjectiveGrads(out, grads, aux)
+  return ObjectiveGrads(out, jax.tree.map(split, labels, *passes), aux)

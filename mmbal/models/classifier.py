@@ -59,16 +59,14 @@ class MultimodalClassifier(nnx.Module):
       self.unimodal_heads = nnx.Dict({n: nnx.Linear(feature_dim, num_classes, rngs=rngs)
                                       for n in self.names})
 
-  def encode(self, inputs: Mapping[str, jax.Array]) -> jax.Array:
-    return jnp.stack([self.encoders[n](inputs[n]) for n in self.names])
-
   def __call__(self, inputs: Mapping[str, jax.Array], present: jax.Array | None = None) -> Outputs:
     """``inputs``: ``{modality: [B, *shape]}``; ``present``: optional ``[B, M]`` 0/1 mask."""
-    features = self.encode(inputs)
+    per_modality = [self.encoders[n](inputs[n]) for n in self.names]
+    features = jnp.stack(per_modality)
     logits = self.head(self.fusion(features, present))
-    return Outputs(logits, self._unimodal_logits(features), features)
+    return Outputs(logits, self._unimodal_logits(features, per_modality), features)
 
-  def _unimodal_logits(self, features):
+  def _unimodal_logits(self, features, per_modality):
     if self.unimodal == "split_head":
       kernel, bias = self.head.kernel[...], self.head.bias[...]
       num = len(self.names)
@@ -76,9 +74,11 @@ class MultimodalClassifier(nnx.Module):
         blocks = kernel.reshape(num, self.feature_dim, self.num_classes)
         return jnp.einsum("mbd,mdc->mbc", features, blocks) + bias / num
       return jnp.einsum("mbd,dc->mbc", features, kernel) + bias / num
+    # Heads read each encoder's output directly, not slices of the stacked features:
+    # slicing puts M zero-padded cotangents into the backward pass (slow under vmap).
     if self.unimodal == "probe":
-      features = jax.lax.stop_gradient(features)
-    return jnp.stack([self.unimodal_heads[n](features[i]) for i, n in enumerate(self.names)])
+      per_modality = [jax.lax.stop_gradient(h) for h in per_modality]
+    return jnp.stack([self.unimodal_heads[n](h) for n, h in zip(self.names, per_modality)])
 
   def owners(self) -> dict[str, list[nnx.Module]]:
     """Submodules that belong to each modality (the rest is ``shared``)."""
