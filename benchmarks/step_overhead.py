@@ -78,7 +78,8 @@ from flax import nnx  # noqa: E402
 import mmbal  # noqa: E402
 from mmbal.grads import default_supports  # noqa: E402
 from mmbal.models import MultimodalClassifier, labels_for, split  # noqa: E402
-from mmbal.train.step import TrainState, classification_objectives, make_apply  # noqa: E402
+from mmbal.train.step import (TrainState, classification_objectives, make_apply,  # noqa: E402
+                              make_train_step)
 from mmbal.transforms import combine_objectives  # noqa: E402
 
 VARIANTS = ("plain", "structured/vmap", "structured/unrolled", "overlap/vmap",
@@ -106,51 +107,36 @@ def build(num_modalities: int, args):
 
 
 def make_step(variant: str, losses_fn, weights, objectives, labels):
-  """``(tx, train_step)``: the body of `mmbal.train.step.make_train_step`, with the
-  gradient computation chosen by ``variant`` (that function has no ``backward=``)."""
-  weights = jnp.asarray(weights, jnp.float32)
+  """``(tx, train_step)`` from `mmbal.train.step.make_train_step`, its gradient computation
+  chosen by ``variant``."""
   base = optax.adam(1e-3)
-  stacked = variant != "plain"
-  tx = optax.chain(combine_objectives(weights), base) if stacked else base
-
-  def grads_fn(params, batch):
-    if variant == "plain":
-      def total(p):
-        values, aux = losses_fn(p, batch)
-        return weights @ values, (values, aux)
-      (_, (values, aux)), grads = jax.value_and_grad(total, has_aux=True)(params)
-      return values, grads, aux
-    if variant.startswith(("structured/", "overlap/")):
-      kind, backward = variant.split("/")
-      kw = dict(objectives=objectives, labels=labels) if kind == "structured" else {}
-      return mmbal.objective_grads(losses_fn, params, batch, has_aux=True, backward=backward, **kw)
-    if variant == "separate":
-      per = []
-      for k in range(len(objectives)):
-        def single(p, k=k):
-          values, aux = losses_fn(p, batch)
-          return values[k], (values, aux)
-        per.append(jax.value_and_grad(single, has_aux=True)(params))
+  if variant == "plain":
+    return base, make_train_step(losses_fn, base, weights)
+  tx = optax.chain(combine_objectives(weights), base)
+  if variant == "separate":
+    def grads_fn(params, batch):
+      per = [jax.value_and_grad(lambda p, k=k: _single(losses_fn, p, batch, k), has_aux=True)(params)
+             for k in range(len(objectives))]
       values, aux = per[0][0][1]
-      grads = jax.tree.map(lambda *g: jnp.stack(g), *[g for _, g in per])
-      return values, grads, aux
+      return values, jax.tree.map(lambda *g: jnp.stack(g), *[g for _, g in per]), aux
+    return tx, make_train_step(losses_fn, tx, weights, grad_mode="stacked", grads_fn=grads_fn)
+  kind, backward = variant.split("/")
+  if kind not in ("structured", "overlap"):
     raise ValueError(f"unknown variant {variant!r}")
+  return tx, make_train_step(losses_fn, tx, weights, grad_mode="stacked", objectives=objectives,
+                             labels=labels if kind == "structured" else None, backward=backward)
 
-  def train_step(state: TrainState, batch):
-    values, grads, aux = grads_fn(state.params, batch)
-    extra = dict(objective_values=values) if stacked else {}
-    updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
-    params = optax.apply_updates(state.params, updates)
-    metrics = dict(losses=values, **aux)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  return tx, train_step
+def _single(losses_fn, params, batch, k):
+  values, aux = losses_fn(params, batch)
+  return values[k], (values, aux)
 
 
 def init_state(tx, params) -> TrainState:
   copy = lambda t: jax.tree.map(jnp.array, t)  # fresh buffers: every variant donates its own
   return TrainState(step=jnp.zeros((), jnp.int32), params=copy(params), opt_state=tx.init(params),
-                    best_params=copy(params), best_score=jnp.float32(-1.0))
+                    best_params=copy(params), best_score=jnp.float32(-1.0),
+                    key=jax.random.PRNGKey(0))
 
 
 def _flops(compiled) -> float:

@@ -21,6 +21,7 @@ from mmbal.train import sharding as shd
 from mmbal.train.checkpoint import Checkpoints
 from mmbal.train.config import check_config
 from mmbal.train.report import format_table
+from mmbal.train.methods import MethodContext, build_method, encoder_labels
 from mmbal.train.step import (TrainState, classification_objectives, keep_best, make_apply,
                               make_eval_step, make_train_step)
 from mmbal.transforms import combine_objectives
@@ -39,15 +40,6 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
           else optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr, cfg.momentum)))
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), base) if cfg.grad_clip_norm \
       else base
-
-
-def objective_weights(method: str, model: MultimodalClassifier) -> np.ndarray:
-  """Weights of ``[L_fused, L_1..L_M]``: probes always train (they cannot touch encoders)."""
-  num = len(model.names)
-  if method == "unimodal":
-    return np.array([0.0] + [1.0] * num, np.float32)
-  uni = 1.0 if model.unimodal in ("probe", "heads") else 0.0
-  return np.array([1.0] + [uni] * num, np.float32)
 
 
 class Run(NamedTuple):
@@ -82,29 +74,39 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   eval_every = c.train.eval_every_steps or steps_per_epoch
   ckpt_every = c.train.checkpoint_every_steps or eval_every
 
-  # ---- model, optimizer, state.
+  # ---- model, method, optimizer, state.
   modalities = as_modalities({n: spec.modalities[n] for n in c.data.modalities})
   model = MultimodalClassifier(modalities, spec.num_classes, **c.model, rngs=nnx.Rngs(c.seed))
   graphdef, params, rest = split(model)
   labels = labels_for(model, params)
-  weights = objective_weights(c.method.name, model)
+  apply_fn = make_apply(graphdef, rest)
+  method = build_method(c.method.name, MethodContext(
+      config=c.method.get(c.method.name), model=model, labels=labels,
+      encoder_labels=encoder_labels(model), apply_fn=apply_fn,
+      steps_per_epoch=steps_per_epoch, total_steps=total_steps))
+  grad_mode = "stacked" if method.grad_mode == "stacked" else c.method.grad_mode
   tx = make_optimizer(c.optimizer, total_steps)
-  if c.method.grad_mode == "stacked":
-    tx = optax.chain(combine_objectives(weights), tx)
+  if method.after_optimizer is not None:
+    tx = optax.chain(tx, method.after_optimizer)
+  if grad_mode == "stacked" and method.transform is None:
+    tx = optax.chain(combine_objectives(method.weights), tx)
+  if method.transform is not None:
+    tx = optax.chain(method.transform, tx)
   params = jax.device_put(params, shd.param_sharding(mesh, params))
   param_sh = jax.tree.map(lambda x: x.sharding, params)
 
   def init_state(params):
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      best_params=params, best_score=jnp.full((), -1.0, jnp.float32))
+                      best_params=params, best_score=jnp.full((), -1.0, jnp.float32),
+                      key=jax.random.PRNGKey(c.seed))
 
   state = jax.jit(init_state, in_shardings=(param_sh,))(params)
   state_sh = jax.tree.map(lambda x: x.sharding, state)
-  apply_fn = make_apply(graphdef, rest)
-  losses_fn = classification_objectives(apply_fn, model.names)
-  step_fn = make_train_step(losses_fn, tx, weights, grad_mode=c.method.grad_mode,
-                            objectives=("fused",) + model.names, labels=labels,
-                            supports=model.objective_supports())
+  losses_fn = (method.losses or classification_objectives)(apply_fn, model.names)
+  step_fn = make_train_step(losses_fn, tx, method.weights, grad_mode=grad_mode,
+                            objectives=method.objectives or ("fused",) + model.names,
+                            labels=labels, supports=model.objective_supports(),
+                            extra_args=method.extra_args)
   train_step = jax.jit(step_fn, in_shardings=(state_sh, shd.batch_sharding(mesh)),
                        out_shardings=(state_sh, shd.replicated(mesh)), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(apply_fn, model.names),
@@ -112,20 +114,20 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
                       out_shardings=shd.replicated(mesh))
   select_best = jax.jit(keep_best, in_shardings=(state_sh, shd.replicated(mesh)),
                         out_shardings=state_sh, donate_argnums=0)
+  epoch_end = None
+  if method.epoch_end is not None:
+    epoch_end = jax.jit(lambda s, report: s.replace(opt_state=method.epoch_end(s.opt_state, report)),
+                        out_shardings=state_sh, donate_argnums=0)
 
   def evaluate(params, split_name):
     totals = None
     for batch in mmdata.eval_batches(dataset[split_name], c.eval.batch_size):
-      counts = eval_step(params, shd.global_batch(mesh, batch))
-      totals = counts if totals is None else jax.tree.map(jnp.add, totals, counts)
-    totals = jax.device_get(totals)
-    n = max(float(totals["count"]), 1.0)
-    return dict(count=int(totals["count"]),
-                fused=dict(accuracy=None if c.method.name == "unimodal" else float(totals["fused"]) / n),
-                unimodal={m: dict(accuracy=float(v) / n) for m, v in zip(model.names, totals["unimodal"])})
+      sums = eval_step(params, shd.global_batch(mesh, batch))
+      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    return report_from_sums(jax.device_get(totals), model.names, c.method.name == "unimodal")
 
   def selection_score(result):
-    if c.method.name == "unimodal":
+    if method.selection == "unimodal_mean":
       return float(np.mean([u["accuracy"] for u in result["unimodal"].values()]))
     return result["fused"]["accuracy"]
 
@@ -143,23 +145,29 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
 
   # ---- train.
   stop_at = min(total_steps, c.train.stop_after_steps or total_steps)
-  pending, t0 = [], time.time()
+  pending, epoch_losses, t0 = [], [], time.time()
   bar = tqdm.tqdm(total=total_steps, initial=start, disable=not c.log.progress,
                   desc="train", unit="step", dynamic_ncols=True)
   for step in range(start + 1, stop_at + 1):
     state, metrics = train_step(state, shd.global_batch(mesh, next(train_iter)))
     pending.append(metrics)
     bar.update(1)
-    if step % c.train.log_every_steps == 0 or step == stop_at:
-      summary = summarize(jax.device_get(pending), model.names, weights)
+    if step % c.train.log_every_steps == 0 or step == stop_at or step % eval_every == 0:
+      history = jax.device_get(pending)
+      epoch_losses.extend(h["losses"] for h in history)
+      summary = summarize(history, model.names, method.weights)
       summary.update(step=step, split="train", steps_per_sec=len(pending) / (time.time() - t0))
       metrics_log.write(summary)
       bar.set_postfix(loss=f"{summary['loss']['total']:.3f}")
-      pending, t0 = [], time.time()
+      pending, epoch_losses, t0 = [], [], time.time()
     if step % eval_every == 0 or step == total_steps:
       val = evaluate(state.params, "validation")
       state = select_best(state, jnp.float32(selection_score(val)))
-      metrics_log.write(dict(step=step, split="validation", **val))
+      if epoch_end is not None:
+        state = epoch_end(state, epoch_report(val, epoch_losses, model.names))
+      epoch_losses = []
+      metrics_log.write(dict(step=step, split="validation", **val,
+                             **method_state_summary(state.opt_state)))
     if step % ckpt_every == 0 or step == stop_at:
       checkpoints.save(step, state, train_iter)
   bar.close()
@@ -177,6 +185,58 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
     (workdir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
   print(format_table(results))
   return Run(results, state)
+
+
+def report_from_sums(totals, names, fused_untrained=False) -> dict:
+  """Accuracies, mean losses and utilisation from the eval step's summed counts."""
+  n = max(float(totals["count"]), 1.0)
+  fused = float(totals["fused"]) / n
+  without = {m: float(v) / n for m, v in zip(names, totals["without"])}
+  return dict(
+      count=int(totals["count"]),
+      fused=dict(accuracy=None if fused_untrained else fused, loss=float(totals["fused_loss"]) / n),
+      unimodal={m: dict(accuracy=float(a) / n, loss=float(l) / n)
+                for m, a, l in zip(names, totals["unimodal"], totals["unimodal_loss"])},
+      # Fused accuracy with modality m absent, and m's conditional utilisation
+      # u_m = (A_all - A_without_m) / A_all (Wu et al., 2022; MILES).
+      without={m: dict(accuracy=a) for m, a in without.items()},
+      utilisation={m: (fused - a) / max(fused, 1e-8) for m, a in without.items()})
+
+
+def epoch_report(val: dict, epoch_losses: list, names) -> dict:
+  """What a method's ``epoch_end`` sees: validation metrics and mean train losses, as arrays."""
+  train = np.mean(epoch_losses, axis=0) if epoch_losses else np.full(len(names) + 1, np.nan)
+  return dict(
+      fused_accuracy=np.float32(val["fused"]["accuracy"] or 0.0),
+      unimodal_accuracy={m: np.float32(val["unimodal"][m]["accuracy"]) for m in names},
+      without_accuracy={m: np.float32(val["without"][m]["accuracy"]) for m in names},
+      val_losses=np.array([val["fused"]["loss"]] + [val["unimodal"][m]["loss"] for m in names],
+                          np.float32),
+      train_losses=train.astype(np.float32))
+
+
+def method_state_summary(opt_state) -> dict:
+  """Per-modality coefficients/scales/weights a method keeps in its state, for the log."""
+  found = {}
+
+  def walk(node):
+    if hasattr(node, "_fields"):
+      for field in node._fields:
+        value = getattr(node, field)
+        if field in ("coefficients", "scales", "weights", "utilisation") and \
+            isinstance(value, (dict, jax.Array, np.ndarray)):
+          found[field] = jax.tree.map(lambda v: np.asarray(v).tolist(), jax.device_get(value))
+        else:
+          walk(value)
+    elif isinstance(node, (tuple, list)):
+      for child in node:
+        walk(child)
+    elif isinstance(node, dict):
+      for child in node.values():
+        walk(child)
+
+  walk(opt_state)
+  return found
 
 
 def summarize(history, names, weights):

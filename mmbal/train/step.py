@@ -3,7 +3,8 @@
 A step computes the objective vector ``[L_fused, L_1, ..., L_M]`` from one forward pass
 and either back-propagates its weighted sum once (``grad_mode="sum"``) or hands the
 stacked per-objective gradients to the optax chain (``grad_mode="stacked"``), where
-balancing transforms reduce them. Both run as one ``jax.jit`` over a mesh.
+balancing transforms reduce them. Per-modality scores computed from the same forward
+pass reach the transforms as extra args. Both run as one ``jax.jit`` over a mesh.
 """
 from __future__ import annotations
 
@@ -23,68 +24,96 @@ class TrainState:
   step: jax.Array
   params: Any
   opt_state: Any
-  best_params: Any        # params with the best validation accuracy so far
-  best_score: jax.Array   # that accuracy (-1 before the first evaluation)
+  best_params: Any        # params with the best validation score so far
+  best_score: jax.Array   # that score (-1 before the first evaluation)
+  key: jax.Array          # raw PRNG key; step t uses fold_in(key, t)
 
 
 def classification_objectives(apply_fn: Callable, names: tuple[str, ...]):
-  """``losses(params, batch) -> ([K] losses, aux)`` with K = 1 + M (fused, then each modality)."""
+  """``losses(params, batch) -> ([K] losses, aux)`` with K = 1 + M (fused, then each modality).
+
+  ``aux`` holds the outputs the balancing methods score: ``logits``, ``unimodal_logits``
+  (``[M, B, C]``) and ``labels``.
+  """
 
   def losses(params, batch):
     out = apply_fn(params, {n: batch[n] for n in names})
     labels = batch["label"]
     fused = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
     uni = optax.softmax_cross_entropy_with_integer_labels(out.unimodal_logits, labels[None]).mean(-1)
-    aux = dict(fused_correct=(out.logits.argmax(-1) == labels).mean(),
-               unimodal_correct=(out.unimodal_logits.argmax(-1) == labels[None]).mean(-1))
+    aux = dict(logits=out.logits, unimodal_logits=out.unimodal_logits, labels=labels)
     return jnp.concatenate([fused[None], uni]), aux
 
   return losses
 
 
 def make_apply(graphdef, rest):
-  def apply_fn(params, inputs):
-    return nnx.merge(graphdef, params, rest)(inputs)
+  def apply_fn(params, inputs, present=None):
+    return nnx.merge(graphdef, params, rest)(inputs, present)
   return apply_fn
 
 
 def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, grad_mode: str = "sum",
-                    objectives: tuple[str, ...] = (), labels=None, supports=None):
+                    objectives: tuple[str, ...] = (), labels=None, supports=None,
+                    extra_args: Callable[[dict, jax.Array], dict] | None = None,
+                    backward: str = "vmap", grads_fn: Callable | None = None):
   """Returns ``train_step(state, batch) -> (state, metrics)`` (not yet jitted).
 
-  ``weights``: ``[K]`` weights of the objectives in the summed loss.
+  ``weights``: ``[K]`` weights of the objectives in the summed loss (``grad_mode="sum"``).
+  ``extra_args(aux, key)``: the transforms' extra args (scores) from the forward pass.
+  ``labels=None`` in stacked mode gives every objective its own backward pass.
+  ``grads_fn(params, batch) -> (values, stacked grads, aux)`` replaces `objective_grads`.
   """
   weights = jnp.asarray(weights, jnp.float32)
 
   def train_step(state: TrainState, batch):
+    key = jax.random.fold_in(state.key, state.step)
     if grad_mode == "sum":
       def total(params):
         values, aux = losses_fn(params, batch)
         return weights @ values, (values, aux)
       (_, (values, aux)), grads = jax.value_and_grad(total, has_aux=True)(state.params)
-      extra = {}
+    elif grads_fn is not None:
+      values, grads, aux = grads_fn(state.params, batch)
     else:
       values, grads, aux = objective_grads(losses_fn, state.params, batch, objectives=objectives,
-                                           labels=labels, supports=supports, has_aux=True)
-      extra = dict(objective_values=values)
+                                           labels=labels, supports=supports, has_aux=True,
+                                           backward=backward)
+    extra = dict(objective_values=values, key=key)
+    if extra_args is not None:
+      extra.update(extra_args(aux, key))
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(losses=values, **aux)
+    correct = lambda logits: (logits.argmax(-1) == aux["labels"]).mean(-1)
+    metrics = dict(losses=values, fused_correct=correct(aux["logits"]),
+                   unimodal_correct=correct(aux["unimodal_logits"]))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
 
 
 def make_eval_step(apply_fn, names: tuple[str, ...]):
-  """``eval_step(params, batch) -> counts`` of correct predictions over real (masked) examples."""
+  """``eval_step(params, batch) -> sums`` over real (masked) examples.
+
+  Sums of correct predictions and cross-entropy of the fused and unimodal outputs, and
+  the fused accuracy with each modality absent in turn (masked-modality dependence).
+  """
+  num = len(names)
 
   def eval_step(params, batch):
-    out = apply_fn(params, {n: batch[n] for n in names})
-    mask = batch["mask"].astype(jnp.float32)
-    labels = batch["label"]
-    return dict(count=mask.sum(),
-                fused=((out.logits.argmax(-1) == labels) * mask).sum(),
-                unimodal=((out.unimodal_logits.argmax(-1) == labels[None]) * mask).sum(-1))
+    inputs = {n: batch[n] for n in names}
+    out = apply_fn(params, inputs)
+    labels, mask = batch["label"], batch["mask"].astype(jnp.float32)
+    # Row m: every modality present but m; evaluated in one vmapped forward.
+    without = 1.0 - jnp.eye(num)
+    logits_without = jax.vmap(lambda p: apply_fn(
+        params, inputs, jnp.broadcast_to(p, (labels.shape[0], num))).logits)(without)
+    correct = lambda logits: ((logits.argmax(-1) == labels) * mask).sum(-1)
+    ce = lambda logits: (optax.softmax_cross_entropy_with_integer_labels(
+        logits, jnp.broadcast_to(labels, logits.shape[:-1])) * mask).sum(-1)
+    return dict(count=mask.sum(), fused=correct(out.logits), unimodal=correct(out.unimodal_logits),
+                fused_loss=ce(out.logits), unimodal_loss=ce(out.unimodal_logits),
+                without=correct(logits_without))
 
   return eval_step
 

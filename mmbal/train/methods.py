@@ -1,0 +1,73 @@
+"""How each balancing method plugs into the trainer.
+
+A method is a `MethodSpec`: which objectives it weighs, whether the optax chain gets
+summed or stacked per-objective gradients, the mmbal transform placed before (and after)
+the base optimizer, the scores it needs from the forward pass (extra args), and what it
+updates between epochs. ``build_method(name, ctx)`` returns the spec for a config.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import optax
+
+from mmbal.labels import param_labels
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+  weights: np.ndarray                       # [K] objective weights ([fused, m_1..m_M])
+  grad_mode: str = "sum"                    # "sum" | "stacked"
+  transform: optax.GradientTransformation | None = None        # before the base optimizer
+  after_optimizer: optax.GradientTransformation | None = None  # e.g. learning-rate scales
+  extra_args: Callable[[dict, Any], dict] | None = None  # (aux, key) -> scores for the chain
+  epoch_end: Callable[[Any, dict], Any] | None = None    # (opt_state, val report) -> opt_state
+  losses: Callable | None = None            # objectives builder replacing the classification one
+  objectives: tuple[str, ...] | None = None  # names of the K objectives (stacked mode)
+  selection: str = "fused"                  # validation score: "fused" | "unimodal_mean"
+
+
+class MethodContext(NamedTuple):
+  config: Any               # the method's own config block (method.<name>), or None
+  model: Any                # the MultimodalClassifier
+  labels: Any               # parameter labels (encoders and unimodal heads by modality)
+  encoder_labels: Any       # only encoder leaves carry a modality; everything else "shared"
+  apply_fn: Callable        # apply_fn(params, inputs, present=None) -> Outputs
+  steps_per_epoch: int
+  total_steps: int
+
+
+def joint_weights(model) -> np.ndarray:
+  """Fused loss, plus the unimodal losses of probes or unimodal heads (not of a split head)."""
+  uni = 0.0 if model.unimodal == "split_head" else 1.0
+  return np.array([1.0] + [uni] * len(model.names), np.float32)
+
+
+def _joint(ctx: MethodContext) -> MethodSpec:
+  return MethodSpec(weights=joint_weights(ctx.model))
+
+
+def _unimodal(ctx: MethodContext) -> MethodSpec:
+  if ctx.model.unimodal != "heads":
+    raise ValueError("method 'unimodal' needs model.unimodal='heads'")
+  return MethodSpec(weights=np.array([0.0] + [1.0] * len(ctx.model.names), np.float32),
+                    selection="unimodal_mean")
+
+
+BUILDERS: dict[str, Callable[[MethodContext], MethodSpec]] = {
+    "joint": _joint,
+    "unimodal": _unimodal,
+}
+
+
+def encoder_labels(model):
+  """Labels where only encoder parameters belong to a modality (heads/probes are shared)."""
+  return param_labels(model, {n: model.encoders[n] for n in model.names})
+
+
+def build_method(name: str, ctx: MethodContext) -> MethodSpec:
+  if name not in BUILDERS:
+    raise ValueError(f"config field 'method.name' must be one of {sorted(BUILDERS)}, got {name!r}")
+  return BUILDERS[name](ctx)
