@@ -53,7 +53,10 @@ def default_config() -> ml_collections.ConfigDict:
       keep_checkpoints=2,
       stop_after_steps=0,      # > 0: stop early (simulated preemption); resume continues
   )
-  c.eval = dict(batch_size=256)
+  c.eval = dict(
+      batch_size=256,
+      linear_probe=True,       # after training, fit a linear probe per encoder (train split)
+  )
   c.mesh = dict(data=-1, model=1)   # -1 = all remaining devices; model > 1 shards parameters
   c.log = dict(tensorboard=False, progress=True)
   return c

@@ -9,12 +9,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import numpy as np
 import optax
 import tqdm
 from flax import nnx
 
 from mmbal import data as mmdata
+from mmbal.diagnostics import fit_linear_probes, probe_accuracy
 from mmbal.modalities import as_modalities
 from mmbal.models import MultimodalClassifier, labels_for, split
 from mmbal.train import sharding as shd
@@ -126,6 +128,28 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     return report_from_sums(jax.device_get(totals), model.names, c.method.name == "unimodal")
 
+  features_step = jax.jit(lambda params, batch: apply_fn(params, {n: batch[n] for n in model.names}).features,
+                          in_shardings=(param_sh, shd.batch_sharding(mesh)))
+
+  def split_features(params, split_name):
+    """``([M, N, D] features, [N] labels)`` of every example of a split (host arrays)."""
+    feats, labels = [], []
+    for batch in mmdata.eval_batches(dataset[split_name], c.eval.batch_size):
+      out = multihost_utils.process_allgather(features_step(params, shd.global_batch(mesh, batch)),
+                                              tiled=True)
+      mask = np.asarray(multihost_utils.process_allgather(batch["mask"]))
+      labs = np.asarray(multihost_utils.process_allgather(batch["label"]))
+      feats.append(np.asarray(out)[:, mask.reshape(-1)])
+      labels.append(labs.reshape(-1)[mask.reshape(-1)])
+    return np.concatenate(feats, axis=1), np.concatenate(labels)
+
+  def add_linear_probes(params, results):
+    """Each encoder's linear-probe accuracy: the same yardstick for every method."""
+    probes = fit_linear_probes(*split_features(params, "train"), num_classes=spec.num_classes)
+    for split_name in ("validation", "test"):
+      accuracy = probe_accuracy(probes, *split_features(params, split_name))
+      results[split_name]["probe"] = {m: dict(accuracy=float(a)) for m, a in zip(model.names, accuracy)}
+
   def selection_score(result):
     if method.selection == "unimodal_mean":
       return float(np.mean([u["accuracy"] for u in result["unimodal"].values()]))
@@ -181,6 +205,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   results = dict(validation=evaluate(state.best_params, "validation"),
                  test=evaluate(state.best_params, "test"),
                  steps=total_steps, modalities=list(model.names), config=c.to_dict())
+  if c.eval.linear_probe:
+    add_linear_probes(state.best_params, results)
   if jax.process_index() == 0:
     (workdir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
   print(format_table(results))

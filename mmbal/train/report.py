@@ -8,14 +8,23 @@ def _pct(x):
 
 def format_table(results: dict) -> str:
   """Fused and per-modality accuracy (%) on validation and test."""
-  rows = [("fused", results["validation"]["fused"]["accuracy"], results["test"]["fused"]["accuracy"])]
+  val, test = results["validation"], results["test"]
+  rows = [("fused", val["fused"]["accuracy"], test["fused"]["accuracy"])]
   for name in results["modalities"]:
-    rows.append((f"unimodal {name}", results["validation"]["unimodal"][name]["accuracy"],
-                 results["test"]["unimodal"][name]["accuracy"]))
+    rows.append((f"unimodal {name}", val["unimodal"][name]["accuracy"],
+                 test["unimodal"][name]["accuracy"]))
+  if "probe" in test:
+    for name in results["modalities"]:
+      rows.append((f"probe {name}", val["probe"][name]["accuracy"], test["probe"][name]["accuracy"]))
+  for name in results["modalities"]:
+    rows.append((f"fused without {name}", val["without"][name]["accuracy"],
+                 test["without"][name]["accuracy"]))
   width = max(len(r[0]) for r in rows) + 2
   lines = [f"{'accuracy (%)':<{width}} {'val':>6}  {'test':>6}",
            f"{'-' * width} {'-' * 6}  {'-' * 6}"]
   lines += [f"{name:<{width}} {_pct(v)}  {_pct(t)}" for name, v, t in rows]
-  lines.append(f"(val n={results['validation']['count']}, test n={results['test']['count']}, "
-               f"model selected on validation)")
+  lines.append(f"val n={val['count']}, test n={test['count']}, model selected on validation.")
+  lines.append("unimodal: the model's own unimodal outputs; probe: a linear probe fitted on "
+               "frozen encoder features;\nfused without m: the fused prediction with modality m "
+               "zeroed (how much the model relies on m).")
   return "\n".join(lines)

@@ -1,0 +1,591 @@
+"""Gradient-modulation methods as optax transforms: OGM-GE, AGM and CGGM.
+
+Each factory returns an ``optax.GradientTransformationExtraArgs`` for any number of
+modalities. Per-modality scores arrive as extra arguments of ``update`` that are dicts
+``{modality: scalar}`` (see `mmbal.scores`), randomness as the extra argument ``key``.
+Unknown extra arguments are ignored, so the transforms can sit anywhere in an
+``optax.chain`` (which forwards every extra argument to every member).
+
+`ogm_ge` and `cggm` scale the *parameter-shaped* gradient (put them after
+`mmbal.transforms.combine_objectives`) leaf by leaf according to the label pytree
+(`mmbal.labels.param_labels`); leaves labelled ``"shared"`` are never touched. `agm`
+replaces ``combine_objectives``: it reduces stacked per-modality share gradients.
+Everything is leafwise (``jax.tree.map``), so each leaf keeps its sharding.
+
+Which parameters a modality owns is the labels' business. `mmbal.models.labels_for`
+also gives each modality's unimodal head (e.g. CGGM's probe classifier) the modality's
+label; to scale only the encoders, as the official codes do, label the heads shared::
+
+    labels = mmbal.param_labels(model, {n: model.encoders[n] for n in model.names}, params)
+
+Every state stores the per-modality coefficients it applied last (``state.coefficients``,
+``{modality: scalar}``) for logging. Inside a chained optimiser state they can be read
+with ``optax.tree_utils.tree_get(opt_state, "coefficients")``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mmbal.labels import SHARED, label_names
+from mmbal.scores import shapley_matrix
+
+# exp() arguments are clamped to this (exp(80) ~ 5.5e34 is finite in float32).
+_MAX_EXP = 80.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _modalities_of(labels) -> tuple[str, ...]:
+  names = tuple(n for n in label_names(labels) if n != SHARED)
+  if not names:
+    raise ValueError("labels name no modality (every leaf is 'shared')")
+  return names
+
+
+def _stack(scores: Mapping[str, Any] | None, names: Sequence[str], method: str, arg: str):
+  """``{name: scalar}`` -> float32 ``[M]`` in ``names`` order, with clear errors."""
+  if scores is None:
+    raise ValueError(f"{method}: pass the extra argument {arg}={{modality: scalar}} "
+                     f"for modalities {tuple(names)}")
+  missing = [n for n in names if n not in scores]
+  if missing:
+    raise ValueError(f"{method}: {arg} lacks modalities {missing}; expected {tuple(names)}, "
+                     f"got {tuple(scores)}")
+  return jnp.stack([jnp.asarray(scores[n], jnp.float32).reshape(()) for n in names])
+
+
+def _by_name(names: Sequence[str], values) -> dict:
+  return {n: values[i] for i, n in enumerate(names)}
+
+
+def _ones(names):
+  return {n: jnp.ones((), jnp.float32) for n in names}
+
+
+def _zeros(names):
+  return {n: jnp.zeros((), jnp.float32) for n in names}
+
+
+def _in_window(count, start_step: int, end_step: int | None):
+  active = count >= start_step
+  if end_step is not None:
+    active = active & (count < end_step)
+  return active
+
+
+def _scale_by_label(labels, updates, factors: Mapping[str, jax.Array]):
+  """``g * factors[label]`` leafwise; shared leaves pass through."""
+  def scale(label, g):
+    if label == SHARED:
+      return g
+    return g * factors[label].astype(g.dtype)
+  return jax.tree.map(scale, labels, updates)
+
+
+def _robust_std(g):
+  """Population std of all elements, computed after dividing by max|g| (no overflow at 1e30)."""
+  g = g.astype(jnp.float32)
+  scale = jnp.max(jnp.abs(g))
+  scale = jnp.where(scale > 0, scale, 1.0)
+  x = g / scale
+  return scale * jnp.sqrt(jnp.mean(jnp.square(x - jnp.mean(x))))
+
+
+def _cosine(a, b):
+  """Cosine of two flattened arrays; 0 if either is zero. Finite values and gradients
+  for zero and huge (1e30) inputs (both are first divided by their constant max|.|)."""
+  a = jnp.ravel(a).astype(jnp.float32)
+  b = jnp.ravel(b).astype(jnp.float32)
+  if a.shape != b.shape:
+    raise ValueError(f"cosine of arrays of different sizes {a.shape[0]} and {b.shape[0]}")
+
+  def unit_max(x):
+    s = jax.lax.stop_gradient(jnp.max(jnp.abs(x)))
+    return x / jnp.where(s > 0, s, 1.0)
+
+  a, b = unit_max(a), unit_max(b)
+  norms2 = jnp.sum(a * a) * jnp.sum(b * b)
+  ok = norms2 > 0
+  return jnp.where(ok, jnp.sum(a * b) / jnp.sqrt(jnp.where(ok, norms2, 1.0)), 0.0)
+
+
+# --------------------------------------------------------------------------- OGM-GE
+
+
+class OgmGeState(NamedTuple):
+  count: jax.Array        # update calls so far (int32)
+  coefficients: dict      # {modality: k_m applied at the last step (1 outside the window)}
+  ratios: dict            # {modality: discrepancy ratio rho_m at the last step}
+
+
+_LEAF_RULES: dict[str, Callable[[Any], bool]] = {
+    "all": lambda g: True,
+    "non_1d": lambda g: g.ndim >= 2,
+    "conv": lambda g: g.ndim == 4,
+}
+
+
+def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
+           noise: bool = True, start_step: int = 0, end_step: int | None = None,
+           ratio: str = "mean_others", eps: float = 1e-12) -> optax.GradientTransformationExtraArgs:
+  r"""OGM-GE: on-the-fly gradient modulation with generalisation enhancement.
+
+  Peng, Wei, Deng, Wang, Hu, "Balanced Multimodal Learning via On-the-fly Gradient
+  Modulation", CVPR 2022, arXiv:2203.15332.
+
+  With ``s_m = sum_i softmax(z^m_i)[y_i]`` (extra argument ``confidence``, see
+  `mmbal.scores.true_class_confidence`)::
+
+      rho_m = s_m / mean_{k != m} s_k        (ratio="mean_others", default)
+      rho_m = s_m / min_{k != m} s_k         (ratio="min_others")
+      k_m   = 1 - tanh(alpha * rho_m)  if rho_m > 1  else 1
+      g_l  <- k_m * g_l + N(0, std(g_l)^2)   for each selected leaf l of modality m
+
+  For two modalities both ratios are the paper's ``rho^a = s^a / s^v``; the M-modality
+  forms are BalanceBenchmark's generalisations. Only the dominant modality (rho > 1) is
+  slowed. The GE noise is drawn elementwise with the (population) std of the *unscaled*
+  leaf gradient and is added to the selected leaves of every modality, including
+  modalities with ``k_m = 1``, as the official code does. Denominators are floored at
+  ``eps`` so zero scores give ``rho = 0`` (k = 1) rather than a division by zero.
+
+  Args:
+    labels: label pytree (same structure as the gradient); its non-shared labels are the
+      modalities, and ``confidence`` must have an entry for each.
+    alpha: the modulation strength (official README: 0.1 VGGSound, 0.8 CREMA-D).
+    leaves: which leaves of a modality are modulated: ``"all"`` (every leaf),
+      ``"non_1d"`` (``ndim >= 2``: no biases or norm scales; BalanceBenchmark), ``"conv"``
+      (``ndim == 4``: 2-D conv kernels only; the official code), or a predicate on the
+      gradient leaf.
+    noise: add the GE noise (OGM-GE); ``False`` gives plain OGM.
+    start_step, end_step: modulation (scaling and noise) is active for update counts in
+      ``[start_step, end_step)`` (``end_step=None``: no end); outside, updates pass through
+      unchanged. The official code counts epochs, inclusively (``starts <= epoch <= ends``,
+      default 0..50): use ``start_step=starts*steps_per_epoch,
+      end_step=(ends+1)*steps_per_epoch``.
+    ratio: ``"mean_others"`` or ``"min_others"``.
+    eps: floor of the ratio's denominator.
+
+  Extra arguments of ``update``: ``confidence`` ({modality: s_m}, required) and ``key``
+  (a PRNG key, required when ``noise``; it is folded with the state's step count and the
+  leaf index, so passing the same key every step is fine).
+
+  Differences from the official code (GeWu-Lab/OGM-GE_CVPR2022, ``main.py``):
+    * the noise std is the population std (``ddof=0``; torch's ``.std()`` uses ``n-1``)
+      without the code's ``+1e-8`` (a zero gradient stays exactly zero); computed after
+      dividing by ``max|g|`` so 1e30 gradients do not overflow;
+    * ties (``rho = 1``) modulate nothing; the two-modality code then slows audio;
+    * the window counts update steps, half-open, instead of epochs, inclusive;
+    * the default ``leaves="all"`` scales every leaf of the modality; ``leaves="conv"``
+      reproduces the code (which also only noises 4-D leaves).
+  """
+  names = _modalities_of(labels)
+  if ratio not in ("mean_others", "min_others"):
+    raise ValueError(f"ratio must be 'mean_others' or 'min_others', got {ratio!r}")
+  if isinstance(leaves, str):
+    if leaves not in _LEAF_RULES:
+      raise ValueError(f"leaves must be one of {sorted(_LEAF_RULES)} or a callable, got {leaves!r}")
+    select = _LEAF_RULES[leaves]
+  elif callable(leaves):
+    select = leaves
+  else:
+    raise ValueError(f"leaves must be a string or a callable, got {leaves!r}")
+  num = len(names)
+  others = ~np.eye(num, dtype=bool)
+
+  def init_fn(params):
+    del params
+    return OgmGeState(jnp.zeros((), jnp.int32), _ones(names), _zeros(names))
+
+  def update_fn(updates, state, params=None, *, confidence=None, key=None, **extra_args):
+    del params, extra_args
+    s = _stack(confidence, names, "ogm_ge", "confidence")
+    if num == 1:
+      rho = jnp.zeros_like(s)
+    elif ratio == "mean_others":
+      rho = s / jnp.maximum((s.sum() - s) / (num - 1), eps)
+    else:
+      rho = s / jnp.maximum(jnp.where(others, s[None, :], jnp.inf).min(axis=1), eps)
+    k = jnp.where(rho > 1, 1.0 - jnp.tanh(alpha * rho), 1.0)
+    active = _in_window(state.count, start_step, end_step)
+    k = jnp.where(active, k, 1.0)
+    factors = _by_name(names, k)
+    if noise:
+      if key is None:
+        raise ValueError("ogm_ge(noise=True) needs the extra argument key=<PRNG key>")
+      step_key = jax.random.fold_in(key, state.count)
+      noise_on = active.astype(jnp.float32)
+
+    label_leaves = jax.tree.leaves(labels)
+    grad_leaves, treedef = jax.tree.flatten(updates)
+    if len(label_leaves) != len(grad_leaves):
+      raise ValueError(f"labels have {len(label_leaves)} leaves, updates {len(grad_leaves)}")
+
+    def modulate(i, label, g):
+      if label == SHARED or g.size == 0 or not select(g):
+        return g
+      out = g * factors[label].astype(g.dtype)
+      if noise:
+        z = jax.random.normal(jax.random.fold_in(step_key, i), g.shape, jnp.float32)
+        out = out + (noise_on * _robust_std(g) * z).astype(g.dtype)
+      return out
+
+    new = [modulate(i, lab, g) for i, (lab, g) in enumerate(zip(label_leaves, grad_leaves))]
+    return (jax.tree.unflatten(treedef, new),
+            OgmGeState(state.count + 1, factors, _by_name(names, rho)))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# --------------------------------------------------------------------------- AGM
+
+
+class AgmState(NamedTuple):
+  count: jax.Array        # update calls so far (int32)
+  running_scores: dict    # {modality: running mean of s_m over all previous steps}
+  coefficients: dict      # {modality: kappa_m applied at the last step}
+
+
+class AgmShares(NamedTuple):
+  outputs: jax.Array      # [M, B, C] Shapley-style unimodal outputs o_m (sum = full logits)
+  shares: jax.Array       # [M] share losses <stop_gradient(dCE/dz), o_m>
+  scores: dict            # {modality: s_m = mean CE of softmax(o_m)} (stop_gradient)
+  loss: jax.Array         # CE(sum_m o_m), the fused loss
+
+
+def agm_shares(subset_logits, labels, names: Sequence[str], *,
+               min_prob: float = 1e-8) -> AgmShares:
+  r"""AGM's Shapley-style unimodal outputs, share losses and scores from subset logits.
+
+  ``subset_logits``: ``[2^M, B, C]`` logits of the model with only the modalities of each
+  subset present, subsets in the order of `mmbal.scores.subset_masks` (bit m of the index
+  = modality m present), or ``[2^M - 1, B, C]`` without the empty set (which AGM drops
+  anyway). Compute them in one vmapped forward over present masks, inside the loss::
+
+      masks = jnp.asarray(mmbal.scores.subset_masks(M)[1:])       # skip the empty set
+      def loss_fn(params, batch):
+        model = nnx.merge(graphdef, params, rest)
+        x = {n: batch[n] for n in names}
+        subset_logits = jax.vmap(lambda mask: model(
+            x, present=jnp.broadcast_to(mask, (batch_size, M))).logits)(masks)
+        res = agm_shares(subset_logits, batch["label"], names)
+        return res.shares, res
+
+      values, grads, res = mmbal.objective_grads(loss_fn, params, batch, has_aux=True)
+      updates, opt_state = tx.update(grads, opt_state, params, agm_scores=res.scores)
+
+  (Give `mmbal.objective_grads` no labels, or objective names that are not labels: each
+  share reads every parameter.)
+
+  With W = `mmbal.scores.shapley_matrix` minus its empty-set column,
+  ``o_m = sum_{S != {}} W[m, S] v(S)``; e.g. for two modalities
+  ``o_a = (f(a,v) - f(0,v) + f(a,0)) / 2``. Dropping the empty set (as the official code
+  does) makes ``sum_m o_m = v(all)`` exactly, the full logits. With ``z = sum_m o_m``
+  and ``c = stop_gradient(dCE(z, y)/dz)`` the share losses are ``share_m = <c, o_m>``,
+  so ``sum_m grad(share_m) = grad CE(full logits)`` and the gradients of the shares are
+  the per-modality gradients that AGM's backward hooks scale (the hooks multiply
+  ``dL/do_m``, which is ``c`` for every m). The scores are
+  ``s_m = mean_i -log max(softmax(o_m,i)[y_i], min_prob)`` (official: probabilities
+  floored at 1e-8).
+
+  Difference from the official code: a modality is removed by zeroing its features
+  (``present``) rather than by feeding zeros to its encoder, and the subset passes run
+  in the model's training mode (the official code switches them to eval mode; this
+  matters only for batch norm / dropout).
+  """
+  names = tuple(names)
+  num = len(names)
+  subset_logits = jnp.asarray(subset_logits)
+  if subset_logits.ndim != 3:
+    raise ValueError(f"subset_logits must be [2^M, B, C], got shape {subset_logits.shape}")
+  weights = shapley_matrix(num)[:, 1:]
+  if subset_logits.shape[0] == 2 ** num:
+    subset_logits = subset_logits[1:]
+  elif subset_logits.shape[0] != 2 ** num - 1:
+    raise ValueError(f"subset_logits needs 2^M = {2 ** num} (or {2 ** num - 1}) subsets for "
+                     f"{num} modalities, got {subset_logits.shape[0]}")
+  outputs = jnp.einsum("ms,sbc->mbc", jnp.asarray(weights, subset_logits.dtype), subset_logits)
+  fused = outputs.sum(axis=0)
+  batch, classes = fused.shape
+  onehot = jax.nn.one_hot(labels, classes, dtype=fused.dtype)
+  logp = jax.nn.log_softmax(fused, axis=-1)
+  loss = -(onehot * logp).sum(-1).mean()
+  cotangent = jax.lax.stop_gradient((jnp.exp(logp) - onehot) / batch)
+  shares = jnp.einsum("bc,mbc->m", cotangent, outputs)
+  uni_logp = jax.nn.log_softmax(jax.lax.stop_gradient(outputs).astype(jnp.float32), axis=-1)
+  picked = jnp.take_along_axis(uni_logp, labels[None, :, None], axis=-1)[..., 0]
+  scores = -jnp.maximum(picked, np.log(min_prob)).mean(axis=1)
+  return AgmShares(outputs, shares, _by_name(names, scores), loss)
+
+
+def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
+        momentum: float | None = None, start_step: int = 0,
+        end_step: int | None = None) -> optax.GradientTransformationExtraArgs:
+  r"""AGM: adaptive gradient modulation over Shapley-style unimodal outputs.
+
+  Li, Li, Hu, Lei, Li, Zhou, "Boosting Multi-modal Model Performance with Adaptive
+  Gradient Modulation", ICCV 2023, arXiv:2308.07686.
+
+  ``updates``: stacked share gradients, every leaf ``[M, ...]`` in ``modalities`` order:
+  ``g_m = grad <stop_gradient(dL/df), o_m>`` with the o_m from `agm_shares` (so
+  ``sum_m g_m`` is the plain gradient). Extra argument ``agm_scores``: ``{modality: s_m}``
+  (`agm_shares(...).scores`). Output (parameter-shaped)::
+
+      r_m     = exp(M/(M-1) * (mean_k s_k - s_m))          (M=2: r_a = exp(s_v - s_a))
+      rbar_m  = the same from the running means sbar_k of all *previous* steps
+      kappa_m = exp(alpha * min(rbar_m - r_m, clip))
+      update  = sum_m kappa_m g_m
+
+  A modality whose loss is above its running level (weaker than usual relative to the
+  others) gets ``kappa > 1``. ``sbar`` starts at 0 (so ``rbar = 1`` at the first step)
+  and is updated after the coefficients, as in the official code.
+
+  Args:
+    modalities: modality names, in the order of the stacked axis.
+    alpha: modulation strength (official README: e.g. 2.5 for AV-MNIST).
+    clip: upper clip of ``rbar - r``; default as the official code: 10 for two
+      modalities, 7 for three or more.
+    momentum: ``None`` (official): ``sbar`` is the plain mean of all previous scores.
+      A float ``beta`` in [0, 1): exponential moving average with weight
+      ``max(1/(t+1), 1-beta)`` on the new score (a plain mean until ``t+1 = 1/(1-beta)``,
+      so no zero-initialisation bias).
+    start_step, end_step: kappa is applied for update counts in ``[start_step,
+      end_step)``; outside, ``kappa = 1`` (plain sum), while the running means keep
+      updating (the official code's epoch window ``starts <= epoch <= ends``).
+
+  Differences from the official code (lihong2303/AGM_ICCV2023, ``run/*_main.py``): the
+  coefficients multiply precomputed share gradients instead of acting through backward
+  hooks on ``o_m`` (mathematically the same); the exponents of ``r`` are clamped to
+  [-80, 80] against float32 overflow (never reached with floored-CE scores,
+  ``|s_m| <= 18.4``). The sign is the official one, not BalanceBenchmark's flipped
+  ``exp(M/(M-1)(s_m - mean))``.
+  """
+  names = tuple(modalities)
+  num = len(names)
+  if num < 2:
+    raise ValueError(f"agm needs at least 2 modalities, got {names}")
+  if clip is None:
+    clip = 10.0 if num == 2 else 7.0
+  if momentum is not None and not 0.0 <= momentum < 1.0:
+    raise ValueError(f"momentum must be None or in [0, 1), got {momentum}")
+  factor = num / (num - 1)
+
+  def ratios(s):
+    return jnp.exp(jnp.clip(factor * (s.mean() - s), -_MAX_EXP, _MAX_EXP))
+
+  def init_fn(params):
+    del params
+    return AgmState(jnp.zeros((), jnp.int32), _zeros(names), _ones(names))
+
+  def update_fn(updates, state, params=None, *, agm_scores=None, **extra_args):
+    del params, extra_args
+    s = _stack(agm_scores, names, "agm", "agm_scores")
+    sbar = _stack(state.running_scores, names, "agm", "running_scores")
+    kappa = jnp.exp(jnp.minimum(alpha * jnp.minimum(ratios(sbar) - ratios(s), clip), _MAX_EXP))
+    kappa = jnp.where(_in_window(state.count, start_step, end_step), kappa, 1.0)
+
+    def combine(g):
+      if g.ndim == 0 or g.shape[0] != num:
+        raise ValueError(f"agm: every update leaf must be stacked [M={num}, ...], got {g.shape}")
+      return jnp.tensordot(kappa.astype(g.dtype), g, axes=1)
+
+    weight = 1.0 / (state.count.astype(jnp.float32) + 1.0)
+    if momentum is not None:
+      weight = jnp.maximum(weight, 1.0 - momentum)
+    sbar = sbar + weight * (s - sbar)
+    return (jax.tree.map(combine, updates),
+            AgmState(state.count + 1, _by_name(names, sbar), _by_name(names, kappa)))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# --------------------------------------------------------------------------- CGGM
+
+
+class CggmState(NamedTuple):
+  count: jax.Array          # update calls so far (int32)
+  previous_accuracy: dict   # {modality: epsilon_m of the previous step (0 before the first)}
+  coefficients: dict        # {modality: B_m of the last step}; the gradient scale is rho * B_m
+
+
+_GUARDS = ("clip", "none")
+
+
+def _cggm_b(acc, prev, eps, guard, max_coefficient, min_total):
+  delta = acc - prev
+  total = delta.sum() + eps
+  if guard == "none":
+    return (total - delta) / total
+  tiny = jnp.abs(total) < min_total
+  safe = jnp.where(tiny, 1.0, total)
+  return jnp.where(tiny, 1.0, jnp.clip((safe - delta) / safe, 0.0, max_coefficient))
+
+
+def cggm_coefficients(accuracy: Mapping[str, Any], previous_accuracy: Mapping[str, Any], *,
+                      eps: float = 1e-8, guard: str = "clip", max_coefficient: float = 1.0,
+                      min_total: float = 1e-6) -> dict:
+  """CGGM's ``B_m`` from this step's and the previous step's unimodal accuracies.
+
+  The formula and the guard are those of `cggm` (which calls this). Use it inside the
+  loss to build the direction term with this step's coefficients (see `cggm`)::
+
+      prev = optax.tree_utils.tree_get(opt_state, "previous_accuracy")
+      b = cggm_coefficients(accuracy, prev)
+  """
+  if guard not in _GUARDS:
+    raise ValueError(f"guard must be one of {_GUARDS}, got {guard!r}")
+  names = tuple(previous_accuracy)
+  acc = _stack(accuracy, names, "cggm_coefficients", "accuracy")
+  prev = _stack(previous_accuracy, names, "cggm_coefficients", "previous_accuracy")
+  return _by_name(names, _cggm_b(acc, prev, eps, guard, max_coefficient, min_total))
+
+
+def cggm(labels, *, rho: float = 1.3, eps: float = 1e-8, guard: str = "clip",
+         max_coefficient: float = 1.0, min_total: float = 1e-6
+         ) -> optax.GradientTransformationExtraArgs:
+  r"""CGGM magnitude modulation: scale each modality's gradient by ``rho * B_m``.
+
+  Guo, Jin, Chen, Zhao, "Classifier-guided Gradient Modulation for Enhanced Multimodal
+  Learning", NeurIPS 2024, arXiv:2411.01409.
+
+  Extra argument ``unimodal_accuracy``: ``{modality: epsilon_m}``, the batch accuracy of
+  each unimodal classifier (in mmbal the ``unimodal="probe"`` heads of
+  `mmbal.models.MultimodalClassifier`, linear heads on stop-gradient features; see
+  `mmbal.scores.accuracy`). The state keeps the previous step's accuracies
+  (``epsilon^0 = 0``)::
+
+      d_m = epsilon_m - epsilon_m^prev
+      S   = sum_k d_k + eps
+      B_m = (S - d_m) / S                  (M = 2: B_1 = d_2 / (d_1 + d_2))
+      g_l <- rho * B_m * g_l               for every leaf l labelled m
+
+  The modality that improved less gets the larger share. ``state.coefficients`` holds
+  ``B_m`` (needed by the direction term), the applied factor is ``rho * B_m``.
+
+  Guard (``guard="clip"``, default; a deviation from the official code): when all
+  ``d_m`` have the same sign, ``B_m`` lies in [0, 1]. With mixed signs the code's ``B_m``
+  leaves that range: negative values flip a modality's gradient, and ``S ~ 0`` makes
+  them explode (``d = (0.125, -0.125)`` gives ``B = (-1.25e7, 1.25e7)``). The guard
+  (1) falls back to ``B_m = 1`` for all m when ``|S| < min_total``, which is what the
+  code itself gives when every ``d_m = 0``: no progress signal, no reweighting; and
+  (2) otherwise clips ``B_m`` to ``[0, max_coefficient]`` (default 1, the range of the
+  same-sign regime). The code's decision (which modality is boosted and which is slowed)
+  is kept; only sign flips and explosions are removed. ``guard="none"`` reproduces the
+  code exactly (the 1e-8 is ``eps``; the code bounds the result only by its later
+  ``clip_grad_norm_(0.8)``).
+
+  Direction term: CGGM also adds ``lambda * L_gm`` to the loss (`cggm_direction_loss`,
+  with cosines from `cggm_cosines`). The official code adds ``L_gm`` of step ``t-1``
+  (coefficients *and* cosines from the previous step, back-propagated through a stale
+  graph at the previous weights) to the loss of step t. mmbal does not lag the graph:
+  ``L_gm`` is evaluated at the current parameters with ``B`` held constant. For ``B``
+  use this step's coefficients, ``cggm_coefficients(accuracy, previous_accuracy)``
+  computed inside the loss from the same forward pass (no lag; recommended), or
+  ``state.coefficients`` (the previous step's ``B``, the code's timing of ``B``).
+
+  Args:
+    labels: label pytree; its non-shared labels are the modalities.
+    rho: the global factor (official default 1.3; 1.0 for BraTS).
+    eps: added to ``S`` (official 1e-8).
+    guard: ``"clip"`` or ``"none"``.
+    max_coefficient: upper clip of ``B_m`` under the guard.
+    min_total: ``|S|`` below this falls back to ``B = 1`` under the guard.
+  """
+  if guard not in _GUARDS:
+    raise ValueError(f"guard must be one of {_GUARDS}, got {guard!r}")
+  names = _modalities_of(labels)
+
+  def init_fn(params):
+    del params
+    return CggmState(jnp.zeros((), jnp.int32), _zeros(names), _ones(names))
+
+  def update_fn(updates, state, params=None, *, unimodal_accuracy=None, **extra_args):
+    del params, extra_args
+    acc = _stack(unimodal_accuracy, names, "cggm", "unimodal_accuracy")
+    prev = _stack(state.previous_accuracy, names, "cggm", "previous_accuracy")
+    b = _cggm_b(acc, prev, eps, guard, max_coefficient, min_total)
+    updates = _scale_by_label(labels, updates, _by_name(names, rho * b))
+    return updates, CggmState(state.count + 1, _by_name(names, acc), _by_name(names, b))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def cggm_direction_loss(coefficients: Mapping[str, Any], cosines: Mapping[str, Any]):
+  """CGGM's direction term ``L_gm = (sum_m |B_m| - sum_m B_m cos_m) / M``.
+
+  ``coefficients``: ``{modality: B_m}`` (held constant: stop_gradient); ``cosines``:
+  ``{modality: cos_m}`` from `cggm_cosines`. Add ``lambda * L_gm`` to the fused loss
+  (official lambda: 0.2 MOSI/IEMOCAP, 0.05 Food-101, 0.1 BraTS). Minimising it raises
+  ``cos_m`` for modalities with ``B_m > 0``.
+  """
+  names = tuple(coefficients)
+  b = jax.lax.stop_gradient(_stack(coefficients, names, "cggm_direction_loss", "coefficients"))
+  cos = _stack(cosines, names, "cggm_direction_loss", "cosines")
+  return (jnp.abs(b).sum() - (b * cos).sum()) / len(names)
+
+
+def cggm_cosines(unimodal: Mapping[str, Any], fused) -> dict:
+  """``{m: cos(flatten(stop_gradient(unimodal[m])), flatten(fused[m] or fused))}``.
+
+  The unimodal side is the guide and is held constant (in the official code its share
+  of the gradient is discarded by ``cls_optimizer.zero_grad()``). ``fused`` is one array
+  shared by every modality or a ``{modality: array}`` dict; each pair must have the same
+  number of elements. Zero vectors give cosine 0 with finite gradients.
+
+  The two cosine choices, for `mmbal.models.MultimodalClassifier` with probe heads
+  (``feats = out.features`` ``[M, B, D]``, ``y`` the labels, head kernels ``[in, C]``):
+
+  * released code (``cos_mode="weights"``): the output-layer *weights* of each unimodal
+    classifier and of the fused head. The code's ``out_layer`` weights have equal shapes;
+    here the fused kernel block that multiplies modality m's features plays that role
+    (concat fusion; for the other fusions the head kernel is ``[D, C]`` like the probe's)::
+
+        K = model.head.kernel[...]
+        fused = dict(zip(names, K.reshape(M, D, C))) if concat else K
+        cos = cggm_cosines({n: model.unimodal_heads[n].kernel[...] for n in names}, fused)
+
+    Its gradient reaches only the fused head kernel (not the encoders).
+
+  * paper's intent (mmbal's choice of parameters): the *gradients* of the same
+    output-layer weights, unimodal loss on the unimodal head and fused loss on the fused
+    head block, computed in closed form by `linear_head_gradient` so the loss stays
+    first-order differentiable; the fused side depends on the encoders, the fusion and
+    the head, so ``L_gm`` trains all of them (the code's variable names, ``fusion_grad``
+    and ``cls_grad``, show this was intended)::
+
+        uni = {n: linear_head_gradient(feats[i], out.unimodal_logits[i], y)
+               for i, n in enumerate(names)}
+        fused = ({n: linear_head_gradient(feats[i], out.logits, y) for i, n in ...}
+                 if concat else linear_head_gradient(fused_features, out.logits, y))
+        cos = cggm_cosines(uni, fused)
+
+    (with ``present`` masks, pass the masked features the head actually saw).
+  """
+  names = tuple(unimodal)
+  out = {}
+  for n in names:
+    f = fused[n] if isinstance(fused, Mapping) else fused
+    out[n] = _cosine(jax.lax.stop_gradient(jnp.asarray(unimodal[n])), jnp.asarray(f))
+  return out
+
+
+def linear_head_gradient(inputs, logits, labels):
+  """``d/dW mean_i CE(inputs_i W + b, y_i) = inputs^T (softmax(logits) - onehot(y)) / B``.
+
+  The gradient of a linear head's kernel (``[D, C]``, flax layout) under mean softmax
+  cross-entropy, in closed form: differentiable once more without nested autodiff.
+  ``inputs``: ``[B, D]`` what the head saw; ``logits``: ``[B, C]`` its output.
+  """
+  classes = logits.shape[-1]
+  err = jax.nn.softmax(logits, axis=-1) - jax.nn.one_hot(labels, classes, dtype=logits.dtype)
+  return inputs.T @ err / logits.shape[0]
+
+
+__all__ = ["OgmGeState", "ogm_ge", "AgmState", "AgmShares", "agm", "agm_shares", "CggmState",
+           "cggm", "cggm_coefficients", "cggm_direction_loss", "cggm_cosines",
+           "linear_head_gradient"]
