@@ -1,0 +1,107 @@
+"""Do the balancing methods balance? Joint training vs every method, several seeds.
+
+For each data set (a strong + a weak modality) and method, trains with the method's
+config (`configs/<data>/<method>.py`), selects on validation and reports on test, mean
+± std over seeds:
+
+* fused accuracy;
+* each modality's linear-probe accuracy on the frozen encoder (the same yardstick for
+  every method: how much each encoder learned);
+* utilisation u_m = (A_all - A_without_m) / A_all (how much the fused prediction relies
+  on m) and the gap u_strong - u_weak (smaller = more balanced).
+
+  PYTHONPATH=. python benchmarks/balance.py                 # ~15 min on 2 CPU cores
+  PYTHONPATH=. python benchmarks/balance.py --methods joint ogm_ge --seeds 0
+
+Writes `benchmarks/results/balance.json` and `benchmarks/results/balance.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import pathlib
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DATASETS = {
+    # name: (config dir, overrides, strong modality, weak modality)
+    "mfeat pix+fou": ("mfeat", ["data.modalities=pix,fou"], "pix", "fou"),
+    "synthetic two_modal": ("synthetic", [], "audio", "video"),
+}
+
+
+def run_one(data_key, method, seed, data_dir, extra):
+  from mmbal.train import apply_overrides, load_config
+  from mmbal.train.loop import train_and_evaluate
+  folder, overrides, _, _ = DATASETS[data_key]
+  config = load_config(str(ROOT / "configs" / folder / f"{method}.py"))
+  config = apply_overrides(config, overrides + [f"seed={seed}", f"data.data_dir={data_dir}",
+                                                "log.progress=False"] + extra)
+  with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(io.StringIO()):
+    return train_and_evaluate(config, workdir).results["test"]
+
+
+def summarize(runs, strong, weak):
+  def stat(values):
+    return dict(mean=float(np.mean(values)), std=float(np.std(values)), values=list(values))
+  return dict(
+      fused=stat([r["fused"]["accuracy"] for r in runs]),
+      probe={m: stat([r["probe"][m]["accuracy"] for r in runs]) for m in (strong, weak)},
+      utilisation={m: stat([r["utilisation"][m] for r in runs]) for m in (strong, weak)},
+      gap=stat([r["utilisation"][strong] - r["utilisation"][weak] for r in runs]))
+
+
+def markdown(results, seeds):
+  pm = lambda s, scale=100: f"{scale * s['mean']:.1f} ± {scale * s['std']:.1f}"
+  lines = []
+  for data_key, methods in results.items():
+    _, _, strong, weak = DATASETS[data_key]
+    lines += [f"**{data_key}** (strong: {strong}, weak: {weak}; test, %, mean ± std over seeds {seeds})",
+              "",
+              f"| method | fused acc | probe {strong} | probe {weak} | util {strong} | util {weak} | gap |",
+              "|---|---|---|---|---|---|---|"]
+    for method, s in methods.items():
+      lines.append(f"| {method} | {pm(s['fused'])} | {pm(s['probe'][strong])} | {pm(s['probe'][weak])} "
+                   f"| {pm(s['utilisation'][strong])} | {pm(s['utilisation'][weak])} | {pm(s['gap'])} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def main():
+  from mmbal.train.methods import BUILDERS
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--methods", nargs="+", default=[m for m in BUILDERS if m != "unimodal"])
+  parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+  parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+  parser.add_argument("--data-dir", default=str(pathlib.Path.home() / "tensorflow_datasets"))
+  parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance"))
+  parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.num_epochs=2")
+  args = parser.parse_args()
+
+  results, t0 = {}, time.time()
+  for data_key in args.datasets:
+    _, _, strong, weak = DATASETS[data_key]
+    results[data_key] = {}
+    for method in args.methods:
+      runs = [run_one(data_key, method, seed, args.data_dir, args.overrides) for seed in args.seeds]
+      results[data_key][method] = summarize(runs, strong, weak)
+      s = results[data_key][method]
+      print(f"{data_key:22s} {method:18s} fused {100 * s['fused']['mean']:.1f} "
+            f"gap {100 * s['gap']['mean']:.1f} ({time.time() - t0:.0f}s)", flush=True)
+  table = markdown(results, args.seeds)
+  print(table)
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.with_suffix(".json").write_text(json.dumps(
+      dict(results=results, seeds=args.seeds, overrides=args.overrides,
+           wall_seconds=time.time() - t0), indent=2))
+  out.with_suffix(".md").write_text(table)
+
+
+if __name__ == "__main__":
+  main()
