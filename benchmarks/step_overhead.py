@@ -128,7 +128,7 @@ def make_step(variant: str, losses_fn, weights, objectives, labels):
 
 
 def _single(losses_fn, params, batch, k):
-  values, aux = losses_fn(params, batch)
+  values, aux = losses_fn(params, batch, None)
   return values[k], (values, aux)
 
 

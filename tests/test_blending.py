@@ -35,7 +35,8 @@ def test_two_heads_hand_computed():
   np.testing.assert_allclose(s.gain, [0.2, 0.1], rtol=1e-5)
   np.testing.assert_allclose(s.overfit, [0.2, 0.1], rtol=1e-5)
 
-  # Next: both validation losses rise (1.4, 1.5) -> dG < 0 for both -> all terms 0 -> keep (1/3, 2/3).
+  # Next: both validation losses rise (1.4, 1.5) -> dG < 0 for both -> all terms 0
+  # -> keep (1/3, 2/3).
   state = update(state, jnp.array([0.5, 0.9]), jnp.array([1.4, 1.5]))
   np.testing.assert_allclose(_weights(state), [1 / 3, 2 / 3], rtol=1e-5)
 
@@ -106,14 +107,16 @@ def test_any_number_of_heads_extreme_gradients_and_adam_chain(num):
   state = blending_update(state, rng.uniform(0, 1, k), rng.uniform(1, 2, k))
   w = _weights(state)
   np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-6)
-  stacked = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=(k,) + p.shape), jnp.float32), params)
+  stacked = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=(k,) + p.shape), jnp.float32),
+                         params)
   updates, state = jax.jit(tx.update)(stacked, state, params)
   ref, _ = reference.update(jax.tree.map(lambda g: jnp.tensordot(w, g, axes=1), stacked),
                             ref_state, params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8), updates, ref)
   blend = jax.jit(gradient_blending(names).update)
   for value in (0.0, 1e30, -1e30):
-    out, _ = blend(jax.tree.map(lambda g: jnp.full_like(g, value), stacked), find_blending_state(state))
+    extreme = jax.tree.map(lambda g: jnp.full_like(g, value), stacked)
+    out, _ = blend(extreme, find_blending_state(state))
     assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(out))
 
 

@@ -152,6 +152,13 @@ def test_any_number_of_modalities_and_extreme_updates(num):
   # A_full = 0.8; without m0 = 0.2 (u = 0.75), every other without = 0.8 (u = 0): m0 dominant.
   state = jax.jit(miles_update)(state, 0.8, {m: 0.2 if m == "m0" else 0.8 for m in names})
   assert _scales(state) == {m: 0.5 if m == "m0" else 1.0 for m in names}
+  # The per-label inject_hyperparams step sizes mirror the scales field.
+  hyper = state.inner.inner_states["m0"].inner_state.hyperparams
+  assert float(hyper["step_size"]) == 0.5
+  # The scales field is the source of truth: setting it directly takes effect.
+  edited = state._replace(scales={**state.scales, names[-1]: jnp.float32(0.25)})
+  out, _ = tx.update(params, edited)
+  np.testing.assert_array_equal(out[names[-1]]["w"], 0.25 * params[names[-1]]["w"])
   for value in (0.0, 1e30, -1e30):
     updates = jax.tree.map(lambda p: jnp.full_like(p, value), params)
     out, _ = jax.jit(tx.update)(updates, state)            # params=None is fine
@@ -213,7 +220,8 @@ def test_named_chain_and_checkpoint_resume_is_exact(tmp_path):
   ckptr = ocp.StandardCheckpointer()
   ckptr.save(tmp_path / "ckpt", dict(opt_state=state, params=p))
   ckptr.wait_until_finished()
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, dict(opt_state=tx.init(params), params=params))
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                          dict(opt_state=tx.init(params), params=params))
   restored = ckptr.restore(tmp_path / "ckpt", abstract)
   ckptr.close()
   assert isinstance(find_miles_state(restored["opt_state"]), MilesState)

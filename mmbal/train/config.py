@@ -8,7 +8,7 @@ import pathlib
 
 import ml_collections
 
-METHODS = ("joint", "unimodal")
+METHODS = ("joint", "unimodal", "ogm_ge", "agm", "cggm", "miles", "gradient_blending")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -30,9 +30,14 @@ def default_config() -> ml_collections.ConfigDict:
       unimodal="probe",        # probe | heads | split_head (see mmbal.models.classifier)
   )
   c.method = dict(
-      name="joint",            # joint | unimodal
+      name="joint",            # see METHODS
       grad_mode="sum",         # sum: one backward pass of the weighted loss;
                                # stacked: per-objective gradients through the optax chain
+      # Each method's own settings (used when method.name selects it).
+      ogm_ge=dict(alpha=0.8, leaves="all", noise=True, start_epoch=0, end_epoch=0,
+                  ratio="mean_others"),   # end_epoch 0 = until the end
+      miles=dict(tau=0.2, mu=0.5, cumulative=False),
+      gradient_blending=dict(super_epoch=1),
   )
   c.optimizer = dict(
       name="adamw",            # adamw | sgd

@@ -188,10 +188,10 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
       val = evaluate(state.params, "validation")
       state = select_best(state, jnp.float32(selection_score(val)))
       if epoch_end is not None:
-        state = epoch_end(state, epoch_report(val, epoch_losses, model.names))
+        state = epoch_end(state, epoch_report(val, epoch_losses, model.names, step // steps_per_epoch))
       epoch_losses = []
       metrics_log.write(dict(step=step, split="validation", **val,
-                             **method_state_summary(state.opt_state)))
+                             method=method_state_summary(state.opt_state)))
     if step % ckpt_every == 0 or step == stop_at:
       checkpoints.save(step, state, train_iter)
   bar.close()
@@ -229,7 +229,7 @@ def report_from_sums(totals, names, fused_untrained=False) -> dict:
       utilisation={m: (fused - a) / max(fused, 1e-8) for m, a in without.items()})
 
 
-def epoch_report(val: dict, epoch_losses: list, names) -> dict:
+def epoch_report(val: dict, epoch_losses: list, names, epoch: int) -> dict:
   """What a method's ``epoch_end`` sees: validation metrics and mean train losses, as arrays."""
   train = np.mean(epoch_losses, axis=0) if epoch_losses else np.full(len(names) + 1, np.nan)
   return dict(
@@ -238,7 +238,7 @@ def epoch_report(val: dict, epoch_losses: list, names) -> dict:
       without_accuracy={m: np.float32(val["without"][m]["accuracy"]) for m in names},
       val_losses=np.array([val["fused"]["loss"]] + [val["unimodal"][m]["loss"] for m in names],
                           np.float32),
-      train_losses=train.astype(np.float32))
+      train_losses=train.astype(np.float32), epoch=np.int32(epoch))
 
 
 def method_state_summary(opt_state) -> dict:

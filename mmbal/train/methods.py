@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
+import jax
 import numpy as np
 import optax
 
+from mmbal import scores, transforms
 from mmbal.labels import param_labels
 
 
@@ -56,9 +58,48 @@ def _unimodal(ctx: MethodContext) -> MethodSpec:
                     selection="unimodal_mean")
 
 
+def _ogm_ge(ctx: MethodContext) -> MethodSpec:
+  """OGM-GE: the dominant modality's encoder gradients are damped by 1 - tanh(alpha rho)."""
+  c, names, epoch = ctx.config, ctx.model.names, ctx.steps_per_epoch
+  tx = transforms.ogm_ge(ctx.encoder_labels, alpha=c.alpha, leaves=c.leaves, noise=c.noise,
+                         start_step=c.start_epoch * epoch,
+                         end_step=c.end_epoch * epoch if c.end_epoch else None, ratio=c.ratio)
+  confidence = lambda aux, key: dict(confidence=scores.true_class_confidence(
+      aux["unimodal_logits"], aux["labels"], names))
+  return MethodSpec(weights=joint_weights(ctx.model), transform=tx, extra_args=confidence)
+
+
+def _miles(ctx: MethodContext) -> MethodSpec:
+  """MILES: per-encoder learning-rate scales from the epoch's conditional utilisation."""
+  c = ctx.config
+  tx = transforms.miles(ctx.encoder_labels, tau=c.tau, mu=c.mu, cumulative=c.cumulative)
+  update = lambda opt_state, r: transforms.miles_update(opt_state, r["fused_accuracy"],
+                                                        r["without_accuracy"])
+  return MethodSpec(weights=joint_weights(ctx.model), after_optimizer=tx, epoch_end=update)
+
+
+def _gradient_blending(ctx: MethodContext) -> MethodSpec:
+  """G-Blending: fused and unimodal-head losses weighted by their generalisation/overfitting."""
+  if ctx.model.unimodal != "heads":
+    raise ValueError("method 'gradient_blending' needs model.unimodal='heads'")
+  every = ctx.config.super_epoch
+
+  def update(opt_state, r):
+    blended = lambda: transforms.blending_update(opt_state, r["train_losses"], r["val_losses"])
+    return jax.lax.cond(r["epoch"] % every == 0, blended, lambda: opt_state)
+
+  num = len(ctx.model.names) + 1
+  return MethodSpec(weights=np.full(num, 1.0 / num, np.float32), grad_mode="stacked",
+                    transform=transforms.gradient_blending(("fused",) + ctx.model.names),
+                    epoch_end=update)
+
+
 BUILDERS: dict[str, Callable[[MethodContext], MethodSpec]] = {
     "joint": _joint,
     "unimodal": _unimodal,
+    "ogm_ge": _ogm_ge,
+    "miles": _miles,
+    "gradient_blending": _gradient_blending,
 }
 
 

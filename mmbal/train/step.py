@@ -30,13 +30,15 @@ class TrainState:
 
 
 def classification_objectives(apply_fn: Callable, names: tuple[str, ...]):
-  """``losses(params, batch) -> ([K] losses, aux)`` with K = 1 + M (fused, then each modality).
+  """``losses(params, batch, opt_state) -> ([K] losses, aux)``, K = 1 + M (fused, then each modality).
 
   ``aux`` holds the outputs the balancing methods score: ``logits``, ``unimodal_logits``
-  (``[M, B, C]``) and ``labels``.
+  (``[M, B, C]``) and ``labels``. ``opt_state`` is there for methods whose loss reads
+  their transform's state (e.g. CGGM's direction term); this one ignores it.
   """
 
-  def losses(params, batch):
+  def losses(params, batch, opt_state=None):
+    del opt_state
     out = apply_fn(params, {n: batch[n] for n in names})
     labels = batch["label"]
     fused = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
@@ -70,18 +72,21 @@ def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, gra
     key = jax.random.fold_in(state.key, state.step)
     if grad_mode == "sum":
       def total(params):
-        values, aux = losses_fn(params, batch)
+        values, aux = losses_fn(params, batch, state.opt_state)
         return weights @ values, (values, aux)
       (_, (values, aux)), grads = jax.value_and_grad(total, has_aux=True)(state.params)
     elif grads_fn is not None:
       values, grads, aux = grads_fn(state.params, batch)
     else:
-      values, grads, aux = objective_grads(losses_fn, state.params, batch, objectives=objectives,
+      values, grads, aux = objective_grads(losses_fn, state.params, batch, state.opt_state,
+                                           objectives=objectives,
                                            labels=labels, supports=supports, has_aux=True,
                                            backward=backward)
     extra = dict(objective_values=values, key=key)
     if extra_args is not None:
       extra.update(extra_args(aux, key))
+    # Methods whose objectives are not cross-entropies (AGM's shares) report it in aux.
+    values = aux.get("log_losses", values)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
     params = optax.apply_updates(state.params, updates)
     correct = lambda logits: (logits.argmax(-1) == aux["labels"]).mean(-1)

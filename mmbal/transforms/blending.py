@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mmbal.transforms._state import find_state, replace_states
+
 
 class BlendingState(NamedTuple):
   """State of `gradient_blending`: arrays only (orbax checkpoints it; resume is exact).
@@ -30,7 +32,8 @@ class BlendingState(NamedTuple):
       measurement (checkpoint N); meaningful once ``measured`` is true.
     measured: bool scalar, whether a previous measurement is recorded.
     gain: ``[K]`` last generalisation gain ``ΔG_k`` (for logging; zeros before the first estimate).
-    overfit: ``[K]`` last overfitting change ``ΔO_k`` (for logging; zeros before the first estimate).
+    overfit: ``[K]`` last overfitting change ``ΔO_k`` (for logging; zeros before the first
+      estimate).
     eps: float32 scalar added to ``ΔO_k²``.
   """
   weights: jax.Array
@@ -141,22 +144,6 @@ def _blending_epoch(state: BlendingState, train_losses, val_losses) -> BlendingS
                         train_loss=train, val_loss=val, measured=jnp.asarray(True))
 
 
-def _replace_states(opt_state, state_type, fn: Callable, caller: str):
-  """Applies ``fn`` to every ``state_type`` node of ``opt_state`` (any nesting of chains)."""
-  found = []
-
-  def visit(node):
-    if isinstance(node, state_type):
-      found.append(node)
-      return fn(node)
-    return node
-
-  out = jax.tree.map(visit, opt_state, is_leaf=lambda node: isinstance(node, state_type))
-  if not found:
-    raise ValueError(f"{caller}: no {state_type.__name__} in the optimizer state")
-  return out
-
-
 def blending_update(opt_state, train_losses, val_losses):
   """Epoch-level G-Blending update from one measurement of every head's losses.
 
@@ -200,14 +187,10 @@ def blending_update(opt_state, train_losses, val_losses):
   Returns:
     ``opt_state`` with every `BlendingState` replaced.
   """
-  return _replace_states(opt_state, BlendingState,
+  return replace_states(opt_state, BlendingState,
                          lambda s: _blending_epoch(s, train_losses, val_losses), "blending_update")
 
 
 def find_blending_state(opt_state) -> BlendingState:
   """The (single) `BlendingState` inside ``opt_state``, e.g. to log ``.weights``."""
-  found = [n for n in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, BlendingState))
-           if isinstance(n, BlendingState)]
-  if len(found) != 1:
-    raise ValueError(f"find_blending_state: expected one BlendingState, found {len(found)}")
-  return found[0]
+  return find_state(opt_state, BlendingState, "find_blending_state")

@@ -26,21 +26,26 @@ import jax.numpy as jnp
 import optax
 
 from mmbal.labels import SHARED, label_names
+from mmbal.transforms._state import find_state, replace_states
 
 
 class MilesState(NamedTuple):
   """State of `miles`: arrays only, so orbax checkpoints it and a resumed run continues exactly.
 
   Attributes:
+    scales: ``{modality: learning-rate scale}`` (1 = base learning rate). This field is the
+      source of truth: every update copies it into the per-label ``inject_hyperparams``
+      states (``inner``) before applying them.
     utilisation: ``{modality: u_m}`` from the last `miles_update` (zeros before the first).
     delta: ``max_m u_m - min_m u_m`` from the last `miles_update` (0 before the first).
     tau, mu, min_scale: the factory's hyperparameters (float32 scalars), kept in the
       state so that `miles_update` needs nothing but the state and the metrics.
     cumulative: bool scalar, the factory's ``cumulative`` flag.
     inner: the ``optax.partition`` state; for every modality label it holds an
-      ``inject_hyperparams`` state whose ``hyperparams["step_size"]`` is that modality's
-      learning-rate scale. Read the scales through `MilesState.scales`.
+      ``inject_hyperparams(scale)`` state whose ``hyperparams["step_size"]`` mirrors
+      ``scales[label]``.
   """
+  scales: dict
   utilisation: dict
   delta: jax.Array
   tau: jax.Array
@@ -49,11 +54,16 @@ class MilesState(NamedTuple):
   cumulative: jax.Array
   inner: optax.transforms.PartitionState
 
-  @property
-  def scales(self) -> dict:
-    """``{modality: current learning-rate scale}`` (1 = base learning rate)."""
-    return {m: self.inner.inner_states[m].inner_state.hyperparams["step_size"]
-            for m in self.utilisation}
+
+def _with_step_sizes(inner: optax.transforms.PartitionState, scales: Mapping[str, Any]):
+  """``inner`` with each modality's ``inject_hyperparams`` step size set to its scale."""
+  states = dict(inner.inner_states)
+  for m, value in scales.items():
+    masked = states[m]
+    hp = dict(masked.inner_state.hyperparams)
+    hp["step_size"] = jnp.asarray(value, hp["step_size"].dtype)
+    states[m] = masked._replace(inner_state=masked.inner_state._replace(hyperparams=hp))
+  return inner._replace(inner_states=states)
 
 
 def _scale(step_size) -> optax.GradientTransformation:
@@ -131,13 +141,15 @@ def miles(labels, *, tau: float = 0.2, mu: float = 0.5, cumulative: bool = False
 
   def init_fn(params):
     f32 = lambda x: jnp.asarray(x, jnp.float32)
-    return MilesState(utilisation={m: f32(0.0) for m in modalities}, delta=f32(0.0),
+    return MilesState(scales={m: f32(1.0) for m in modalities},
+                      utilisation={m: f32(0.0) for m in modalities}, delta=f32(0.0),
                       tau=f32(tau), mu=f32(mu), min_scale=f32(min_scale),
                       cumulative=jnp.asarray(cumulative), inner=inner.init(params))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args  # ``optax.chain`` forwards every extra argument; none is needed here.
-    updates, inner_state = inner.update(updates, state.inner, params)
+    inner_state = _with_step_sizes(state.inner, state.scales)
+    updates, inner_state = inner.update(updates, inner_state, params)
     return updates, state._replace(inner=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -152,8 +164,9 @@ def utilisation_rates(fused_accuracy, without_accuracy: Mapping[str, Any]) -> di
           for m, a in without_accuracy.items()}
 
 
-def _miles_epoch(state: MilesState, fused_accuracy, without_accuracy: Mapping[str, Any]) -> MilesState:
-  names = tuple(state.utilisation)
+def _miles_epoch(state: MilesState, fused_accuracy,
+                 without_accuracy: Mapping[str, Any]) -> MilesState:
+  names = tuple(state.scales)
   if set(without_accuracy) != set(names):
     raise ValueError(f"miles_update: accuracies are for {sorted(without_accuracy)}, "
                      f"the MILES state has modalities {sorted(names)}")
@@ -166,30 +179,9 @@ def _miles_epoch(state: MilesState, fused_accuracy, without_accuracy: Mapping[st
   reset = jnp.where(dominant, state.mu, 1.0)
   decayed = jnp.where(dominant, jnp.maximum(state.mu * old, state.min_scale), old)
   new = jnp.where(state.cumulative, decayed, reset)
-  inner = dict(state.inner.inner_states)
-  for i, m in enumerate(names):
-    masked = inner[m]
-    hp = dict(masked.inner_state.hyperparams)
-    hp["step_size"] = new[i].astype(hp["step_size"].dtype)
-    inner[m] = masked._replace(inner_state=masked.inner_state._replace(hyperparams=hp))
-  return state._replace(utilisation={m: util[m] for m in names}, delta=delta,
-                        inner=state.inner._replace(inner_states=inner))
-
-
-def _replace_states(opt_state, state_type, fn: Callable, caller: str):
-  """Applies ``fn`` to every ``state_type`` node of ``opt_state`` (any nesting of chains)."""
-  found = []
-
-  def visit(node):
-    if isinstance(node, state_type):
-      found.append(node)
-      return fn(node)
-    return node
-
-  out = jax.tree.map(visit, opt_state, is_leaf=lambda node: isinstance(node, state_type))
-  if not found:
-    raise ValueError(f"{caller}: no {state_type.__name__} in the optimizer state")
-  return out
+  scales = {m: new[i] for i, m in enumerate(names)}
+  return state._replace(scales=scales, utilisation={m: util[m] for m in names}, delta=delta,
+                        inner=_with_step_sizes(state.inner, scales))
 
 
 def miles_update(opt_state, fused_accuracy, without_accuracy: Mapping[str, Any] | None = None, *,
@@ -239,14 +231,10 @@ def miles_update(opt_state, fused_accuracy, without_accuracy: Mapping[str, Any] 
                        f"(got {sorted(unimodal_accuracy)}); pass without_accuracy instead")
     a, b = unimodal_accuracy
     without_accuracy = {a: unimodal_accuracy[b], b: unimodal_accuracy[a]}
-  return _replace_states(opt_state, MilesState,
-                         lambda s: _miles_epoch(s, fused_accuracy, without_accuracy), "miles_update")
+  epoch = lambda s: _miles_epoch(s, fused_accuracy, without_accuracy)
+  return replace_states(opt_state, MilesState, epoch, "miles_update")
 
 
 def find_miles_state(opt_state) -> MilesState:
-  """The (single) `MilesState` inside ``opt_state``, e.g. to log ``.scales`` and ``.utilisation``."""
-  found = [n for n in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, MilesState))
-           if isinstance(n, MilesState)]
-  if len(found) != 1:
-    raise ValueError(f"find_miles_state: expected one MilesState, found {len(found)}")
-  return found[0]
+  """The (single) `MilesState` inside ``opt_state``, e.g. to log its scales and utilisation."""
+  return find_state(opt_state, MilesState, "find_miles_state")
