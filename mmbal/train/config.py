@@ -36,6 +36,8 @@ def default_config() -> ml_collections.ConfigDict:
       # Each method's own settings (used when method.name selects it).
       ogm_ge=dict(alpha=0.8, leaves="all", noise=True, start_epoch=0, end_epoch=0,
                   ratio="mean_others"),   # end_epoch 0 = until the end
+      agm=dict(alpha=1.0, clip=0.0, start_epoch=0, end_epoch=0),   # clip 0 = official default
+      cggm=dict(rho=1.3, lam=0.1, guard="clip", direction="gradient"),  # direction: gradient | weights
       miles=dict(tau=0.2, mu=0.5, cumulative=False),
       gradient_blending=dict(super_epoch=1),
   )

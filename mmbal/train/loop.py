@@ -107,7 +107,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   losses_fn = (method.losses or classification_objectives)(apply_fn, model.names)
   step_fn = make_train_step(losses_fn, tx, method.weights, grad_mode=grad_mode,
                             objectives=method.objectives or ("fused",) + model.names,
-                            labels=labels, supports=model.objective_supports(),
+                            labels=labels,
+                            supports=model.objective_supports() if method.objectives is None else None,
                             extra_args=method.extra_args)
   train_step = jax.jit(step_fn, in_shardings=(state_sh, shd.batch_sharding(mesh)),
                        out_shardings=(state_sh, shd.replicated(mesh)), donate_argnums=0)

@@ -11,11 +11,14 @@ import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from mmbal import scores, transforms
 from mmbal.labels import param_labels
+from mmbal.train.step import classification_objectives
+from mmbal.transforms._state import find_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +97,84 @@ def _gradient_blending(ctx: MethodContext) -> MethodSpec:
                     epoch_end=update)
 
 
+def _agm(ctx: MethodContext) -> MethodSpec:
+  """AGM: Shapley-style unimodal outputs from all 2^M modality subsets, reweighted by kappa_m."""
+  c, model = ctx.config, ctx.model
+  names, num = model.names, len(model.names)
+  if model.unimodal != "split_head":
+    raise ValueError("method 'agm' needs model.unimodal='split_head' (AGM's unimodal outputs "
+                     "come from the fused model)")
+  masks = jnp.asarray(scores.subset_masks(num)[1:])   # the empty set is dropped, as in AGM
+
+  def losses_builder(apply_fn, names):
+    def losses(params, batch, opt_state=None):
+      del opt_state
+      inputs, labels = {n: batch[n] for n in names}, batch["label"]
+      present = lambda mask: jnp.broadcast_to(mask, (labels.shape[0], num))
+      subset_logits = jax.vmap(lambda m: apply_fn(params, inputs, present(m)).logits)(masks)
+      res = transforms.agm_shares(subset_logits, labels, names)
+      uni = optax.softmax_cross_entropy_with_integer_labels(res.outputs, labels[None]).mean(-1)
+      aux = dict(logits=subset_logits[-1], unimodal_logits=res.outputs, labels=labels,
+                 agm_scores=res.scores, log_losses=jnp.concatenate([res.loss[None], uni]))
+      return res.shares, aux
+    return losses
+
+  epoch = ctx.steps_per_epoch
+  tx = transforms.agm(names, alpha=c.alpha, clip=c.clip or None, start_step=c.start_epoch * epoch,
+                      end_step=c.end_epoch * epoch if c.end_epoch else None)
+  return MethodSpec(weights=np.array([1.0] + [0.0] * num, np.float32), grad_mode="stacked",
+                    transform=tx, losses=losses_builder,
+                    objectives=tuple(f"share_{n}" for n in names),
+                    extra_args=lambda aux, key: dict(agm_scores=aux["agm_scores"]))
+
+
+def _cggm(ctx: MethodContext) -> MethodSpec:
+  """CGGM: classifiers on detached features steer each encoder's gradient magnitude (and,
+  with ``lam > 0``, direction)."""
+  c, model = ctx.config, ctx.model
+  names = model.names
+  if model.unimodal != "probe":
+    raise ValueError("method 'cggm' needs model.unimodal='probe' (classifiers on detached "
+                     "features, as CGGM's)")
+  if c.lam and model.fusion_kind != "concat":
+    raise ValueError("method.cggm.lam > 0 (the direction term) needs model.fusion='concat'")
+  if c.direction not in ("gradient", "weights"):
+    raise ValueError(f"method.cggm.direction must be 'gradient' or 'weights', got {c.direction!r}")
+  accuracy = lambda aux: scores.accuracy(aux["unimodal_logits"], aux["labels"], names)
+  tx = transforms.cggm(ctx.encoder_labels, rho=c.rho, guard=c.guard)
+
+  def losses_builder(apply_fn, names):
+    base = classification_objectives(apply_fn, names)
+
+    def losses(params, batch, opt_state=None):
+      values, aux = base(params, batch)
+      if not c.lam or opt_state is None:
+        return values, aux
+      # Direction term with this step's B (no lag) at the current parameters.
+      previous = find_state(opt_state, transforms.CggmState, "cggm").previous_accuracy
+      b = transforms.cggm_coefficients(accuracy(aux), previous, guard=c.guard)
+      num, dim = len(names), model.feature_dim
+      blocks = params["head"]["kernel"].reshape(num, dim, -1)
+      if c.direction == "weights":   # the released code: cosine of output-layer weights
+        uni = {n: params["unimodal_heads"][n]["kernel"] for n in names}
+        fused = {n: blocks[i] for i, n in enumerate(names)}
+      else:                          # the paper's intent: cosine of their gradients
+        feats, y = aux["features"], aux["labels"]
+        uni = {n: transforms.linear_head_gradient(feats[i], aux["unimodal_logits"][i], y)
+               for i, n in enumerate(names)}
+        fused = {n: transforms.linear_head_gradient(feats[i], aux["logits"], y)
+                 for i, n in enumerate(names)}
+      direction = transforms.cggm_direction_loss(b, transforms.cggm_cosines(uni, fused))
+      return values.at[0].add(c.lam * direction), aux
+    return losses
+
+  return MethodSpec(weights=joint_weights(model), transform=tx, losses=losses_builder,
+                    extra_args=lambda aux, key: dict(unimodal_accuracy=accuracy(aux)))
+
+
 BUILDERS: dict[str, Callable[[MethodContext], MethodSpec]] = {
+    "agm": _agm,
+    "cggm": _cggm,
     "joint": _joint,
     "unimodal": _unimodal,
     "ogm_ge": _ogm_ge,

@@ -43,7 +43,8 @@ def classification_objectives(apply_fn: Callable, names: tuple[str, ...]):
     labels = batch["label"]
     fused = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
     uni = optax.softmax_cross_entropy_with_integer_labels(out.unimodal_logits, labels[None]).mean(-1)
-    aux = dict(logits=out.logits, unimodal_logits=out.unimodal_logits, labels=labels)
+    aux = dict(logits=out.logits, unimodal_logits=out.unimodal_logits, labels=labels,
+               features=out.features)
     return jnp.concatenate([fused[None], uni]), aux
 
   return losses

@@ -133,7 +133,8 @@ _LEAF_RULES: dict[str, Callable[[Any], bool]] = {
 
 def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
            noise: bool = True, start_step: int = 0, end_step: int | None = None,
-           ratio: str = "mean_others", eps: float = 1e-12) -> optax.GradientTransformationExtraArgs:
+           ratio: str = "mean_others", eps: float = 1e-12,
+           noise_std_eps: float = 0.0) -> optax.GradientTransformationExtraArgs:
   r"""OGM-GE: on-the-fly gradient modulation with generalisation enhancement.
 
   Peng, Wei, Deng, Wang, Hu, "Balanced Multimodal Learning via On-the-fly Gradient
@@ -170,15 +171,17 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
       end_step=(ends+1)*steps_per_epoch``.
     ratio: ``"mean_others"`` or ``"min_others"``.
     eps: floor of the ratio's denominator.
+    noise_std_eps: added to each leaf's noise std (the official code adds 1e-8; the default
+      0 keeps a zero gradient exactly zero).
 
   Extra arguments of ``update``: ``confidence`` ({modality: s_m}, required) and ``key``
   (a PRNG key, required when ``noise``; it is folded with the state's step count and the
   leaf index, so passing the same key every step is fine).
 
   Differences from the official code (GeWu-Lab/OGM-GE_CVPR2022, ``main.py``):
-    * the noise std is the population std (``ddof=0``; torch's ``.std()`` uses ``n-1``)
-      without the code's ``+1e-8`` (a zero gradient stays exactly zero); computed after
-      dividing by ``max|g|`` so 1e30 gradients do not overflow;
+    * the noise std is the population std (``ddof=0``; torch's ``.std()`` uses ``n-1``,
+      a relative difference of ``1/(2n)``), computed after dividing by ``max|g|`` so 1e30
+      gradients do not overflow; the code's ``+1e-8`` is ``noise_std_eps=1e-8``;
     * ties (``rho = 1``) modulate nothing; the two-modality code then slows audio;
     * the window counts update steps, half-open, instead of epochs, inclusive;
     * the default ``leaves="all"`` scales every leaf of the modality; ``leaves="conv"``
@@ -221,10 +224,8 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
       step_key = jax.random.fold_in(key, state.count)
       noise_on = active.astype(jnp.float32)
 
-    label_leaves = jax.tree.leaves(labels)
     grad_leaves, treedef = jax.tree.flatten(updates)
-    if len(label_leaves) != len(grad_leaves):
-      raise ValueError(f"labels have {len(label_leaves)} leaves, updates {len(grad_leaves)}")
+    label_leaves = treedef.flatten_up_to(labels)   # raises if the structures differ
 
     def modulate(i, label, g):
       if label == SHARED or g.size == 0 or not select(g):
@@ -232,7 +233,7 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
       out = g * factors[label].astype(g.dtype)
       if noise:
         z = jax.random.normal(jax.random.fold_in(step_key, i), g.shape, jnp.float32)
-        out = out + (noise_on * _robust_std(g) * z).astype(g.dtype)
+        out = out + (noise_on * (_robust_std(g) + noise_std_eps) * z).astype(g.dtype)
       return out
 
     new = [modulate(i, lab, g) for i, (lab, g) in enumerate(zip(label_leaves, grad_leaves))]
@@ -270,10 +271,10 @@ def agm_shares(subset_logits, labels, names: Sequence[str], *,
       masks = jnp.asarray(mmbal.scores.subset_masks(M)[1:])       # skip the empty set
       def loss_fn(params, batch):
         model = nnx.merge(graphdef, params, rest)
-        x = {n: batch[n] for n in names}
+        x, y = {n: batch[n] for n in names}, batch["label"]
         subset_logits = jax.vmap(lambda mask: model(
-            x, present=jnp.broadcast_to(mask, (batch_size, M))).logits)(masks)
-        res = agm_shares(subset_logits, batch["label"], names)
+            x, present=jnp.broadcast_to(mask, (y.shape[0], M))).logits)(masks)
+        res = agm_shares(subset_logits, y, names)
         return res.shares, res
 
       values, grads, res = mmbal.objective_grads(loss_fn, params, batch, has_aux=True)
@@ -341,8 +342,8 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
       kappa_m = exp(alpha * min(rbar_m - r_m, clip))
       update  = sum_m kappa_m g_m
 
-  A modality whose loss is above its running level (weaker than usual relative to the
-  others) gets ``kappa > 1``. ``sbar`` starts at 0 (so ``rbar = 1`` at the first step)
+  A modality whose loss relative to the mean, ``s_m - mean_k s_k``, is above its running
+  level (weaker than usual compared with the others) gets ``kappa > 1``. ``sbar`` starts at 0 (so ``rbar = 1`` at the first step)
   and is updated after the coefficients, as in the official code.
 
   Args:
@@ -456,8 +457,9 @@ def cggm(labels, *, rho: float = 1.3, eps: float = 1e-8, guard: str = "clip",
   Extra argument ``unimodal_accuracy``: ``{modality: epsilon_m}``, the batch accuracy of
   each unimodal classifier (in mmbal the ``unimodal="probe"`` heads of
   `mmbal.models.MultimodalClassifier`, linear heads on stop-gradient features; see
-  `mmbal.scores.accuracy`). The state keeps the previous step's accuracies
-  (``epsilon^0 = 0``)::
+  `mmbal.scores.accuracy`; any per-modality metric in [0, 1] works: the code uses the
+  binary sign accuracy for MOSI and Dice for BraTS). The state keeps the previous step's
+  accuracies (``epsilon^0 = 0``)::
 
       d_m = epsilon_m - epsilon_m^prev
       S   = sum_k d_k + eps
@@ -540,7 +542,7 @@ def cggm_cosines(unimodal: Mapping[str, Any], fused) -> dict:
   The two cosine choices, for `mmbal.models.MultimodalClassifier` with probe heads
   (``feats = out.features`` ``[M, B, D]``, ``y`` the labels, head kernels ``[in, C]``):
 
-  * released code (``cos_mode="weights"``): the output-layer *weights* of each unimodal
+  * released code: the output-layer *weights* of each unimodal
     classifier and of the fused head. The code's ``out_layer`` weights have equal shapes;
     here the fused kernel block that multiplies modality m's features plays that role
     (concat fusion; for the other fusions the head kernel is ``[D, C]`` like the probe's)::
@@ -560,11 +562,14 @@ def cggm_cosines(unimodal: Mapping[str, Any], fused) -> dict:
 
         uni = {n: linear_head_gradient(feats[i], out.unimodal_logits[i], y)
                for i, n in enumerate(names)}
-        fused = ({n: linear_head_gradient(feats[i], out.logits, y) for i, n in ...}
-                 if concat else linear_head_gradient(fused_features, out.logits, y))
+        if concat:   # the fused head's kernel block m multiplies feats[m]
+          fused = {n: linear_head_gradient(feats[i], out.logits, y)
+                   for i, n in enumerate(names)}
+        else:        # the head saw one [B, D] vector
+          fused = linear_head_gradient(model.fusion(feats, present), out.logits, y)
         cos = cggm_cosines(uni, fused)
 
-    (with ``present`` masks, pass the masked features the head actually saw).
+    (with ``present`` masks, concat fusion saw ``feats * present.T[..., None]``).
   """
   names = tuple(unimodal)
   out = {}
