@@ -75,7 +75,8 @@ def markdown(results, seeds):
 def main():
   from mmbal.train.methods import BUILDERS
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--methods", nargs="+", default=[m for m in BUILDERS if m != "unimodal"])
+  parser.add_argument("--methods", nargs="+",
+                      default=["joint"] + [m for m in BUILDERS if m not in ("joint", "unimodal")])
   parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
   parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
   parser.add_argument("--data-dir", default=str(pathlib.Path.home() / "tensorflow_datasets"))
