@@ -8,7 +8,8 @@ import pathlib
 
 import ml_collections
 
-METHODS = ("joint", "unimodal", "ogm_ge", "agm", "cggm", "miles", "gradient_blending")
+METHODS = ("joint", "unimodal", "ogm_ge", "agm", "cggm", "miles", "gradient_blending", "sam",
+           "msam", "pcgrad", "balgrad", "mmpareto")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -40,6 +41,8 @@ def default_config() -> ml_collections.ConfigDict:
       cggm=dict(rho=1.3, lam=0.1, guard="clip", direction="gradient"),  # direction: gradient | weights
       miles=dict(tau=0.2, mu=0.5, cumulative=False),
       gradient_blending=dict(super_epoch=1),
+      sam=dict(rho=0.05, normalize="l2"),                       # normalize: l2 | sign
+      msam=dict(rho=0.05, normalize="l2", value="accuracy"),    # value: accuracy | loss
   )
   c.optimizer = dict(
       name="adamw",            # adamw | sgd

@@ -242,6 +242,10 @@ def epoch_report(val: dict, epoch_losses: list, names, epoch: int) -> dict:
       train_losses=train.astype(np.float32), epoch=np.int32(epoch))
 
 
+LOGGED_STATE_FIELDS = ("coefficients", "scales", "weights", "utilisation", "shapley",
+                       "dominant_weight", "perturbation_norm", "conflict_fraction")
+
+
 def method_state_summary(opt_state) -> dict:
   """Per-modality coefficients/scales/weights a method keeps in its state, for the log."""
   found = {}
@@ -250,8 +254,7 @@ def method_state_summary(opt_state) -> dict:
     if hasattr(node, "_fields"):
       for field in node._fields:
         value = getattr(node, field)
-        if field in ("coefficients", "scales", "weights", "utilisation") and \
-            isinstance(value, (dict, jax.Array, np.ndarray)):
+        if field in LOGGED_STATE_FIELDS and isinstance(value, (dict, jax.Array, np.ndarray)):
           found[field] = jax.tree.map(lambda v: np.asarray(v).tolist(), jax.device_get(value))
         else:
           walk(value)

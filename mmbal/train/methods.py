@@ -172,7 +172,41 @@ def _cggm(ctx: MethodContext) -> MethodSpec:
                     extra_args=lambda aux, key: dict(unimodal_accuracy=accuracy(aux)))
 
 
+def _sam(ctx: MethodContext) -> MethodSpec:
+  """SAM: the gradient is taken at the worst-case point within radius rho."""
+  c = ctx.config
+  return MethodSpec(weights=joint_weights(ctx.model),
+                    transform=transforms.sam(rho=c.rho, normalize=c.normalize))
+
+
+def _msam(ctx: MethodContext) -> MethodSpec:
+  """M-SAM: SAM on the share of the loss owned by the batch's dominant modality (Shapley)."""
+  c, model = ctx.config, ctx.model
+  names, num = model.names, len(model.names)
+  masks = jnp.asarray(scores.subset_masks(num))
+
+  def losses_builder(apply_fn, names):
+    base = classification_objectives(apply_fn, names)
+
+    def losses(params, batch, opt_state=None):
+      values, aux = base(params, batch)
+      # The 2^M subset forwards only score the modalities: no gradient flows through them.
+      inputs, labels = {n: batch[n] for n in names}, batch["label"]
+      frozen = jax.lax.stop_gradient(params)
+      present = lambda m: jnp.broadcast_to(m, (labels.shape[0], num))
+      subset_logits = jax.vmap(lambda m: apply_fn(frozen, inputs, present(m)).logits)(masks)
+      subset = transforms.subset_values(subset_logits, labels, value=c.value)
+      return values, dict(aux, shapley_values=transforms.modality_shapley(subset, names))
+    return losses
+
+  tx = transforms.msam(names, rho=c.rho, normalize=c.normalize, value=c.value)
+  return MethodSpec(weights=joint_weights(model), transform=tx, losses=losses_builder,
+                    extra_args=lambda aux, key: dict(shapley_values=aux["shapley_values"]))
+
+
 BUILDERS: dict[str, Callable[[MethodContext], MethodSpec]] = {
+    "sam": _sam,
+    "msam": _msam,
     "agm": _agm,
     "cggm": _cggm,
     "joint": _joint,

@@ -69,21 +69,25 @@ def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, gra
   """
   weights = jnp.asarray(weights, jnp.float32)
 
-  def train_step(state: TrainState, batch):
-    key = jax.random.fold_in(state.key, state.step)
+  def gradients(params, batch, opt_state):
+    """``(values, grads, aux)``: summed-loss or stacked per-objective gradients at ``params``."""
     if grad_mode == "sum":
       def total(params):
-        values, aux = losses_fn(params, batch, state.opt_state)
+        values, aux = losses_fn(params, batch, opt_state)
         return weights @ values, (values, aux)
-      (_, (values, aux)), grads = jax.value_and_grad(total, has_aux=True)(state.params)
-    elif grads_fn is not None:
-      values, grads, aux = grads_fn(state.params, batch)
-    else:
-      values, grads, aux = objective_grads(losses_fn, state.params, batch, state.opt_state,
-                                           objectives=objectives,
-                                           labels=labels, supports=supports, has_aux=True,
-                                           backward=backward)
-    extra = dict(objective_values=values, key=key)
+      (_, (values, aux)), grads = jax.value_and_grad(total, has_aux=True)(params)
+      return values, grads, aux
+    if grads_fn is not None:
+      return grads_fn(params, batch)
+    return objective_grads(losses_fn, params, batch, opt_state, objectives=objectives,
+                           labels=labels, supports=supports, has_aux=True, backward=backward)
+
+  def train_step(state: TrainState, batch):
+    key = jax.random.fold_in(state.key, state.step)
+    values, grads, aux = gradients(state.params, batch, state.opt_state)
+    # Sharpness-aware transforms re-evaluate the gradient at perturbed parameters.
+    grad_fn = lambda params: gradients(params, batch, state.opt_state)[1]
+    extra = dict(objective_values=values, key=key, grad_fn=grad_fn)
     if extra_args is not None:
       extra.update(extra_args(aux, key))
     # Methods whose objectives are not cross-entropies (AGM's shares) report it in aux.

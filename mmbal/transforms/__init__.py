@@ -11,3 +11,5 @@ from mmbal.transforms.modulation import (AgmShares, AgmState, CggmState, OgmGeSt
                                          agm_shares, cggm, cggm_coefficients, cggm_cosines,
                                          cggm_direction_loss, linear_head_gradient, ogm_ge)
 from mmbal.transforms.schedule import MilesState, find_miles_state, miles, miles_update
+from mmbal.transforms.sharpness import (MsamState, SamState, modality_shapley, msam, sam,
+                                        subset_values)
