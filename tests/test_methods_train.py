@@ -18,7 +18,8 @@ def _config(tfds_dir, data, method, *overrides):
   return apply_overrides(config, [f"data.data_dir={tfds_dir}"] + SHORT + list(overrides))
 
 
-@pytest.mark.parametrize("method", ["ogm_ge", "agm", "cggm", "miles", "gradient_blending"])
+@pytest.mark.parametrize("method", ["ogm_ge", "agm", "cggm", "miles", "gradient_blending",
+                                    "pcgrad", "mmpareto", "balgrad", "sam", "msam"])
 def test_method_trains_on_mfeat(tfds_dir, tmp_path, method):
   run = train_and_evaluate(_config(tfds_dir, "mfeat", method), tmp_path)
   test = run.results["test"]
@@ -28,8 +29,7 @@ def test_method_trains_on_mfeat(tfds_dir, tmp_path, method):
   records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   validation = [r for r in records if r["split"] == "validation"]
   assert len(validation) == 2
-  if method in ("miles", "gradient_blending", "ogm_ge", "cggm"):
-    assert validation[-1]["method"], "the method's per-modality state is logged"
+  assert validation[-1]["method"], "the method's per-modality state is logged"
 
 
 @pytest.mark.parametrize("method", ["miles", "gradient_blending"])

@@ -41,6 +41,9 @@ def default_config() -> ml_collections.ConfigDict:
       cggm=dict(rho=1.3, lam=0.1, guard="clip", direction="gradient"),  # direction: gradient | weights
       miles=dict(tau=0.2, mu=0.5, cumulative=False),
       gradient_blending=dict(super_epoch=1),
+      pcgrad=dict(reduction="sum", order="random", project="all"),   # project: all | shared
+      mmpareto=dict(gamma=1.0, rescale="per_leaf"),             # rescale: per_leaf | global | none
+      balgrad=dict(reweight="loss_share", project=True),        # reweight: loss_share | uniform
       sam=dict(rho=0.05, normalize="l2"),                       # normalize: l2 | sign
       msam=dict(rho=0.05, normalize="l2", value="accuracy"),    # value: accuracy | loss
   )

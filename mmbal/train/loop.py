@@ -108,7 +108,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   step_fn = make_train_step(losses_fn, tx, method.weights, grad_mode=grad_mode,
                             objectives=method.objectives or ("fused",) + model.names,
                             labels=labels,
-                            supports=model.objective_supports() if method.objectives is None else None,
+                            supports=method.supports if method.objectives else model.objective_supports(),
                             extra_args=method.extra_args)
   train_step = jax.jit(step_fn, in_shardings=(state_sh, shd.batch_sharding(mesh)),
                        out_shardings=(state_sh, shd.replicated(mesh)), donate_argnums=0)

@@ -31,6 +31,7 @@ class MethodSpec:
   epoch_end: Callable[[Any, dict], Any] | None = None    # (opt_state, val report) -> opt_state
   losses: Callable | None = None            # objectives builder replacing the classification one
   objectives: tuple[str, ...] | None = None  # names of the K objectives (stacked mode)
+  supports: dict | None = None              # {objective: labels it touches}, with `objectives`
   selection: str = "fused"                  # validation score: "fused" | "unimodal_mean"
 
 
@@ -204,7 +205,58 @@ def _msam(ctx: MethodContext) -> MethodSpec:
                     extra_args=lambda aux, key: dict(shapley_values=aux["shapley_values"]))
 
 
+def _needs_heads(ctx: MethodContext, name: str):
+  if ctx.model.unimodal != "heads":
+    raise ValueError(f"method {name!r} needs model.unimodal='heads' (unimodal losses that train "
+                     f"their encoders)")
+
+
+def _pcgrad(ctx: MethodContext) -> MethodSpec:
+  """PCGrad over the fused and unimodal objectives (2 backward passes for any M)."""
+  _needs_heads(ctx, "pcgrad")
+  c, num = ctx.config, len(ctx.model.names) + 1
+  tx = transforms.pcgrad(reduction=c.reduction, order=c.order, project=c.project,
+                         labels=ctx.labels if c.project == "shared" else None, num_objectives=num)
+  return MethodSpec(weights=np.ones(num, np.float32), grad_mode="stacked", transform=tx)
+
+
+def _mmpareto(ctx: MethodContext) -> MethodSpec:
+  """MMPareto: per modality, the fused and unimodal gradients' min-norm Pareto direction."""
+  _needs_heads(ctx, "mmpareto")
+  c, num = ctx.config, len(ctx.model.names) + 1
+  tx = transforms.mmpareto(ctx.model.names, labels=ctx.labels, gamma=c.gamma, rescale=c.rescale)
+  return MethodSpec(weights=np.ones(num, np.float32), grad_mode="stacked", transform=tx)
+
+
+def _balgrad(ctx: MethodContext) -> MethodSpec:
+  """BalGrad: reweighted inter-modality KL gradients; the task gradient projected off them."""
+  _needs_heads(ctx, "balgrad")
+  c, names = ctx.config, ctx.model.names
+
+  def losses_builder(apply_fn, names):
+    base = classification_objectives(apply_fn, names)
+
+    def losses(params, batch, opt_state=None):
+      values, aux = base(params, batch)
+      kl = transforms.balgrad_kl_losses(aux["unimodal_logits"])
+      stacked = jnp.concatenate([values[:1], kl, values[1:]])   # [task, kl_1..kl_M, uni_1..uni_M]
+      return stacked, dict(aux, log_losses=values)
+    return losses
+
+  objectives = tuple(transforms.balgrad_objective_names(names))
+  supports = {o: (n,) for o, n in zip(objectives[1:], names + names)}
+  unimodal_losses = lambda aux, key: dict(unimodal_losses={
+      n: l for n, l in zip(names, aux["log_losses"][1:])})
+  return MethodSpec(weights=np.ones(len(names) + 1, np.float32), grad_mode="stacked",
+                    transform=transforms.balgrad(names, reweight=c.reweight, project=c.project),
+                    losses=losses_builder, objectives=objectives, supports=supports,
+                    extra_args=unimodal_losses)
+
+
 BUILDERS: dict[str, Callable[[MethodContext], MethodSpec]] = {
+    "pcgrad": _pcgrad,
+    "mmpareto": _mmpareto,
+    "balgrad": _balgrad,
     "sam": _sam,
     "msam": _msam,
     "agm": _agm,

@@ -10,6 +10,9 @@ from mmbal.transforms.combine import combine_objectives
 from mmbal.transforms.modulation import (AgmShares, AgmState, CggmState, OgmGeState, agm,
                                          agm_shares, cggm, cggm_coefficients, cggm_cosines,
                                          cggm_direction_loss, linear_head_gradient, ogm_ge)
+from mmbal.transforms.project import (BalGradState, MMParetoState, PCGradState, balgrad,
+                                      balgrad_kl_losses, balgrad_objective_names, min_norm_weights,
+                                      mmpareto, pcgrad, pcgrad_coefficients)
 from mmbal.transforms.schedule import MilesState, find_miles_state, miles, miles_update
 from mmbal.transforms.sharpness import (MsamState, SamState, modality_shapley, msam, sam,
                                         subset_values)
