@@ -35,10 +35,17 @@ DATASETS = {
 }
 
 
+# Baselines that are a method's config with overrides: joint training plus unimodal heads
+# that train their encoders (L_fused + sum_m L_m), the loss the projection methods start from.
+VARIANTS = {"joint_heads": ("joint", ["model.unimodal=heads"])}
+
+
 def run_one(data_key, method, seed, data_dir, extra):
   from mmbal.train import apply_overrides, load_config
   from mmbal.train.loop import train_and_evaluate
   folder, overrides, _, _ = DATASETS[data_key]
+  method, variant_overrides = VARIANTS.get(method, (method, []))
+  overrides = overrides + variant_overrides
   config = load_config(str(ROOT / "configs" / folder / f"{method}.py"))
   config = apply_overrides(config, overrides + [f"seed={seed}", f"data.data_dir={data_dir}",
                                                 "log.progress=False"] + extra)
@@ -75,8 +82,10 @@ def markdown(results, seeds):
 def main():
   from mmbal.train.methods import BUILDERS
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--methods", nargs="+",
-                      default=["joint"] + [m for m in BUILDERS if m not in ("joint", "unimodal")])
+  parser.add_argument("--methods", nargs="+", default=["joint", "joint_heads"] + [
+      m for m in BUILDERS if m not in ("joint", "unimodal")])
+  parser.add_argument("--merge", action="store_true",
+                      help="add to (or replace rows of) the existing results instead of starting anew")
   parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
   parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
   parser.add_argument("--data-dir", default=str(pathlib.Path.home() / "tensorflow_datasets"))
@@ -84,19 +93,25 @@ def main():
   parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.num_epochs=2")
   args = parser.parse_args()
 
+  out = pathlib.Path(args.out)
   results, t0 = {}, time.time()
+  if args.merge and out.with_suffix(".json").exists():
+    results = json.loads(out.with_suffix(".json").read_text())["results"]
   for data_key in args.datasets:
     _, _, strong, weak = DATASETS[data_key]
-    results[data_key] = {}
+    results.setdefault(data_key, {})
     for method in args.methods:
       runs = [run_one(data_key, method, seed, args.data_dir, args.overrides) for seed in args.seeds]
       results[data_key][method] = summarize(runs, strong, weak)
       s = results[data_key][method]
       print(f"{data_key:22s} {method:18s} fused {100 * s['fused']['mean']:.1f} "
             f"gap {100 * s['gap']['mean']:.1f} ({time.time() - t0:.0f}s)", flush=True)
+  order = ["joint", "joint_heads"]   # baselines first, then the methods in registry order
+  results = {d: {m: r[m] for m in sorted(r, key=lambda m: (m not in order, order.index(m)
+                                                            if m in order else 0))}
+             for d, r in results.items()}
   table = markdown(results, args.seeds)
   print(table)
-  out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix(".json").write_text(json.dumps(
       dict(results=results, seeds=args.seeds, overrides=args.overrides,

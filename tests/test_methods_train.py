@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 
+from mmbal import transforms
 from mmbal.train import apply_overrides, load_config
 from mmbal.train.loop import train_and_evaluate
 
@@ -30,6 +31,10 @@ def test_method_trains_on_mfeat(tfds_dir, tmp_path, method):
   validation = [r for r in records if r["split"] == "validation"]
   assert len(validation) == 2
   assert validation[-1]["method"], "the method's per-modality state is logged"
+  if method == "gradient_blending":   # the epoch hook saw the epoch's mean training losses
+    blending = transforms.find_blending_state(run.state.opt_state)
+    assert np.isfinite(np.asarray(blending.train_loss)).all()
+    assert np.isfinite(np.asarray(blending.overfit)).all()
 
 
 @pytest.mark.parametrize("method", ["miles", "gradient_blending"])

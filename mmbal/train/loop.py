@@ -184,7 +184,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
       summary.update(step=step, split="train", steps_per_sec=len(pending) / (time.time() - t0))
       metrics_log.write(summary)
       bar.set_postfix(loss=f"{summary['loss']['total']:.3f}")
-      pending, epoch_losses, t0 = [], [], time.time()
+      pending, t0 = [], time.time()
     if step % eval_every == 0 or step == total_steps:
       val = evaluate(state.params, "validation")
       state = select_best(state, jnp.float32(selection_score(val)))
