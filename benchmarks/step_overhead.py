@@ -39,8 +39,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
-import re
 import statistics
 import sys
 import time
@@ -81,6 +79,12 @@ from mmbal.models import MultimodalClassifier, labels_for, split  # noqa: E402
 from mmbal.train.step import (TrainState, classification_objectives, make_apply,  # noqa: E402
                               make_train_step)
 from mmbal.transforms import combine_objectives  # noqa: E402
+
+try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.step_overhead
+  from _timing import _iqr, device_info, flops, loadavg, result_path, run_steps  # noqa: E402
+except ImportError:
+  from benchmarks._timing import (_iqr, device_info, flops, loadavg, result_path,  # noqa: E402
+                                  run_steps)
 
 VARIANTS = ("plain", "structured/vmap", "structured/unrolled", "overlap/vmap",
             "overlap/unrolled", "separate")
@@ -139,15 +143,6 @@ def init_state(tx, params) -> TrainState:
                     key=jax.random.PRNGKey(0))
 
 
-def _flops(compiled) -> float:
-  try:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", float("nan")))
-  except Exception:  # cost analysis is best-effort and backend-dependent
-    return float("nan")
-
-
 def compile_variant(variant, losses_fn, params, weights, objectives, labels, batch):
   tx, step = make_step(variant, losses_fn, weights, objectives, labels)
   state = init_state(tx, params)
@@ -156,21 +151,7 @@ def compile_variant(variant, losses_fn, params, weights, objectives, labels, bat
   t1 = time.perf_counter()
   compiled = lowered.compile()
   t2 = time.perf_counter()
-  return dict(fn=compiled, state=state, trace_s=t1 - t0, compile_s=t2 - t1, flops=_flops(compiled))
-
-
-def run_steps(entry, batch, steps: int) -> tuple[float, float]:
-  """Wall and process-CPU seconds per step over ``steps`` back-to-back steps (dispatch
-  pipelined, one sync at the end). The donated state is threaded through."""
-  fn, state = entry["fn"], entry["state"]
-  jax.block_until_ready(state)
-  t0, c0 = time.perf_counter(), time.process_time()
-  for _ in range(steps):
-    state, metrics = fn(state, batch)
-  jax.block_until_ready((state, metrics))
-  wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-  entry["state"] = state
-  return wall / steps, cpu / steps
+  return dict(fn=compiled, state=state, trace_s=t1 - t0, compile_s=t2 - t1, flops=flops(compiled))
 
 
 def bench_config(num_modalities: int, args, variants, rounds: int, steps: int, log):
@@ -210,11 +191,6 @@ def bench_config(num_modalities: int, args, variants, rounds: int, steps: int, l
   return out
 
 
-def _iqr(xs) -> float:
-  q = np.percentile(np.asarray(xs), [25, 75])
-  return float(q[1] - q[0])
-
-
 def _targets(cfg):
   k, res = cfg["num_objectives"], {}
   for v, r in cfg["variants"].items():
@@ -223,37 +199,6 @@ def _targets(cfg):
     if limit is not None:
       res[v] = dict(limit=limit, ratio=r["ratio"], met=bool(r["ratio"] <= limit))
   return res
-
-
-def device_info():
-  dev = jax.devices()[0]
-  try:
-    import jaxlib
-    jaxlib_version = jaxlib.__version__
-  except Exception:
-    jaxlib_version = None
-  return dict(platform=dev.platform, device_kind=dev.device_kind, device=str(dev),
-              device_count=jax.device_count(), host_cpu=_cpu_model(),
-              jax_version=jax.__version__, jaxlib_version=jaxlib_version,
-              cpu_count=os.cpu_count(), python=platform.python_version(),
-              machine=platform.machine(), xla_flags=os.environ.get("XLA_FLAGS", ""))
-
-
-def _cpu_model():
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or None
-
-
-def result_path(info, quick: bool) -> pathlib.Path:
-  name = "cpu" if info["platform"] == "cpu" else \
-      re.sub(r"[^a-z0-9]+", "_", f"{info['platform']}_{info['device_kind']}".lower()).strip("_")
-  return pathlib.Path(__file__).parent / "results" / \
-      f"step_overhead_{name}{'_quick' if quick else ''}.json"
 
 
 def _table(result, variants, cell, first=("M", "K")):
@@ -299,13 +244,13 @@ def main(args):
   log = lambda s: print(s, file=sys.stderr, flush=True)
   log(f"step_overhead on {info['platform']} ({info['device_kind']}), jax {info['jax_version']}, "
       f"{info['cpu_count']} CPUs; {rounds} rounds x {steps} steps per variant")
-  load_before = _loadavg()
+  load_before = loadavg()
   t0 = time.perf_counter()
   configs = [bench_config(m, args, variants, rounds, steps, log) for m in args.modalities]
   result = dict(
       benchmark="step_overhead", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), quick=args.quick,
       command=" ".join(["python", "benchmarks/step_overhead.py"] + sys.argv[1:]),
-      device=info, loadavg_before=load_before, loadavg_after=_loadavg(),
+      device=info, loadavg_before=load_before, loadavg_after=loadavg(),
       setup=dict(batch=args.batch, in_dim=args.in_dim, hidden_dim=args.hidden_dim,
                  feature_dim=args.feature_dim, classes=args.classes,
                  encoder="MLP: LayerNorm -> Linear -> GELU -> Linear", fusion="concat",
@@ -324,18 +269,11 @@ def main(args):
   print(f"all targets met: {result['all_targets_met']} (wall {result['wall_s']:.0f}s, "
         f"load average {load_before} -> {result['loadavg_after']})")
   if not args.no_write:
-    path = pathlib.Path(args.out) if args.out else result_path(info, args.quick)
+    path = pathlib.Path(args.out) if args.out else result_path("step_overhead", info, args.quick)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
   return result
-
-
-def _loadavg():
-  try:
-    return [round(x, 2) for x in os.getloadavg()]
-  except OSError:
-    return None
 
 
 if __name__ == "__main__":

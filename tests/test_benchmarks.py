@@ -13,3 +13,22 @@ def test_step_overhead_runs_and_reports_every_variant(tmp_path):
   text = json.dumps(result)
   for variant in ("plain", "structured/vmap", "overlap/unrolled", "separate"):
     assert variant in text
+
+
+def test_method_overhead_runs_and_reports_every_variant(tmp_path):
+  out = tmp_path / "methods.json"
+  subprocess.run([sys.executable, "benchmarks/method_overhead.py", "--quick", "--modalities", "2",
+                  "--batch", "16", "--rounds", "1", "--steps", "1", "--out", str(out)],
+                 check=True, capture_output=True)
+  result = json.loads(out.read_text())
+  variants = ("plain", "plain_split_head", "plain_heads", "ogm_ge", "ogm_ge_no_noise",
+              "cggm_magnitude", "cggm_direction", "cggm_direction_weights", "miles",
+              "gradient_blending", "agm_unmodulated", "agm")
+  (config,) = result["configs"]
+  assert set(config["variants"]) == set(variants)
+  assert set(result["variants"]) == set(variants)
+  checked = {(t["variant"], t["reference"]) for t in config["targets"]}
+  assert checked == {("ogm_ge", "plain_split_head"), ("ogm_ge", "plain"), ("cggm_magnitude", "plain"),
+                     ("cggm_direction", "plain"), ("miles", "plain"), ("agm", "agm_unmodulated")}
+  for record in config["variants"].values():
+    assert record["ms"] > 0 and record["compile_s"] > 0

@@ -44,6 +44,26 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
       else base
 
 
+def assemble(method, model, apply_fn, labels, c, total_steps):
+  """``(tx, train_step)`` for a method: its transform, the base optimizer, its
+  ``after_optimizer``, and the (unjitted) step computing the gradients it needs."""
+  grad_mode = "stacked" if method.grad_mode == "stacked" else c.method.grad_mode
+  tx = make_optimizer(c.optimizer, total_steps)
+  if method.after_optimizer is not None:
+    tx = optax.chain(tx, method.after_optimizer)
+  if grad_mode == "stacked" and method.transform is None:
+    tx = optax.chain(combine_objectives(method.weights), tx)
+  if method.transform is not None:
+    tx = optax.chain(method.transform, tx)
+  losses_fn = (method.losses or classification_objectives)(apply_fn, model.names)
+  step_fn = make_train_step(
+      losses_fn, tx, method.weights, grad_mode=grad_mode,
+      objectives=method.objectives or ("fused",) + model.names, labels=labels,
+      supports=method.supports if method.objectives else model.objective_supports(),
+      extra_args=method.extra_args)
+  return tx, step_fn
+
+
 class Run(NamedTuple):
   results: dict | None   # None when train.stop_after_steps stopped the run early
   state: TrainState      # the final train state (params, optimizer state, best params)
@@ -86,14 +106,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
       config=c.method.get(c.method.name), model=model, labels=labels,
       encoder_labels=encoder_labels(model), apply_fn=apply_fn,
       steps_per_epoch=steps_per_epoch, total_steps=total_steps))
-  grad_mode = "stacked" if method.grad_mode == "stacked" else c.method.grad_mode
-  tx = make_optimizer(c.optimizer, total_steps)
-  if method.after_optimizer is not None:
-    tx = optax.chain(tx, method.after_optimizer)
-  if grad_mode == "stacked" and method.transform is None:
-    tx = optax.chain(combine_objectives(method.weights), tx)
-  if method.transform is not None:
-    tx = optax.chain(method.transform, tx)
+  tx, step_fn = assemble(method, model, apply_fn, labels, c, total_steps)
   params = jax.device_put(params, shd.param_sharding(mesh, params))
   param_sh = jax.tree.map(lambda x: x.sharding, params)
 
@@ -104,12 +117,6 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
 
   state = jax.jit(init_state, in_shardings=(param_sh,))(params)
   state_sh = jax.tree.map(lambda x: x.sharding, state)
-  losses_fn = (method.losses or classification_objectives)(apply_fn, model.names)
-  step_fn = make_train_step(losses_fn, tx, method.weights, grad_mode=grad_mode,
-                            objectives=method.objectives or ("fused",) + model.names,
-                            labels=labels,
-                            supports=method.supports if method.objectives else model.objective_supports(),
-                            extra_args=method.extra_args)
   train_step = jax.jit(step_fn, in_shardings=(state_sh, shd.batch_sharding(mesh)),
                        out_shardings=(state_sh, shd.replicated(mesh)), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(apply_fn, model.names),

@@ -89,12 +89,23 @@ def _scale_by_label(labels, updates, factors: Mapping[str, jax.Array]):
 
 
 def _robust_std(g):
-  """Population std of all elements, computed after dividing by max|g| (no overflow at 1e30)."""
+  """Population std of all elements in one pass (sum, sum of squares and max|g| fuse into
+  one reduction), centred on one element to limit cancellation. Gradients beyond 1e15,
+  whose squares could overflow, take the slower path that first divides by max|g|."""
   g = g.astype(jnp.float32)
-  scale = jnp.max(jnp.abs(g))
-  scale = jnp.where(scale > 0, scale, 1.0)
-  x = g / scale
-  return scale * jnp.sqrt(jnp.mean(jnp.square(x - jnp.mean(x))))
+  peak = jnp.max(jnp.abs(g))
+
+  def one_pass(g):
+    d = g - jnp.ravel(g)[0]
+    mean = jnp.mean(d)
+    return jnp.sqrt(jnp.maximum(jnp.mean(d * d) - mean * mean, 0.0))
+
+  def scaled(g):
+    scale = jnp.where(peak > 0, peak, 1.0)
+    x = g / scale
+    return scale * jnp.sqrt(jnp.mean(jnp.square(x - jnp.mean(x))))
+
+  return jax.lax.cond(peak > 1e15, scaled, one_pass, g)
 
 
 def _cosine(a, b):

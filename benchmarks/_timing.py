@@ -1,0 +1,89 @@
+"""Timing helpers shared by the benchmark scripts.
+
+Import it after the script has chosen the JAX backend (``JAX_PLATFORMS``): it imports jax.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import platform
+import re
+import time
+
+import jax
+import numpy as np
+
+RESULTS_DIR = pathlib.Path(__file__).parent / "results"
+
+
+def run_steps(entry, batch, steps: int) -> tuple[float, float]:
+  """Wall and process-CPU seconds per step over ``steps`` back-to-back steps (dispatch
+  pipelined, one sync at the end). ``entry`` holds the compiled step ``fn`` and its
+  ``state``; the donated state is threaded through and stored back in ``entry``."""
+  fn, state = entry["fn"], entry["state"]
+  jax.block_until_ready(state)
+  t0, c0 = time.perf_counter(), time.process_time()
+  for _ in range(steps):
+    state, metrics = fn(state, batch)
+  jax.block_until_ready((state, metrics))
+  wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+  entry["state"] = state
+  return wall / steps, cpu / steps
+
+
+def _iqr(xs) -> float:
+  q = np.percentile(np.asarray(xs), [25, 75])
+  return float(q[1] - q[0])
+
+
+def flops(compiled) -> float:
+  """XLA's FLOP count of a compiled executable (NaN where the backend has no cost analysis)."""
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan")))
+  except Exception:  # cost analysis is best-effort and backend-dependent
+    return float("nan")
+
+
+def device_info():
+  dev = jax.devices()[0]
+  try:
+    import jaxlib
+    jaxlib_version = jaxlib.__version__
+  except Exception:
+    jaxlib_version = None
+  return dict(platform=dev.platform, device_kind=dev.device_kind, device=str(dev),
+              device_count=jax.device_count(), host_cpu=_cpu_model(),
+              jax_version=jax.__version__, jaxlib_version=jaxlib_version,
+              cpu_count=os.cpu_count(), python=platform.python_version(),
+              machine=platform.machine(), xla_flags=os.environ.get("XLA_FLAGS", ""))
+
+
+def _cpu_model():
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or None
+
+
+def device_name(info) -> str:
+  """``cpu``, or the platform and device kind, e.g. ``gpu_nvidia_h100_80gb_hbm3``."""
+  if info["platform"] == "cpu":
+    return "cpu"
+  return re.sub(r"[^a-z0-9]+", "_", f"{info['platform']}_{info['device_kind']}".lower()).strip("_")
+
+
+def result_path(benchmark: str, info, quick: bool) -> pathlib.Path:
+  """``benchmarks/results/<benchmark>_<device>[_quick].json``."""
+  return RESULTS_DIR / f"{benchmark}_{device_name(info)}{'_quick' if quick else ''}.json"
+
+
+def loadavg():
+  try:
+    return [round(x, 2) for x in os.getloadavg()]
+  except OSError:
+    return None
