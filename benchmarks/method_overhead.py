@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -99,7 +100,7 @@ from mmbal.models import MultimodalClassifier, labels_for, split  # noqa: E402
 from mmbal.train.config import default_config  # noqa: E402
 from mmbal.train.loop import assemble  # noqa: E402
 from mmbal.train.methods import MethodContext, build_method, encoder_labels  # noqa: E402
-from mmbal.train.step import TrainState, make_apply  # noqa: E402
+from mmbal.train.step import init_train_state, make_apply  # noqa: E402
 from mmbal.transforms import combine_objectives  # noqa: E402
 
 try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.method_overhead
@@ -205,11 +206,8 @@ def build_step(variant: Variant, mods, args):
     method = dataclasses.replace(method, transform=_shapley_sink())
   tx, step_fn = assemble(method, model, apply_fn, labels, c, TOTAL_STEPS)
 
-  def init_state(params):   # jitted as in the trainer: every leaf its own (donatable) buffer
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      best_params=params, best_score=jnp.full((), -1.0, jnp.float32),
-                      key=jax.random.PRNGKey(c.seed))
-
+  init_state = functools.partial(init_train_state, tx=tx, seed=c.seed,   # as in the trainer
+                                 num_objectives=len(method.weights))
   state = jax.jit(init_state)(params)
   return step_fn, state, method, model
 

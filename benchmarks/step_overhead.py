@@ -76,8 +76,8 @@ from flax import nnx  # noqa: E402
 import mmbal  # noqa: E402
 from mmbal.grads import default_supports  # noqa: E402
 from mmbal.models import MultimodalClassifier, labels_for, split  # noqa: E402
-from mmbal.train.step import (TrainState, classification_objectives, make_apply,  # noqa: E402
-                              make_train_step)
+from mmbal.train.step import (TrainState, classification_objectives, init_train_state,  # noqa: E402
+                              make_apply, make_train_step)
 from mmbal.transforms import combine_objectives  # noqa: E402
 
 try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.step_overhead
@@ -136,16 +136,15 @@ def _single(losses_fn, params, batch, k):
   return values[k], (values, aux)
 
 
-def init_state(tx, params) -> TrainState:
+def init_state(tx, params, num_objectives) -> TrainState:
   copy = lambda t: jax.tree.map(jnp.array, t)  # fresh buffers: every variant donates its own
-  return TrainState(step=jnp.zeros((), jnp.int32), params=copy(params), opt_state=tx.init(params),
-                    best_params=copy(params), best_score=jnp.float32(-1.0),
-                    key=jax.random.PRNGKey(0))
+  state = init_train_state(copy(params), tx, seed=0, num_objectives=num_objectives)
+  return state.replace(best_params=copy(params))
 
 
 def compile_variant(variant, losses_fn, params, weights, objectives, labels, batch):
   tx, step = make_step(variant, losses_fn, weights, objectives, labels)
-  state = init_state(tx, params)
+  state = init_state(tx, params, len(weights))
   t0 = time.perf_counter()
   lowered = jax.jit(step, donate_argnums=0).lower(state, batch)
   t1 = time.perf_counter()

@@ -23,12 +23,15 @@ def test_method_overhead_runs_and_reports_every_variant(tmp_path):
   result = json.loads(out.read_text())
   variants = ("plain", "plain_split_head", "plain_heads", "ogm_ge", "ogm_ge_no_noise",
               "cggm_magnitude", "cggm_direction", "cggm_direction_weights", "miles",
-              "gradient_blending", "agm_unmodulated", "agm")
+              "gradient_blending", "agm_unmodulated", "agm", "pcgrad", "mmpareto", "balgrad",
+              "sam", "msam_scores", "msam")
   (config,) = result["configs"]
   assert set(config["variants"]) == set(variants)
   assert set(result["variants"]) == set(variants)
   checked = {(t["variant"], t["reference"]) for t in config["targets"]}
   assert checked == {("ogm_ge", "plain_split_head"), ("ogm_ge", "plain"), ("cggm_magnitude", "plain"),
-                     ("cggm_direction", "plain"), ("miles", "plain"), ("agm", "agm_unmodulated")}
+                     ("cggm_direction", "plain"), ("miles", "plain"), ("agm", "agm_unmodulated"),
+                     ("pcgrad", "plain"), ("mmpareto", "plain"), ("balgrad", "plain"),
+                     ("sam", "plain"), ("msam", "msam_scores")}
   for record in config["variants"].values():
     assert record["ms"] > 0 and record["compile_s"] > 0

@@ -103,7 +103,7 @@ def test_stacked_gradients_match_summed(tfds_dir, tmp_path, uninterrupted):
     ("data.modalities=pix,audio", "modalities: expected a non-empty list of distinct names"),
     ("train.batch_size=12", "must be divisible by the mesh data axis"),
     ("data.val_fraction=0.0001", "val_fraction"),
-    ("method.name=pcgrad", "method.name"),
+    ("method.name=pcgradd", "method.name"),
     ("train.batch_size=many", "expects int"),
 ])
 def test_bad_config_is_a_clear_error_before_compiling(tfds_dir, tmp_path, override, message):

@@ -1,6 +1,7 @@
 """``train_and_evaluate``: one linear loop around a single jitted step."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import pathlib
@@ -24,8 +25,9 @@ from mmbal.train.checkpoint import Checkpoints
 from mmbal.train.config import check_config
 from mmbal.train.report import format_table
 from mmbal.train.methods import MethodContext, build_method, encoder_labels
-from mmbal.train.step import (TrainState, classification_objectives, keep_best, make_apply,
-                              make_eval_step, make_train_step)
+from mmbal.train.step import (TrainState, classification_objectives, epoch_losses,
+                              init_train_state, keep_best, make_apply, make_eval_step,
+                              make_train_step)
 from mmbal.transforms import combine_objectives
 
 log = logging.getLogger("mmbal")
@@ -110,11 +112,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   params = jax.device_put(params, shd.param_sharding(mesh, params))
   param_sh = jax.tree.map(lambda x: x.sharding, params)
 
-  def init_state(params):
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      best_params=params, best_score=jnp.full((), -1.0, jnp.float32),
-                      key=jax.random.PRNGKey(c.seed))
-
+  init_state = functools.partial(init_train_state, tx=tx, seed=c.seed,
+                                 num_objectives=len(method.weights))
   state = jax.jit(init_state, in_shardings=(param_sh,))(params)
   state_sh = jax.tree.map(lambda x: x.sharding, state)
   train_step = jax.jit(step_fn, in_shardings=(state_sh, shd.batch_sharding(mesh)),
@@ -124,10 +123,15 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
                       out_shardings=shd.replicated(mesh))
   select_best = jax.jit(keep_best, in_shardings=(state_sh, shd.replicated(mesh)),
                         out_shardings=state_sh, donate_argnums=0)
-  epoch_end = None
-  if method.epoch_end is not None:
-    epoch_end = jax.jit(lambda s, report: s.replace(opt_state=method.epoch_end(s.opt_state, report)),
-                        out_shardings=state_sh, donate_argnums=0)
+  def end_of_epoch(state, report):
+    """Hands the method the epoch's mean train losses and validation report; resets the sums."""
+    train_losses, state = epoch_losses(state)
+    if method.epoch_end is None:
+      return state
+    report = dict(report, train_losses=train_losses)
+    return state.replace(opt_state=method.epoch_end(state.opt_state, report))
+
+  epoch_end = jax.jit(end_of_epoch, out_shardings=state_sh, donate_argnums=0)
 
   def evaluate(params, split_name):
     totals = None
@@ -177,7 +181,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
 
   # ---- train.
   stop_at = min(total_steps, c.train.stop_after_steps or total_steps)
-  pending, epoch_losses, t0 = [], [], time.time()
+  pending, t0 = [], time.time()
   bar = tqdm.tqdm(total=total_steps, initial=start, disable=not c.log.progress,
                   desc="train", unit="step", dynamic_ncols=True)
   for step in range(start + 1, stop_at + 1):
@@ -185,9 +189,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
     pending.append(metrics)
     bar.update(1)
     if step % c.train.log_every_steps == 0 or step == stop_at or step % eval_every == 0:
-      history = jax.device_get(pending)
-      epoch_losses.extend(h["losses"] for h in history)
-      summary = summarize(history, model.names, method.weights)
+      summary = summarize(jax.device_get(pending), model.names, method.weights)
       summary.update(step=step, split="train", steps_per_sec=len(pending) / (time.time() - t0))
       metrics_log.write(summary)
       bar.set_postfix(loss=f"{summary['loss']['total']:.3f}")
@@ -195,9 +197,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
     if step % eval_every == 0 or step == total_steps:
       val = evaluate(state.params, "validation")
       state = select_best(state, jnp.float32(selection_score(val)))
-      if epoch_end is not None:
-        state = epoch_end(state, epoch_report(val, epoch_losses, model.names, step // steps_per_epoch))
-      epoch_losses = []
+      state = epoch_end(state, epoch_report(val, model.names, step // steps_per_epoch))
       metrics_log.write(dict(step=step, split="validation", **val,
                              method=method_state_summary(state.opt_state)))
     if step % ckpt_every == 0 or step == stop_at:
@@ -237,16 +237,15 @@ def report_from_sums(totals, names, fused_untrained=False) -> dict:
       utilisation={m: (fused - a) / max(fused, 1e-8) for m, a in without.items()})
 
 
-def epoch_report(val: dict, epoch_losses: list, names, epoch: int) -> dict:
-  """What a method's ``epoch_end`` sees: validation metrics and mean train losses, as arrays."""
-  train = np.mean(epoch_losses, axis=0) if epoch_losses else np.full(len(names) + 1, np.nan)
+def epoch_report(val: dict, names, epoch: int) -> dict:
+  """What a method's ``epoch_end`` sees (plus ``train_losses``, added on device)."""
   return dict(
       fused_accuracy=np.float32(val["fused"]["accuracy"] or 0.0),
       unimodal_accuracy={m: np.float32(val["unimodal"][m]["accuracy"]) for m in names},
       without_accuracy={m: np.float32(val["without"][m]["accuracy"]) for m in names},
       val_losses=np.array([val["fused"]["loss"]] + [val["unimodal"][m]["loss"] for m in names],
                           np.float32),
-      train_losses=train.astype(np.float32), epoch=np.int32(epoch))
+      epoch=np.int32(epoch))
 
 
 LOGGED_STATE_FIELDS = ("coefficients", "scales", "weights", "utilisation", "shapley",

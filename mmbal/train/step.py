@@ -27,6 +27,25 @@ class TrainState:
   best_params: Any        # params with the best validation score so far
   best_score: jax.Array   # that score (-1 before the first evaluation)
   key: jax.Array          # raw PRNG key; step t uses fold_in(key, t)
+  loss_sum: jax.Array     # [K] objective losses summed since the last evaluation
+  loss_count: jax.Array   # steps in that sum (both checkpointed: resume stays exact)
+
+
+def init_train_state(params, tx: optax.GradientTransformation, *, seed: int,
+                     num_objectives: int) -> TrainState:
+  """A fresh state (jit it with the params' shardings)."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    best_params=params, best_score=jnp.full((), -1.0, jnp.float32),
+                    key=jax.random.PRNGKey(seed), loss_sum=jnp.zeros((num_objectives,)),
+                    loss_count=jnp.zeros((), jnp.int32))
+
+
+def epoch_losses(state: TrainState):
+  """``(mean train losses since the last evaluation, state with the sums reset)``."""
+  mean = state.loss_sum / jnp.maximum(state.loss_count, 1)
+  mean = jnp.where(state.loss_count > 0, mean, jnp.nan)
+  return mean, state.replace(loss_sum=jnp.zeros_like(state.loss_sum),
+                             loss_count=jnp.zeros_like(state.loss_count))
 
 
 def classification_objectives(apply_fn: Callable, names: tuple[str, ...]):
@@ -97,7 +116,8 @@ def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, gra
     correct = lambda logits: (logits.argmax(-1) == aux["labels"]).mean(-1)
     metrics = dict(losses=values, fused_correct=correct(aux["logits"]),
                    unimodal_correct=correct(aux["unimodal_logits"]))
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         loss_sum=state.loss_sum + values, loss_count=state.loss_count + 1), metrics
 
   return train_step
 
