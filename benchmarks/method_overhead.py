@@ -94,13 +94,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from flax import nnx  # noqa: E402
 
-from mmbal.models import MultimodalClassifier, labels_for, split  # noqa: E402
 from mmbal.train.config import default_config  # noqa: E402
-from mmbal.train.loop import assemble  # noqa: E402
-from mmbal.train.methods import MethodContext, build_method, encoder_labels  # noqa: E402
-from mmbal.train.step import init_train_state, make_apply  # noqa: E402
+from mmbal.train.loop import assemble, build_model_and_method  # noqa: E402
+from mmbal.train.step import init_train_state  # noqa: E402
 from mmbal.transforms import combine_objectives  # noqa: E402
 
 try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.method_overhead
@@ -189,14 +186,8 @@ def build_step(variant: Variant, mods, args):
   """``(train_step, state, method, model)``, built as `mmbal.train.loop.train_and_evaluate`
   builds them (without mesh shardings: one device)."""
   c = method_config(variant, args)
-  model = MultimodalClassifier(mods, args.classes, **c.model, rngs=nnx.Rngs(c.seed))
-  graphdef, params, rest = split(model)
-  labels = labels_for(model, params)
-  apply_fn = make_apply(graphdef, rest)
-  method = build_method(c.method.name, MethodContext(
-      config=c.method.get(c.method.name), model=model, labels=labels,
-      encoder_labels=encoder_labels(model), apply_fn=apply_fn,
-      steps_per_epoch=STEPS_PER_EPOCH, total_steps=TOTAL_STEPS))
+  model, params, labels, apply_fn, method = build_model_and_method(
+      c, mods, args.classes, STEPS_PER_EPOCH, TOTAL_STEPS)
   if variant.unmodulated:
     if method.grad_mode != "stacked" or method.transform is None:
       raise ValueError(f"{variant.method}: 'unmodulated' needs a stacked method with a transform")

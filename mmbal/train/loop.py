@@ -46,6 +46,19 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
       else base
 
 
+def build_model_and_method(c, modalities, num_classes, steps_per_epoch, total_steps):
+  """``(model, params, labels, apply_fn, method)`` for a config."""
+  model = MultimodalClassifier(modalities, num_classes, **c.model, rngs=nnx.Rngs(c.seed))
+  graphdef, params, rest = split(model)
+  labels = labels_for(model, params)
+  apply_fn = make_apply(graphdef, rest)
+  method = build_method(c.method.name, MethodContext(
+      config=c.method.get(c.method.name), model=model, labels=labels,
+      encoder_labels=encoder_labels(model), apply_fn=apply_fn,
+      steps_per_epoch=steps_per_epoch, total_steps=total_steps))
+  return model, params, labels, apply_fn, method
+
+
 def assemble(method, model, apply_fn, labels, c, total_steps):
   """``(tx, train_step)`` for a method: its transform, the base optimizer, its
   ``after_optimizer``, and the (unjitted) step computing the gradients it needs."""
@@ -100,14 +113,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
 
   # ---- model, method, optimizer, state.
   modalities = as_modalities({n: spec.modalities[n] for n in c.data.modalities})
-  model = MultimodalClassifier(modalities, spec.num_classes, **c.model, rngs=nnx.Rngs(c.seed))
-  graphdef, params, rest = split(model)
-  labels = labels_for(model, params)
-  apply_fn = make_apply(graphdef, rest)
-  method = build_method(c.method.name, MethodContext(
-      config=c.method.get(c.method.name), model=model, labels=labels,
-      encoder_labels=encoder_labels(model), apply_fn=apply_fn,
-      steps_per_epoch=steps_per_epoch, total_steps=total_steps))
+  model, params, labels, apply_fn, method = build_model_and_method(
+      c, modalities, spec.num_classes, steps_per_epoch, total_steps)
   tx, step_fn = assemble(method, model, apply_fn, labels, c, total_steps)
   params = jax.device_put(params, shd.param_sharding(mesh, params))
   param_sh = jax.tree.map(lambda x: x.sharding, params)
