@@ -4,6 +4,7 @@ Import it after the script has chosen the JAX backend (``JAX_PLATFORMS``): it im
 """
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import platform
@@ -87,3 +88,17 @@ def loadavg():
     return [round(x, 2) for x in os.getloadavg()]
   except OSError:
     return None
+
+
+def report(result: dict, *, benchmark: str, info, args, load_before, markdown: str) -> dict:
+  """Prints the table and the verdict; writes the JSON unless ``--no-write``."""
+  print(markdown)
+  print()
+  print(f"all targets met: {result['all_targets_met']} (wall {result['wall_s']:.0f}s, "
+        f"load average {load_before} -> {result['loadavg_after']})")
+  if not args.no_write:
+    path = pathlib.Path(args.out) if args.out else result_path(benchmark, info, args.quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+  return result

@@ -53,9 +53,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import os
-import pathlib
 import re
 import statistics
 import sys
@@ -101,9 +99,9 @@ from mmbal.train.step import init_train_state  # noqa: E402
 from mmbal.transforms import combine_objectives  # noqa: E402
 
 try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.method_overhead
-  from _timing import _iqr, device_info, flops, loadavg, result_path, run_steps  # noqa: E402
+  from _timing import _iqr, device_info, flops, loadavg, report, run_steps  # noqa: E402
 except ImportError:
-  from benchmarks._timing import (_iqr, device_info, flops, loadavg, result_path,  # noqa: E402
+  from benchmarks._timing import (_iqr, device_info, flops, loadavg, report,  # noqa: E402
                                   run_steps)
 
 
@@ -419,17 +417,8 @@ def main(args):
       configs=configs, wall_s=time.perf_counter() - t0)
   checks = [(c["num_modalities"], t) for c in configs for t in c["targets"]]
   result["all_targets_met"] = all(t["met"] for _, t in checks)
-  print(markdown(result))
-  print()
-  print(f"all targets met: {result['all_targets_met']} (wall {result['wall_s']:.0f}s, "
-        f"load average {load_before} -> {result['loadavg_after']})")
-  if not args.no_write:
-    path = pathlib.Path(args.out) if args.out else result_path("method_overhead", info, args.quick)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
-  return result
-
+  return report(result, benchmark="method_overhead", info=info, args=args,
+                load_before=load_before, markdown=markdown(result))
 
 if __name__ == "__main__":
   main(ARGS)

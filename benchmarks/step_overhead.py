@@ -36,9 +36,7 @@ which is for smoke tests) and prints markdown tables.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import pathlib
 import statistics
 import sys
 import time
@@ -81,9 +79,9 @@ from mmbal.train.step import (TrainState, classification_objectives, init_train_
 from mmbal.transforms import combine_objectives  # noqa: E402
 
 try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.step_overhead
-  from _timing import _iqr, device_info, flops, loadavg, result_path, run_steps  # noqa: E402
+  from _timing import _iqr, device_info, flops, loadavg, report, run_steps  # noqa: E402
 except ImportError:
-  from benchmarks._timing import (_iqr, device_info, flops, loadavg, result_path,  # noqa: E402
+  from benchmarks._timing import (_iqr, device_info, flops, loadavg, report,  # noqa: E402
                                   run_steps)
 
 VARIANTS = ("plain", "structured/vmap", "structured/unrolled", "overlap/vmap",
@@ -261,19 +259,10 @@ def main(args):
       configs=configs, wall_s=time.perf_counter() - t0)
   met = [(c["num_modalities"], v, t) for c in configs for v, t in c["targets"].items()]
   result["all_targets_met"] = all(t["met"] for _, _, t in met)
-  print(markdown(result))
-  print()
   for m, v, t in met:
     print(f"M={m} {v}: {t['ratio']:.2f}x <= {t['limit']:.2f}x ? {'met' if t['met'] else 'MISSED'}")
-  print(f"all targets met: {result['all_targets_met']} (wall {result['wall_s']:.0f}s, "
-        f"load average {load_before} -> {result['loadavg_after']})")
-  if not args.no_write:
-    path = pathlib.Path(args.out) if args.out else result_path("step_overhead", info, args.quick)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
-  return result
-
+  return report(result, benchmark="step_overhead", info=info, args=args,
+                load_before=load_before, markdown=markdown(result))
 
 if __name__ == "__main__":
   main(ARGS)

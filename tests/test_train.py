@@ -1,6 +1,5 @@
 """End-to-end training: CLI, devices, resume, grad modes, errors."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -5,7 +5,6 @@ Each maps a batch ``[B, *shape]`` to features ``[B, feature_dim]``.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from mmbal.modalities import Modality
