@@ -102,3 +102,20 @@ def report(result: dict, *, benchmark: str, info, args, load_before, markdown: s
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
   return result
+
+
+def time_interleaved(entries: dict, batch, variants, *, rounds: int, steps: int):
+  """Warms every variant up, then times them interleaved, rotating the order each round.
+
+  Returns ``(wall, cpu)``: per variant, the seconds per step of every round.
+  """
+  for v in variants:
+    run_steps(entries[v], batch, 3)  # warm-up: first-call allocations, thread pools
+  wall = {v: [] for v in variants}
+  cpu = {v: [] for v in variants}
+  for r in range(rounds):
+    for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+      w, c = run_steps(entries[v], batch, steps)
+      wall[v].append(w)
+      cpu[v].append(c)
+  return wall, cpu

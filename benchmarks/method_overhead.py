@@ -99,10 +99,11 @@ from mmbal.train.step import init_train_state  # noqa: E402
 from mmbal.transforms import combine_objectives  # noqa: E402
 
 try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.method_overhead
-  from _timing import _iqr, device_info, flops, loadavg, report, run_steps  # noqa: E402
+  from _timing import (_iqr, device_info, flops, loadavg, report,  # noqa: E402
+                       time_interleaved)
 except ImportError:
   from benchmarks._timing import (_iqr, device_info, flops, loadavg, report,  # noqa: E402
-                                  run_steps)
+                                  time_interleaved)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,15 +247,7 @@ def bench_config(num_modalities: int, args, variants, rounds: int, steps: int, l
   entries = {}
   for v in variants:
     entries[v] = compile_variant(v, mods, args, batch)
-    run_steps(entries[v], batch, 3)  # warm-up: first-call allocations, thread pools
-  wall = {v: [] for v in variants}
-  cpu = {v: [] for v in variants}
-  for r in range(rounds):
-    order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate the order
-    for v in order:
-      w, c = run_steps(entries[v], batch, steps)
-      wall[v].append(w)
-      cpu[v].append(c)
+  wall, cpu = time_interleaved(entries, batch, variants, rounds=rounds, steps=steps)
   ms = {v: 1e3 * statistics.median(s) for v, s in wall.items()}
   cpu_ms = {v: 1e3 * statistics.median(s) for v, s in cpu.items()}
   out = dict(num_modalities=num_modalities, dims={n: s[0] for n, s in mods.items()},

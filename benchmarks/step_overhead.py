@@ -79,10 +79,11 @@ from mmbal.train.step import (TrainState, classification_objectives, init_train_
 from mmbal.transforms import combine_objectives  # noqa: E402
 
 try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.step_overhead
-  from _timing import _iqr, device_info, flops, loadavg, report, run_steps  # noqa: E402
+  from _timing import (_iqr, device_info, flops, loadavg, report,  # noqa: E402
+                       time_interleaved)
 except ImportError:
   from benchmarks._timing import (_iqr, device_info, flops, loadavg, report,  # noqa: E402
-                                  run_steps)
+                                  time_interleaved)
 
 VARIANTS = ("plain", "structured/vmap", "structured/unrolled", "overlap/vmap",
             "overlap/unrolled", "separate")
@@ -159,15 +160,7 @@ def bench_config(num_modalities: int, args, variants, rounds: int, steps: int, l
   entries = {}
   for v in variants:
     entries[v] = compile_variant(v, losses_fn, params, weights, objectives, labels, batch)
-    run_steps(entries[v], batch, 3)  # warm-up: first-call allocations, thread pools
-  wall = {v: [] for v in variants}
-  cpu = {v: [] for v in variants}
-  for r in range(rounds):
-    order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate the order
-    for v in order:
-      w, c = run_steps(entries[v], batch, steps)
-      wall[v].append(w)
-      cpu[v].append(c)
+  wall, cpu = time_interleaved(entries, batch, variants, rounds=rounds, steps=steps)
   ms = {v: 1e3 * statistics.median(s) for v, s in wall.items()}
   cpu_ms = {v: 1e3 * statistics.median(s) for v, s in cpu.items()}
   passes = len(mmbal.plan_backward_passes(default_supports(objectives, labels)))
