@@ -98,6 +98,14 @@ def _gradient_blending(ctx: MethodContext) -> MethodSpec:
                     epoch_end=update)
 
 
+def _subset_logits(apply_fn, params, batch, names, masks):
+  """``[S, B, C]`` fused logits with only the modalities of each mask row present (one vmap)."""
+  inputs = {n: batch[n] for n in names}
+  size = batch["label"].shape[0]
+  present = lambda mask: jnp.broadcast_to(mask, (size, len(names)))
+  return jax.vmap(lambda mask: apply_fn(params, inputs, present(mask)).logits)(masks)
+
+
 def _agm(ctx: MethodContext) -> MethodSpec:
   """AGM: Shapley-style unimodal outputs from all 2^M modality subsets, reweighted by kappa_m."""
   c, model = ctx.config, ctx.model
@@ -110,9 +118,8 @@ def _agm(ctx: MethodContext) -> MethodSpec:
   def losses_builder(apply_fn, names):
     def losses(params, batch, opt_state=None):
       del opt_state
-      inputs, labels = {n: batch[n] for n in names}, batch["label"]
-      present = lambda mask: jnp.broadcast_to(mask, (labels.shape[0], num))
-      subset_logits = jax.vmap(lambda m: apply_fn(params, inputs, present(m)).logits)(masks)
+      labels = batch["label"]
+      subset_logits = _subset_logits(apply_fn, params, batch, names, masks)
       res = transforms.agm_shares(subset_logits, labels, names)
       uni = optax.softmax_cross_entropy_with_integer_labels(res.outputs, labels[None]).mean(-1)
       aux = dict(logits=subset_logits[-1], unimodal_logits=res.outputs, labels=labels,
@@ -192,11 +199,9 @@ def _msam(ctx: MethodContext) -> MethodSpec:
     def losses(params, batch, opt_state=None):
       values, aux = base(params, batch)
       # The 2^M subset forwards only score the modalities: no gradient flows through them.
-      inputs, labels = {n: batch[n] for n in names}, batch["label"]
       frozen = jax.lax.stop_gradient(params)
-      present = lambda m: jnp.broadcast_to(m, (labels.shape[0], num))
-      subset_logits = jax.vmap(lambda m: apply_fn(frozen, inputs, present(m)).logits)(masks)
-      subset = transforms.subset_values(subset_logits, labels, value=c.value)
+      subset_logits = _subset_logits(apply_fn, frozen, batch, names, masks)
+      subset = transforms.subset_values(subset_logits, batch["label"], value=c.value)
       return values, dict(aux, shapley_values=transforms.modality_shapley(subset, names))
     return losses
 
