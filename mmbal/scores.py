@@ -64,3 +64,39 @@ def shapley_matrix(num_modalities: int) -> np.ndarray:
     w[m, s | (1 << m)] += weight
     w[m, s] -= weight
   return w
+
+
+def _strongest_competitor(logits, labels):
+  """``argmax_{c != y} logits_c`` (per row; logits ``[..., B, C]``, labels ``[B]``)."""
+  is_target = jax.nn.one_hot(labels, logits.shape[-1], dtype=bool)
+  return jnp.where(is_target, -jnp.inf, logits).argmax(-1)
+
+
+def confidence_margins(unimodal_logits, labels, competitor_logits=None):
+  """Unimodal confidence margins (UCoM, Gong et al., NeurIPS 2025): ``[M, B]``.
+
+  ``xi_{m,i} = z^m_{i,y_i} - z^m_{i,j}`` on raw logits, where ``j`` is the strongest
+  non-target class: of modality m's own prediction (the paper) or, given
+  ``competitor_logits`` ``[B, C]``, of that prediction for every modality (MNL's
+  released code uses the fused logits).
+  """
+  source = unimodal_logits if competitor_logits is None else competitor_logits
+  rival = _strongest_competitor(source, labels)
+  rival = jnp.broadcast_to(rival, unimodal_logits.shape[:-1])
+  target = jnp.take_along_axis(unimodal_logits, labels[None, :, None], axis=-1)[..., 0]
+  other = jnp.take_along_axis(unimodal_logits, rival[..., None], axis=-1)[..., 0]
+  return target - other
+
+
+def dominant_modality(unimodal_logits, labels, competitor_logits=None):
+  """MNL's per-sample robust dominant modality: ``[B]`` index, or ``-1`` where undecided.
+
+  Modality d dominates sample i when it has both the largest confidence margin and the
+  largest target-class probability; where the two criteria pick different modalities
+  the sample has no dominant modality (ties go to the first modality in model order).
+  """
+  margins = confidence_margins(unimodal_logits, labels, competitor_logits)
+  probs = jax.nn.softmax(unimodal_logits, axis=-1)
+  target_prob = jnp.take_along_axis(probs, labels[None, :, None], axis=-1)[..., 0]
+  by_margin, by_prob = margins.argmax(0), target_prob.argmax(0)
+  return jnp.where(by_margin == by_prob, by_margin, -1).astype(jnp.int32)

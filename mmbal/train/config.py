@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import json
 import pathlib
 
 import ml_collections
@@ -76,13 +77,17 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def load_config(path: str | None) -> ml_collections.ConfigDict:
-  """Loads ``get_config()`` from a Python file, checked against `default_config`."""
+  """Loads ``get_config()`` from a Python file (or a run's ``config.json``), checked
+  against `default_config`."""
   base = default_config()
   if not path:
     return base
   file = pathlib.Path(path)
   if not file.is_file():
     raise FileNotFoundError(f"--config: no such file {path}")
+  if file.suffix == ".json":
+    _merge(base, json.loads(file.read_text()), "")
+    return base
   spec = importlib.util.spec_from_file_location(f"mmbal_config_{file.stem}", file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

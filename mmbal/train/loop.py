@@ -181,6 +181,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
     state = checkpoints.restore(state, train_iter)
     log.info("resumed from step %d", int(state.step))
   start = int(state.step)
+  if jax.process_index() == 0:   # `mmbal diagnose` rebuilds the run from it
+    (workdir / "config.json").write_text(c.to_json(indent=2))
   metrics_log = MetricsLog(workdir / "metrics.jsonl", start, c.log.tensorboard)
   log.info("%s: %d train / %d val / %d test examples, %d steps (%d per epoch), mesh %s",
            c.data.name, spec.split_sizes["train"], spec.split_sizes["validation"],
