@@ -1,2 +1,11 @@
-"""Diagnostics of how much a multimodal model uses each modality."""
+"""Diagnostics of how much a multimodal model uses each modality.
+
+Pure functions of ``apply(params, inputs) -> logits`` and data (see
+`mmbal.diagnostics.usage`), and linear probes on frozen encoder features.
+"""
 from mmbal.diagnostics.probe import fit_linear_probes, probe_accuracy
+from mmbal.diagnostics.usage import (dependence, diagnose, dominance, permutation_shapley,
+                                     random_orderings, shapley, shapley_from_values,
+                                     shapley_monte_carlo, subset_variants, utilisation)
+from mmbal.diagnostics.variants import (FILL, FILLS, KEEP, SHUFFLE, VariantStats,
+                                        evaluate_variants, mean_inputs, shuffle_permutation)
