@@ -137,7 +137,7 @@ def evaluate_variants(apply: Callable, params, batches: Iterable[Mapping[str, An
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   if totals is None:
     raise ValueError("batches: empty")
-  totals = jax.tree.map(np.asarray, jax.device_get(totals))
+  totals = jax.tree.map(lambda v: np.asarray(v, np.float64), jax.device_get(totals))
   count = float(totals["count"])
   if not count:
     raise ValueError("batches: every example is masked out (mask all 0)")

@@ -1,4 +1,9 @@
-"""``mmbal`` command line: ``mmbal train [--config FILE] [--workdir DIR] [field=value ...]``."""
+"""``mmbal`` command line.
+
+``mmbal train [--config FILE] [--workdir DIR] [field=value ...]`` trains;
+``mmbal diagnose --workdir DIR [--split test|validation] [--fill present|zeros|mean] [--out DIR]``
+writes a report on how much the run's model uses each modality.
+"""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +25,24 @@ def _parser():
   train.add_argument("--distributed", action="store_true",
                      help="call jax.distributed.initialize() (multi-host; auto-detects TPU/SLURM)")
   train.add_argument("overrides", nargs="*", help="config overrides: field.name=value")
+  diag = sub.add_parser(
+      "diagnose", help="report how much a run's model uses each modality (Shapley values, "
+                       "utilisation, dominance, dependence, training curves)",
+      epilog="example: mmbal diagnose --workdir /tmp/run --split validation")
+  diag.add_argument("--workdir", required=True,
+                    help="a training run's workdir (finished, or still running: the latest "
+                         "checkpoint is used)")
+  diag.add_argument("--split", choices=("test", "validation"), default="test",
+                    help="which split to measure on (default: test)")
+  diag.add_argument("--fill", choices=("present", "zeros", "mean"), default="present",
+                    help="how a removed modality is represented: present = the model's own "
+                         "absence handling, as the trainer's eval (default); zeros; mean = the "
+                         "modality's mean input over the train split")
+  diag.add_argument("--out", help="report directory (default: WORKDIR/diagnosis)")
+  diag.add_argument("--seed", type=int, default=0, help="seed of the shuffles and Monte-Carlo orderings")
+  diag.add_argument("--num-permutations", type=int, default=64,
+                    help="Monte-Carlo orderings for Shapley values when there are more than "
+                         "8 modalities (default: 64)")
   return parser
 
 
@@ -28,6 +51,8 @@ def main(argv=None):
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
   for noisy in ("absl", "orbax", "jax"):  # orbax logs every checkpoint step at INFO through absl
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  if args.command == "diagnose":
+    return _diagnose(args)
   # Deferred: importing jax is slow and --help should not pay for it.
   from mmbal.train.config import apply_overrides, check_config, load_config
   try:
@@ -46,6 +71,51 @@ def main(argv=None):
   except ValueError as err:
     sys.exit(f"mmbal: error: {err}")
   print(f"results: {os.path.join(workdir, 'results.json')}")
+
+
+def _diagnose(args):
+  """``mmbal diagnose``: restores the run, measures it on a split, writes the report."""
+  import jax
+
+  from mmbal import data as mmdata
+  from mmbal.diagnostics import diagnose, mean_inputs
+  from mmbal.diagnostics.report import headline, write_report
+  from mmbal.train import sharding as shd
+  from mmbal.train.restore import restore_run
+  try:
+    run = restore_run(args.workdir)
+  except (ValueError, FileNotFoundError) as err:
+    sys.exit(f"mmbal: error: {err}")
+  c, names = run.config, run.model.names
+  apply_fn = run.apply_fn
+  if args.fill == "present":
+    apply = lambda params, inputs, present: apply_fn(params, inputs, present).logits
+    fill = "present"
+  else:
+    apply = lambda params, inputs: apply_fn(params, inputs).logits
+    fill = "zeros" if args.fill == "zeros" else mean_inputs(
+        mmdata.eval_batches(run.dataset.train, c.eval.batch_size), names)
+  try:
+    result = diagnose(apply, run.params, mmdata.eval_batches(run.dataset[args.split], c.eval.batch_size),
+                      names, fill=fill, key=jax.random.key(args.seed),
+                      num_permutations=args.num_permutations,
+                      put_batch=lambda batch: shd.global_batch(run.mesh, batch))
+  except ValueError as err:
+    sys.exit(f"mmbal: error: {err}")
+  result["fill"] = args.fill
+  status = ("finished" if run.finished else
+            f"running or stopped (checkpoint at step {run.step} of {run.total_steps})")
+  info = dict(workdir=str(run.workdir), data=c.data.name, modalities=list(names),
+              method=c.method.name, fusion=c.model.fusion, unimodal_outputs=c.model.unimodal,
+              status=status, step=run.step, total_steps=run.total_steps,
+              parameters=("best on validation so far" if run.selected == "best"
+                          else "latest (no evaluation yet)"),
+              split=args.split, seed=args.seed)
+  out = args.out or os.path.join(args.workdir, "diagnosis")
+  paths = write_report(result, out, run=info, metrics=run.workdir / "metrics.jsonl")
+  print(headline(result).replace("**", ""))
+  print(f"report: {paths['report']}")
+  return result
 
 
 if __name__ == "__main__":
