@@ -37,7 +37,9 @@ DATASETS = {
 
 # Baselines that are a method's config with overrides: joint training plus unimodal heads
 # that train their encoders (L_fused + sum_m L_m), the loss the projection methods start from.
-VARIANTS = {"joint_heads": ("joint", ["model.unimodal=heads"])}
+VARIANTS = {"joint_heads": ("joint", ["model.unimodal=heads"]),
+            # MNL's own baseline: late fusion (mean) of unimodal heads.
+            "joint_late": ("joint", ["model.unimodal=heads", "model.fusion=late"])}
 
 
 def run_one(data_key, method, seed, data_dir, extra):
@@ -106,7 +108,7 @@ def main():
       s = results[data_key][method]
       print(f"{data_key:22s} {method:18s} fused {100 * s['fused']['mean']:.1f} "
             f"gap {100 * s['gap']['mean']:.1f} ({time.time() - t0:.0f}s)", flush=True)
-  order = ["joint", "joint_heads"]   # baselines first, then the methods in registry order
+  order = ["joint", "joint_heads", "joint_late"]   # baselines first, then the methods in registry order
   results = {d: {m: r[m] for m in sorted(r, key=lambda m: (m not in order, order.index(m)
                                                             if m in order else 0))}
              for d, r in results.items()}

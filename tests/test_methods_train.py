@@ -20,7 +20,8 @@ def _config(tfds_dir, data, method, *overrides):
 
 
 @pytest.mark.parametrize("method", ["ogm_ge", "agm", "cggm", "miles", "gradient_blending",
-                                    "pcgrad", "mmpareto", "balgrad", "sam", "msam"])
+                                    "pcgrad", "mmpareto", "balgrad", "sam", "msam", "mnl",
+                                    "pmr", "mla"])
 def test_method_trains_on_mfeat(tfds_dir, tmp_path, method):
   run = train_and_evaluate(_config(tfds_dir, "mfeat", method), tmp_path)
   test = run.results["test"]
@@ -30,15 +31,16 @@ def test_method_trains_on_mfeat(tfds_dir, tmp_path, method):
   records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   validation = [r for r in records if r["split"] == "validation"]
   assert len(validation) == 2
-  assert validation[-1]["method"], "the method's per-modality state is logged"
+  train = [r for r in records if r["split"] == "train"]
+  assert validation[-1]["method"] or train[-1].get("method"), "the method's quantities are logged"
   if method == "gradient_blending":   # the epoch hook saw the epoch's mean training losses
     blending = transforms.find_blending_state(run.state.opt_state)
     assert np.isfinite(np.asarray(blending.train_loss)).all()
     assert np.isfinite(np.asarray(blending.overfit)).all()
 
 
-@pytest.mark.parametrize("method", ["miles", "gradient_blending"])
-def test_epoch_level_state_survives_resume(tfds_dir, tmp_path, method):
+@pytest.mark.parametrize("method", ["miles", "gradient_blending", "pmr", "mla"])
+def test_method_state_survives_resume(tfds_dir, tmp_path, method):
   full = train_and_evaluate(_config(tfds_dir, "synthetic", method), tmp_path / "full")
   train_and_evaluate(_config(tfds_dir, "synthetic", method, "train.stop_after_steps=6"),
                      tmp_path / "resumed")

@@ -10,6 +10,13 @@ come in three flavours (``unimodal=``):
 * ``"split_head"``: the fused head applied to one modality's features, as OGM-GE does:
   concat fusion ``z_m = W[:, block m] h_m + b / M``; sum fusion ``z_m = W h_m + b / M``,
   so that ``sum_m z_m`` equals the fused logits.
+* ``"shared_head"``: one head ``h`` for every modality, ``z_m = h(h_m)`` (MLA's shared head);
+  needs a late fusion.
+
+Late fusions combine the unimodal logits instead of features (``unimodal`` "heads" or
+"shared_head"): ``fusion="late"`` averages them (MNL's late-fusion baseline);
+``fusion="late_entropy"`` weights them per sample by ``softmax_m(-H(softmax(z_m)))``, MLA's
+test-time fusion ``lambda_m = exp(max_k e_k - e_m) / sum_j exp(max_k e_k - e_j)``.
 """
 from __future__ import annotations
 
@@ -24,7 +31,8 @@ from mmbal.modalities import Modality, as_modalities
 from mmbal.models.encoders import make_encoder
 from mmbal.models.fusion import FUSIONS
 
-UNIMODAL_MODES = ("probe", "heads", "split_head")
+UNIMODAL_MODES = ("probe", "heads", "split_head", "shared_head")
+LATE_FUSIONS = ("late", "late_entropy")
 
 
 class Outputs(NamedTuple):
@@ -40,8 +48,15 @@ class MultimodalClassifier(nnx.Module):
                *, feature_dim: int = 64, hidden_dim: int = 128, fusion: str = "concat",
                unimodal: str = "probe", rngs: nnx.Rngs):
     self.modalities = as_modalities(modalities)
-    if fusion not in FUSIONS:
-      raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+    if fusion not in FUSIONS and fusion not in LATE_FUSIONS:
+      raise ValueError(f"fusion must be one of {sorted(FUSIONS) + list(LATE_FUSIONS)}, "
+                       f"got {fusion!r}")
+    late = fusion in LATE_FUSIONS
+    if late and unimodal not in ("heads", "shared_head"):
+      raise ValueError(f"fusion={fusion!r} combines trained unimodal logits: it needs unimodal "
+                       f"'heads' or 'shared_head', got {unimodal!r}")
+    if unimodal == "shared_head" and not late:
+      raise ValueError(f"unimodal='shared_head' needs fusion 'late' or 'late_entropy', got {fusion!r}")
     if unimodal not in UNIMODAL_MODES:
       raise ValueError(f"unimodal must be one of {UNIMODAL_MODES}, got {unimodal!r}")
     if unimodal == "split_head" and fusion not in ("concat", "sum"):
@@ -53,9 +68,12 @@ class MultimodalClassifier(nnx.Module):
     self.num_classes, self.feature_dim = num_classes, feature_dim
     self.encoders = nnx.Dict({m.name: make_encoder(m, feature_dim, hidden_dim=hidden_dim, rngs=rngs)
                               for m in self.modalities})
-    self.fusion = FUSIONS[fusion](len(self.modalities), feature_dim, rngs=rngs)
-    self.head = nnx.Linear(self.fusion.out_dim, num_classes, rngs=rngs)
-    if unimodal != "split_head":
+    if not late:
+      self.fusion = FUSIONS[fusion](len(self.modalities), feature_dim, rngs=rngs)
+      self.head = nnx.Linear(self.fusion.out_dim, num_classes, rngs=rngs)
+    elif unimodal == "shared_head":
+      self.head = nnx.Linear(feature_dim, num_classes, rngs=rngs)
+    if unimodal in ("probe", "heads"):
       self.unimodal_heads = nnx.Dict({n: nnx.Linear(feature_dim, num_classes, rngs=rngs)
                                       for n in self.names})
 
@@ -63,10 +81,35 @@ class MultimodalClassifier(nnx.Module):
     """``inputs``: ``{modality: [B, *shape]}``; ``present``: optional ``[B, M]`` 0/1 mask."""
     per_modality = [self.encoders[n](inputs[n]) for n in self.names]
     features = jnp.stack(per_modality)
-    logits = self.head(self.fusion(features, present))
-    return Outputs(logits, self._unimodal_logits(features, per_modality), features)
+    unimodal = self._unimodal_logits(features, per_modality)
+    if self.fusion_kind in LATE_FUSIONS:
+      return Outputs(self.fuse_logits(unimodal, present), unimodal, features)
+    return Outputs(self.head(self.fusion(features, present)), unimodal, features)
+
+  def unimodal_forward(self, name: str, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(logits, features)`` of modality ``name`` from its input alone (one encoder, one head)."""
+    if self.unimodal == "split_head":
+      raise ValueError("unimodal_forward: a split head has no single-modality forward")
+    h = self.encoders[name](x)
+    return (self.head if self.unimodal == "shared_head" else self.unimodal_heads[name])(h), h
+
+  def fuse_logits(self, unimodal, present=None):
+    """Late fusion: ``sum_m w_{m,i} z_{m,i}`` with mean or entropy weights over the present modalities."""
+    if self.fusion_kind == "late":
+      scores = jnp.zeros(unimodal.shape[:2])
+    else:
+      logp = jax.nn.log_softmax(unimodal, axis=-1)
+      scores = (jnp.exp(logp) * logp).sum(-1)          # -H(softmax(z_m)), [M, B]
+    if present is not None:
+      scores = jnp.where(present.T > 0, scores, -jnp.inf)
+    anything = jnp.isfinite(scores).any(0)            # rows with no modality get zero logits
+    weights = jax.nn.softmax(jnp.where(anything, scores, 0.0), axis=0)
+    weights = jnp.where(anything, weights, 0.0)
+    return jnp.einsum("mb,mbc->bc", weights, unimodal)
 
   def _unimodal_logits(self, features, per_modality):
+    if self.unimodal == "shared_head":
+      return jnp.stack([self.head(h) for h in per_modality])
     if self.unimodal == "split_head":
       kernel, bias = self.head.kernel[...], self.head.bias[...]
       num = len(self.names)
@@ -87,7 +130,7 @@ class MultimodalClassifier(nnx.Module):
 
   def objective_supports(self) -> dict[str, tuple[str, ...]]:
     """Which labels each unimodal objective touches (see `mmbal.objective_grads`)."""
-    if self.unimodal == "split_head":
+    if self.unimodal in ("split_head", "shared_head"):
       return {n: (n, SHARED) for n in self.names}
     return {n: (n,) for n in self.names}
 

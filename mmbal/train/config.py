@@ -10,7 +10,7 @@ import pathlib
 import ml_collections
 
 METHODS = ("joint", "unimodal", "ogm_ge", "agm", "cggm", "miles", "gradient_blending", "sam",
-           "msam", "pcgrad", "balgrad", "mmpareto")
+           "msam", "pcgrad", "balgrad", "mmpareto", "mnl", "pmr", "mla")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -28,8 +28,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.model = dict(
       feature_dim=64,
       hidden_dim=128,
-      fusion="concat",         # concat | sum | film | gated | attention
-      unimodal="probe",        # probe | heads | split_head (see mmbal.models.classifier)
+      fusion="concat",         # concat | sum | film | gated | attention | late | late_entropy
+      unimodal="probe",        # probe | heads | split_head | shared_head (mmbal.models.classifier)
   )
   c.method = dict(
       name="joint",            # see METHODS
@@ -47,6 +47,13 @@ def default_config() -> ml_collections.ConfigDict:
       balgrad=dict(reweight="loss_share", project=True),        # reweight: loss_share | uniform
       sam=dict(rho=0.05, normalize="l2"),                       # normalize: l2 | sign
       msam=dict(rho=0.05, normalize="l2", value="accuracy"),    # value: accuracy | loss
+      # competitor: own (paper) | fused (code); released_code: extra weak CE and 1/C scaling
+      mnl=dict(weight=0.7, competitor="own", released_code=False, warmup_epochs=1),
+      # coefficient: continuous (paper) | binary (code); prototypes from the first
+      # `fraction` of each epoch's steps; entropy regulariser for the first entropy_epochs
+      pmr=dict(alpha=1.0, coefficient="continuous", fraction=0.1, momentum=0.2,
+               entropy_weight=0.0, entropy_epochs=0),
+      mla=dict(projection="replace"),   # replace (paper) | add (BalanceBenchmark) | none
   )
   c.optimizer = dict(
       name="adamw",            # adamw | sgd

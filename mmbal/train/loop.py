@@ -33,13 +33,15 @@ from mmbal.transforms import combine_objectives
 log = logging.getLogger("mmbal")
 
 
-def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(cfg, total_steps: int, updates_per_step: int = 1) -> optax.GradientTransformation:
+  """The base optimizer; ``updates_per_step`` > 1 stretches the warm-up for optimizers that
+  update several times per train step (MLA's shared head)."""
+  warmup = cfg.warmup_steps * updates_per_step
   if cfg.schedule == "cosine":
-    lr = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps,
-                                            max(total_steps, cfg.warmup_steps + 1))
+    lr = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup,
+                                            max(total_steps, warmup + 1))
   else:
-    lr = optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps) if cfg.warmup_steps \
-        else cfg.learning_rate
+    lr = optax.linear_schedule(0.0, cfg.learning_rate, warmup) if warmup else cfg.learning_rate
   base = (optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.name == "adamw"
           else optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr, cfg.momentum)))
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), base) if cfg.grad_clip_norm \
@@ -62,6 +64,9 @@ def build_model_and_method(c, modalities, num_classes, steps_per_epoch, total_st
 def assemble(method, model, apply_fn, labels, c, total_steps):
   """``(tx, train_step)`` for a method: its transform, the base optimizer, its
   ``after_optimizer``, and the (unjitted) step computing the gradients it needs."""
+  if method.step_builder is not None:
+    return method.step_builder(
+        lambda steps, per_step: make_optimizer(c.optimizer, steps, per_step), total_steps)
   grad_mode = "stacked" if method.grad_mode == "stacked" else c.method.grad_mode
   tx = make_optimizer(c.optimizer, total_steps)
   if method.after_optimizer is not None:
@@ -288,10 +293,13 @@ def summarize(history, names, weights):
   """Means of a list of per-step metric dicts, named by objective."""
   losses = np.mean([h["losses"] for h in history], axis=0)
   uni_acc = np.mean([h["unimodal_correct"] for h in history], axis=0)
-  return dict(loss=dict(total=float(weights @ losses), fused=float(losses[0]),
-                        **{n: float(v) for n, v in zip(names, losses[1:])}),
-              accuracy=dict(fused=float(np.mean([h["fused_correct"] for h in history])),
-                            **{n: float(v) for n, v in zip(names, uni_acc)}))
+  summary = dict(loss=dict(total=float(weights @ losses), fused=float(losses[0]),
+                           **{n: float(v) for n, v in zip(names, losses[1:])}),
+                 accuracy=dict(fused=float(np.mean([h["fused_correct"] for h in history])),
+                               **{n: float(v) for n, v in zip(names, uni_acc)}))
+  if history[0].get("method"):   # a method's own per-step quantities (e.g. MNL's dominance)
+    summary["method"] = jax.tree.map(lambda *v: float(np.mean(v)), *[h["method"] for h in history])
+  return summary
 
 
 class MetricsLog:

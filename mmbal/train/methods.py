@@ -15,8 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mmbal import scores, transforms
+from flax import nnx
+
+from mmbal import objectives, scores, transforms
 from mmbal.labels import param_labels
+from mmbal.models import LATE_FUSIONS
+from mmbal.train.alternating import alternating_optimizer, make_alternating_step
 from mmbal.train.step import classification_objectives
 from mmbal.transforms._state import find_state
 
@@ -33,6 +37,8 @@ class MethodSpec:
   objectives: tuple[str, ...] | None = None  # names of the K objectives (stacked mode)
   supports: dict | None = None              # {objective: labels it touches}, with `objectives`
   selection: str = "fused"                  # validation score: "fused" | "unimodal_mean"
+  # A method with its own step (MLA): (make_optimizer, total_steps) -> (tx, step_fn).
+  step_builder: Callable | None = None
 
 
 class MethodContext(NamedTuple):
@@ -116,8 +122,8 @@ def _agm(ctx: MethodContext) -> MethodSpec:
   masks = jnp.asarray(scores.subset_masks(num)[1:])   # the empty set is dropped, as in AGM
 
   def losses_builder(apply_fn, names):
-    def losses(params, batch, opt_state=None):
-      del opt_state
+    def losses(params, batch, opt_state=None, step=None):
+      del opt_state, step
       labels = batch["label"]
       subset_logits = _subset_logits(apply_fn, params, batch, names, masks)
       res = transforms.agm_shares(subset_logits, labels, names)
@@ -154,7 +160,7 @@ def _cggm(ctx: MethodContext) -> MethodSpec:
   def losses_builder(apply_fn, names):
     base = classification_objectives(apply_fn, names)
 
-    def losses(params, batch, opt_state=None):
+    def losses(params, batch, opt_state=None, step=None):
       values, aux = base(params, batch)
       if not c.lam or opt_state is None:
         return values, aux
@@ -196,7 +202,7 @@ def _msam(ctx: MethodContext) -> MethodSpec:
   def losses_builder(apply_fn, names):
     base = classification_objectives(apply_fn, names)
 
-    def losses(params, batch, opt_state=None):
+    def losses(params, batch, opt_state=None, step=None):
       values, aux = base(params, batch)
       # The 2^M subset forwards only score the modalities: no gradient flows through them.
       frozen = jax.lax.stop_gradient(params)
@@ -241,7 +247,7 @@ def _balgrad(ctx: MethodContext) -> MethodSpec:
   def losses_builder(apply_fn, names):
     base = classification_objectives(apply_fn, names)
 
-    def losses(params, batch, opt_state=None):
+    def losses(params, batch, opt_state=None, step=None):
       values, aux = base(params, batch)
       kl = transforms.balgrad_kl_losses(aux["unimodal_logits"])
       stacked = jnp.concatenate([values[:1], kl, values[1:]])   # [task, kl_1..kl_M, uni_1..uni_M]
@@ -258,6 +264,103 @@ def _balgrad(ctx: MethodContext) -> MethodSpec:
                     extra_args=unimodal_losses)
 
 
+def _warmed_up(step, ctx: MethodContext, epochs: int):
+  """1.0 once ``epochs`` epochs have passed (0.0 before; 1.0 when ``step`` is unknown)."""
+  return 1.0 if step is None else (step >= epochs * ctx.steps_per_epoch).astype(jnp.float32)
+
+
+def _mnl(ctx: MethodContext) -> MethodSpec:
+  """MNL: the per-sample dominant modality guides the others on the non-target classes."""
+  _needs_heads(ctx, "mnl")
+  c = ctx.config
+  if c.competitor not in ("own", "fused"):
+    raise ValueError(f"method.mnl.competitor must be 'own' or 'fused', got {c.competitor!r}")
+
+  def losses_builder(apply_fn, names):
+    base = classification_objectives(apply_fn, names)
+
+    def losses(params, batch, opt_state=None, step=None):
+      values, aux = base(params, batch)
+      rival = aux["logits"] if c.competitor == "fused" else None
+      guidance, dominant = objectives.negative_learning(
+          aux["unimodal_logits"], aux["labels"], weight=c.weight, competitor_logits=rival,
+          released_code=c.released_code)
+      guidance = guidance * _warmed_up(step, ctx, c.warmup_epochs)
+      shares = {n: (dominant == i).mean() for i, n in enumerate(names)}
+      logged = dict(dominant_share=shares, undecided_share=(dominant < 0).mean())
+      return values.at[0].add(guidance), dict(aux, log_losses=values, method_metrics=logged)
+    return losses
+
+  return MethodSpec(weights=joint_weights(ctx.model), losses=losses_builder)
+
+
+def _pmr(ctx: MethodContext) -> MethodSpec:
+  """PMR: prototype cross-entropy for the modalities whose prototype score lags behind."""
+  c, model = ctx.config, ctx.model
+  if c.coefficient not in ("continuous", "binary"):
+    raise ValueError(f"method.pmr.coefficient must be 'continuous' or 'binary', got {c.coefficient!r}")
+  if not 0 < c.fraction <= 1:
+    raise ValueError(f"method.pmr.fraction must be in (0, 1], got {c.fraction}")
+  memory = objectives.prototype_memory(len(model.names), model.num_classes, model.feature_dim,
+                                       steps_per_epoch=ctx.steps_per_epoch, fraction=c.fraction,
+                                       momentum=c.momentum)
+
+  def losses_builder(apply_fn, names):
+    base = classification_objectives(apply_fn, names)
+
+    def losses(params, batch, opt_state=None, step=None):
+      values, aux = base(params, batch)
+      if opt_state is None:
+        return values, aux
+      state = find_state(opt_state, objectives.PrototypeState, "pmr")
+      entropy_weight = c.entropy_weight and c.entropy_weight * (
+          1.0 - _warmed_up(step, ctx, c.entropy_epochs))   # only for the first epochs
+      pmr = objectives.prototype_rebalance(
+          aux["features"], aux["labels"], state.prototypes, alpha=c.alpha,
+          coefficient=c.coefficient, entropy_weight=entropy_weight, seen=state.seen)
+      ready = state.seen.any()
+      return (values.at[0].add(jnp.where(ready, pmr.loss, 0.0)),
+              dict(aux, log_losses=values, pmr_coefficients=pmr.coefficients * ready))
+    return losses
+
+  def extra(aux, key):
+    del key
+    return dict(features=aux["features"], labels=aux["labels"],
+                coefficients=aux.get("pmr_coefficients"))
+
+  return MethodSpec(weights=joint_weights(model), transform=memory, losses=losses_builder,
+                    extra_args=extra)
+
+
+def _mla(ctx: MethodContext) -> MethodSpec:
+  """MLA: alternating unimodal steps through a shared head (OWM-projected), entropy fusion."""
+  c, model = ctx.config, ctx.model
+  if model.unimodal != "shared_head" or model.fusion_kind not in LATE_FUSIONS:
+    raise ValueError("method 'mla' needs model.unimodal='shared_head' and model.fusion="
+                     "'late_entropy' (MLA's test-time fusion) or 'late'")
+  if c.projection not in ("replace", "add", "none"):
+    raise ValueError(f"method.mla.projection must be 'replace', 'add' or 'none', got {c.projection!r}")
+  graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+  names, num = model.names, len(model.names)
+
+  def forward(params, name, x):
+    return nnx.merge(graphdef, params, rest).unimodal_forward(name, x)
+
+  def step_builder(make_optimizer, total_steps):
+    encoder_tx = make_optimizer(total_steps, 1)   # (steps, updates per step)
+    kernel_only = {"kernel": True, "bias": False}
+    head_tx = make_optimizer(total_steps * num, num)
+    if c.projection != "none":
+      head_tx = optax.chain(
+          transforms.owm_projection(kernel_only, model.feature_dim, mode=c.projection), head_tx)
+    step = make_alternating_step(forward, names, encoder_tx, head_tx,
+                                 steps_per_epoch=ctx.steps_per_epoch,
+                                 fuse=model.fuse_logits)  # uses no parameters
+    return alternating_optimizer(encoder_tx, head_tx), step
+
+  return MethodSpec(weights=np.array([0.0] + [1.0] * num, np.float32), step_builder=step_builder)
+
+
 BUILDERS: dict[str, Callable[[MethodContext], MethodSpec]] = {
     "pcgrad": _pcgrad,
     "mmpareto": _mmpareto,
@@ -271,6 +374,9 @@ BUILDERS: dict[str, Callable[[MethodContext], MethodSpec]] = {
     "ogm_ge": _ogm_ge,
     "miles": _miles,
     "gradient_blending": _gradient_blending,
+    "mnl": _mnl,
+    "pmr": _pmr,
+    "mla": _mla,
 }
 
 

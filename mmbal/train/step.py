@@ -52,12 +52,13 @@ def classification_objectives(apply_fn: Callable, names: tuple[str, ...]):
   """``losses(params, batch, opt_state) -> ([K] losses, aux)``, K = 1 + M (fused, then each modality).
 
   ``aux`` holds the outputs the balancing methods score: ``logits``, ``unimodal_logits``
-  (``[M, B, C]``) and ``labels``. ``opt_state`` is there for methods whose loss reads
-  their transform's state (e.g. CGGM's direction term); this one ignores it.
+  (``[M, B, C]``) and ``labels``. ``opt_state`` and ``step`` are there for methods whose
+  loss reads their transform's state (e.g. CGGM's direction term) or has a warm-up; this
+  one ignores them.
   """
 
-  def losses(params, batch, opt_state=None):
-    del opt_state
+  def losses(params, batch, opt_state=None, step=None):
+    del opt_state, step
     out = apply_fn(params, {n: batch[n] for n in names})
     labels = batch["label"]
     fused = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
@@ -85,27 +86,28 @@ def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, gra
   ``extra_args(aux, key)``: the transforms' extra args (scores) from the forward pass.
   ``labels=None`` in stacked mode gives every objective its own backward pass.
   ``grads_fn(params, batch) -> (values, stacked grads, aux)`` replaces `objective_grads`.
+  ``aux["method_metrics"]`` (a dict of scalars), if a method's losses set it, is logged.
   """
   weights = jnp.asarray(weights, jnp.float32)
 
-  def gradients(params, batch, opt_state):
+  def gradients(params, batch, opt_state, step):
     """``(values, grads, aux)``: summed-loss or stacked per-objective gradients at ``params``."""
     if grad_mode == "sum":
       def total(params):
-        values, aux = losses_fn(params, batch, opt_state)
+        values, aux = losses_fn(params, batch, opt_state, step)
         return weights @ values, (values, aux)
       (_, (values, aux)), grads = jax.value_and_grad(total, has_aux=True)(params)
       return values, grads, aux
     if grads_fn is not None:
       return grads_fn(params, batch)
-    return objective_grads(losses_fn, params, batch, opt_state, objectives=objectives,
+    return objective_grads(losses_fn, params, batch, opt_state, step, objectives=objectives,
                            labels=labels, supports=supports, has_aux=True, backward=backward)
 
   def train_step(state: TrainState, batch):
     key = jax.random.fold_in(state.key, state.step)
-    values, grads, aux = gradients(state.params, batch, state.opt_state)
+    values, grads, aux = gradients(state.params, batch, state.opt_state, state.step)
     # Sharpness-aware transforms re-evaluate the gradient at perturbed parameters.
-    grad_fn = lambda params: gradients(params, batch, state.opt_state)[1]
+    grad_fn = lambda params: gradients(params, batch, state.opt_state, state.step)[1]
     extra = dict(objective_values=values, key=key, grad_fn=grad_fn)
     if extra_args is not None:
       extra.update(extra_args(aux, key))
@@ -115,7 +117,8 @@ def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, gra
     params = optax.apply_updates(state.params, updates)
     correct = lambda logits: (logits.argmax(-1) == aux["labels"]).mean(-1)
     metrics = dict(losses=values, fused_correct=correct(aux["logits"]),
-                   unimodal_correct=correct(aux["unimodal_logits"]))
+                   unimodal_correct=correct(aux["unimodal_logits"]),
+                   method=aux.get("method_metrics", {}))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          loss_sum=state.loss_sum + values, loss_count=state.loss_count + 1), metrics
 

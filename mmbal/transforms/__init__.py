@@ -16,3 +16,4 @@ from mmbal.transforms.project import (BalGradState, MMParetoState, PCGradState, 
 from mmbal.transforms.schedule import MilesState, find_miles_state, miles, miles_update
 from mmbal.transforms.sharpness import (MsamState, SamState, modality_shapley, msam, sam,
                                         subset_values)
+from mmbal.transforms.alternating import OwmState, owm_projection

@@ -1,0 +1,4 @@
+"""Loss-side balancing methods: terms added to the task loss."""
+from mmbal.objectives.negative_learning import negative_learning
+from mmbal.objectives.prototypes import (PrototypeLoss, PrototypeState, prototype_logits,
+                                         prototype_memory, prototype_rebalance)
