@@ -25,6 +25,11 @@ the method's transform before it and its ``after_optimizer`` after it), and
                      M share backward passes) with the AGM transform replaced by a plain
                      sum, ``combine_objectives(ones)``: the passes AGM needs.
   agm                AGM as the trainer runs it.
+  plain_late         joint with late fusion (mean) of unimodal heads: MNL's model.
+  mnl                MNL (dominant modality + negative learning) against plain_late.
+  pmr                PMR (prototype cross-entropy + prototype memory) against plain.
+  mla                MLA's alternating step (M head updates in a scan, one encoder update,
+                     shared head, entropy fusion) against plain_late; reported, no target.
 
 Each variant's *counterpart* is the step it adds to: plain_split_head for ogm_ge, plain
 for CGGM and MILES, plain_heads for gradient_blending, agm_unmodulated for agm (its
@@ -39,7 +44,8 @@ counterpart (paired: steadier on a shared machine), process CPU time and XLA FLO
 
 Targets (from the issue): at most 1.05x the plain step for OGM-GE (against its plain
 counterpart with the same split head, and against plain), AGM's modulation
-(agm / agm_unmodulated), CGGM (both variants) and MILES.
+(agm / agm_unmodulated), CGGM (both variants) and MILES; our own target of 1.05 for MNL (against
+plain_late) and PMR, the loss-side methods of issue 5.
 
   PYTHONPATH=. python benchmarks/method_overhead.py            # CPU, ~2 minutes on 2 cores
   PYTHONPATH=. python benchmarks/method_overhead.py --quick    # CPU, ~1 minute
@@ -117,6 +123,7 @@ class Variant:
   shapley_sink: bool = False   # M-SAM's transform replaced by one that only reads its scores
   limit: float | str = "default"  # target ratio: TARGET, "k_objectives", or a number
   note: str = ""
+  fusion: str = "concat"       # model.fusion
 
 
 VARIANTS = {
@@ -154,6 +161,14 @@ VARIANTS = {
                            note="M-SAM's 2^M subset forwards only (no sharpness)"),
     "msam": Variant("msam", "probe", "msam_scores", target=("msam_scores",), limit=2.1,
                     note="vs msam_scores: the sharpness step on top of the subset forwards"),
+    "plain_late": Variant("joint", "heads", "plain", fusion="late",
+                          note="joint, late fusion (mean) of unimodal heads: MNL's model"),
+    "mnl": Variant("mnl", "heads", "plain_late", target=("plain_late",), fusion="late",
+                   note="vs plain_late: dominance + negative-learning term"),
+    "pmr": Variant("pmr", "probe", "plain", target=("plain",),
+                   note="prototype distances + cross-entropy, prototype memory update"),
+    "mla": Variant("mla", "shared_head", "plain_late", fusion="late_entropy",
+                   note="M sequential head steps (scan + switch) + one encoder step; reported"),
 }
 TARGET = 1.05
 STEPS_PER_EPOCH = 7      # mfeat: ~1700 training examples / batch 256
@@ -174,7 +189,7 @@ def modality_dims(num: int, dims) -> dict[str, tuple[int]]:
 def method_config(variant: Variant, args):
   c = default_config()
   c.method.name = variant.method
-  c.model.update(unimodal=variant.unimodal, fusion="concat", hidden_dim=args.hidden_dim,
+  c.model.update(unimodal=variant.unimodal, fusion=variant.fusion, hidden_dim=args.hidden_dim,
                  feature_dim=args.feature_dim)
   for field, value in variant.overrides:
     c.method[variant.method][field] = value

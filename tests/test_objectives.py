@@ -227,3 +227,30 @@ def test_alternating_step_equals_sequential_updates():
   jax.tree.map(lambda a, b: _close(a, b, rtol=1e-5), new.params, expected)
   _close(metrics["losses"][1], float(ce(params, "a")))   # a's loss at the initial head
   assert metrics["unimodal_correct"].shape == (2,)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e30])
+def test_owm_projection_finite_for_zero_and_huge_features(scale):
+  tx = transforms.owm_projection({"kernel": True}, 3)
+  grads = {"kernel": jnp.full((3, 2), scale if scale else 1.0)}
+  state = tx.init(None)
+  for _ in range(3):
+    out, state = tx.update(grads, state, feature_mean=jnp.full((3,), scale))
+  assert np.isfinite(np.asarray(out["kernel"])).all()
+  assert np.isfinite(np.asarray(state.projector)).all()
+
+
+def test_prototype_memory_sharded_batch_matches_single_device():
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Auto,))
+  rng = np.random.default_rng(0)
+  feats = jnp.asarray(rng.normal(size=(2, 16, 4)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 3, 16))
+  tx = objectives.prototype_memory(2, 3, 4, steps_per_epoch=2, fraction=0.5)
+  update = jax.jit(lambda s, f, y: tx.update({}, s, features=f, labels=y)[1])
+  single = update(tx.init(None), feats, labels)
+  sharded = update(tx.init(None), jax.device_put(feats, NamedSharding(mesh, P(None, "data"))),
+                   jax.device_put(labels, NamedSharding(mesh, P("data"))))
+  _close(sharded.prototypes, np.asarray(single.prototypes))
+  # hand check of one class mean
+  _close(single.prototypes[0, 1], np.asarray(feats[0][np.asarray(labels) == 1]).mean(0))

@@ -49,8 +49,15 @@ def owm_projection(mask: Any, dim: int, *, mode: str = "replace"
     chosen = mask(params if params is not None else updates) if callable(mask) else mask
     alpha = 0.1 ** (1.0 + progress)
     r = jax.lax.stop_gradient(feature_mean).astype(jnp.float32)
-    k = state.projector @ r
-    moved = state.projector - jnp.outer(k, k) / (alpha + r @ k)
+    # With u = r / |r|: k k^T / (alpha + r.k) = (P u)(P u)^T / (alpha / |r|^2 + u.P u), which
+    # neither overflows for huge features nor divides by zero for zero ones.
+    largest = jnp.maximum(jnp.abs(r).max(), 1e-30)
+    length = jnp.linalg.norm(r / largest)
+    u = r / largest / jnp.maximum(length, 1e-30)
+    size = largest * length                       # |r| (its square may overflow to inf: fine)
+    pu = state.projector @ u
+    denominator = jnp.maximum(alpha / jnp.maximum(size, 1e-30) ** 2 + u @ pu, 1e-30)
+    moved = state.projector - jnp.outer(pu, pu) / denominator
     moved = moved / jnp.maximum(jnp.linalg.norm(moved), 1e-30)
     first = state.count == 0
     projector = jnp.where(first, state.projector, moved)
