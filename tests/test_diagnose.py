@@ -1,6 +1,5 @@
 """``mmbal diagnose`` end to end on a tiny real run: while it runs and when it has finished."""
 import json
-import shutil
 
 import matplotlib.image
 import pytest
@@ -20,17 +19,25 @@ def _config(tfds_dir, *overrides):
       "eval.linear_probe=False", *overrides])
 
 
-@pytest.fixture(scope="module")
-def run(tfds_dir, tmp_path_factory):
-  """A run stopped at step 6 (evaluated at step 4), diagnosed, then resumed to the end."""
-  workdir = tmp_path_factory.mktemp("run")
+def test_report_while_running_and_when_finished(tfds_dir, tmp_path, capsys):
+  """A run stopped at step 6 (evaluated at step 4) is diagnosed, resumed to the end, and
+  diagnosed again (one test: the runs are the expensive part)."""
+  workdir = tmp_path / "run"
   stopped = train_and_evaluate(_config(tfds_dir, "train.stop_after_steps=6"), workdir)
   assert stopped.results is None
   main(["diagnose", "--workdir", str(workdir), "--split", "validation",
-        "--out", str(workdir / "while_running")])
-  shutil.copy(workdir / "metrics.jsonl", workdir / "while_running" / "metrics.jsonl")
+        "--out", str(tmp_path / "while_running")])
+  _check_running(workdir, tmp_path / "while_running")
   finished = train_and_evaluate(_config(tfds_dir), workdir)
-  return workdir, finished.results
+  capsys.readouterr()
+  out = main(["diagnose", "--workdir", str(workdir)])   # default: test split, fill=present
+  assert f"report: {workdir / 'diagnosis' / 'report.md'}" in capsys.readouterr().out
+  _check_finished(workdir, finished.results, out)
+  main(["diagnose", "--workdir", str(workdir), "--fill", "zeros", "--out", str(tmp_path / "zeros")])
+  diag, report = _read(tmp_path / "zeros")
+  assert diag["fill"] == "zeros" and "`zeros`" in report
+  assert sum(diag["shapley"]["accuracy"].values()) == pytest.approx(
+      diag["accuracy"] - diag["empty"]["accuracy"], abs=1e-9)
 
 
 def _read(directory):
@@ -38,10 +45,7 @@ def _read(directory):
           (directory / "report.md").read_text())
 
 
-def test_report_of_a_finished_run_holds_the_trainers_numbers(run, capsys):
-  workdir, results = run
-  out = main(["diagnose", "--workdir", str(workdir)])   # default: test split, fill=present
-  assert f"report: {workdir / 'diagnosis' / 'report.md'}" in capsys.readouterr().out
+def _check_finished(workdir, results, out):
   diag, report = _read(workdir / "diagnosis")
   assert diag["run"]["status"] == "finished" and diag["run"]["step"] == STEPS
   assert diag["modalities"] == ["pix", "fou", "mor"] and diag["fill"] == "present"
@@ -78,13 +82,12 @@ def test_report_of_a_finished_run_holds_the_trainers_numbers(run, capsys):
     assert image[..., :3].std() > 0.05   # not blank
 
 
-def test_report_while_the_run_is_running(run):
-  workdir, _ = run
-  diag, report = _read(workdir / "while_running")
+def _check_running(workdir, report_dir):
+  diag, report = _read(report_dir)
   assert "step 6 of 12" in diag["run"]["status"] and diag["run"]["step"] == 6
   assert diag["run"]["parameters"] == "best on validation so far"
   # The best params so far are step 4's: its validation record is the full variant.
-  records = [json.loads(l) for l in (workdir / "while_running" / "metrics.jsonl").read_text().splitlines()]
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   (val,) = [r for r in records if r["split"] == "validation"]
   assert val["step"] == 4 and diag["count"] == val["count"] == 225
   assert diag["accuracy"] == pytest.approx(val["fused"]["accuracy"], abs=1e-12)
@@ -92,17 +95,7 @@ def test_report_while_the_run_is_running(run):
     assert diag["dependence"][m]["removed"]["accuracy"] == pytest.approx(
         val["without"][m]["accuracy"], abs=1e-12)
   assert "| split | validation |" in report and "step 6 of 12" in report
-  assert (workdir / "while_running" / "curves.png").stat().st_size > 1000
-
-
-def test_zero_fill_and_other_out_dir(run, tmp_path):
-  workdir, _ = run
-  out = tmp_path / "zeros"
-  main(["diagnose", "--workdir", str(workdir), "--fill", "zeros", "--out", str(out)])
-  diag, report = _read(out)
-  assert diag["fill"] == "zeros" and "`zeros`" in report
-  assert sum(diag["shapley"]["accuracy"].values()) == pytest.approx(
-      diag["accuracy"] - diag["empty"]["accuracy"], abs=1e-9)
+  assert (report_dir / "curves.png").stat().st_size > 1000
 
 
 def test_clear_errors_for_workdirs_that_are_not_runs(tmp_path):

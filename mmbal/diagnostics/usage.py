@@ -173,10 +173,13 @@ def _run(apply, params, batches, names, *, fill, key=None, exact=False, num_perm
   if num_permutations is not None and (not isinstance(num_permutations, int)
                                        or isinstance(num_permutations, bool) or num_permutations < 1):
     raise ValueError(f"num_permutations: expected a positive int, got {num_permutations!r}")
+  if not exact and len(names) > 62:
+    raise ValueError(f"names: at most 62 modalities (subsets are int64 bitmasks), got {len(names)}")
   batches, fills, native = prepare(apply, batches, names, fill)
-  plan = _Plan(len(names), exact=exact, key=key, num_permutations=num_permutations)
+  shuffle_key, order_key = jax.random.split(_as_key(key))   # independent streams
+  plan = _Plan(len(names), exact=exact, key=order_key, num_permutations=num_permutations)
   stats = evaluate_variants(apply, params, batches, names, plan.variants(),
-                            fill="present" if native else fills, key=key,
+                            fill="present" if native else fills, key=shuffle_key,
                             unimodal=plan.alone_rows() if unimodal else None,
                             put_batch=put_batch, chunk_size=chunk_size)
   return plan, stats, names
