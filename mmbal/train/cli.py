@@ -111,6 +111,9 @@ def _diagnose(args):
               parameters=("best on validation so far" if run.selected == "best"
                           else "latest (no evaluation yet)"),
               split=args.split, seed=args.seed)
+  if c.method.name == "unimodal":
+    info["note"] = ("method 'unimodal' trains each encoder with its own head, not the fused "
+                    "head: the fused numbers below come from an untrained head")
   out = args.out or os.path.join(args.workdir, "diagnosis")
   paths = write_report(result, out, run=info, metrics=run.workdir / "metrics.jsonl")
   print(headline(result).replace("**", ""))
