@@ -23,7 +23,15 @@ def _parser():
   train.add_argument("--workdir", help="where checkpoints, metrics.jsonl and results.json go "
                                        "(default: runs/<data>-<method>-<time>); reusing one resumes")
   train.add_argument("--distributed", action="store_true",
-                     help="call jax.distributed.initialize() (multi-host; auto-detects TPU/SLURM)")
+                     help="join the JAX distributed runtime (auto-detected on TPU pods and SLURM; "
+                          "local runs: launch/local_multiprocess.sh)")
+  train.add_argument("--coordinator", help="host:port of process 0 (with --distributed, when "
+                                          "not auto-detected)")
+  train.add_argument("--num-processes", type=int, help="with --coordinator")
+  train.add_argument("--process-id", type=int, help="with --coordinator")
+  train.add_argument("--heartbeat-timeout", type=int, default=None,
+                     help="seconds before a silent process counts as dead and the others stop "
+                          "with an error (JAX default 100)")
   train.add_argument("overrides", nargs="*", help="config overrides: field.name=value")
   diag = sub.add_parser(
       "diagnose", help="report how much a run's model uses each modality (Shapley values, "
@@ -61,16 +69,20 @@ def main(argv=None):
   except (ValueError, FileNotFoundError) as err:
     sys.exit(f"mmbal: error: {err}")
   if args.distributed:
-    import jax
-    jax.distributed.initialize()
+    from mmbal.train.distributed import initialize
+    initialize(args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout)
+  elif args.coordinator or args.num_processes or args.process_id is not None:
+    sys.exit("mmbal: error: --coordinator/--num-processes/--process-id need --distributed")
   workdir = args.workdir or os.path.join(
       "runs", f"{config.data.name}-{config.method.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
   from mmbal.train.loop import train_and_evaluate
   try:
-    train_and_evaluate(config, workdir)  # prints the results table
+    run = train_and_evaluate(config, workdir)  # prints the results table
   except ValueError as err:
     sys.exit(f"mmbal: error: {err}")
-  print(f"results: {os.path.join(workdir, 'results.json')}")
+  import jax
+  if run.results is not None and jax.process_index() == 0:
+    print(f"results: {os.path.join(workdir, 'results.json')}")
 
 
 def _diagnose(args):

@@ -23,6 +23,7 @@ from mmbal.models import MultimodalClassifier, labels_for, split
 from mmbal.train import sharding as shd
 from mmbal.train.checkpoint import Checkpoints
 from mmbal.train.config import check_config
+from mmbal.train.distributed import PreemptionWatch
 from mmbal.train.report import format_table
 from mmbal.train.methods import MethodContext, build_method, encoder_labels
 from mmbal.train.step import (TrainState, classification_objectives, epoch_losses,
@@ -85,8 +86,9 @@ def assemble(method, model, apply_fn, labels, c, total_steps):
 
 
 class Run(NamedTuple):
-  results: dict | None   # None when train.stop_after_steps stopped the run early
+  results: dict | None   # None when the run stopped early (stop_after_steps or SIGTERM)
   state: TrainState      # the final train state (params, optimizer state, best params)
+  preempted: bool = False  # stopped by SIGTERM: checkpointed, rerun to resume
 
 
 def train_and_evaluate(config, workdir, *, devices=None) -> Run:
@@ -196,8 +198,9 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   # ---- train.
   stop_at = min(total_steps, c.train.stop_after_steps or total_steps)
   pending, t0 = [], time.time()
-  bar = tqdm.tqdm(total=total_steps, initial=start, disable=not c.log.progress,
-                  desc="train", unit="step", dynamic_ncols=True)
+  bar = tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step",
+                  disable=not c.log.progress or jax.process_index() != 0, dynamic_ncols=True)
+  preemption, preempted = PreemptionWatch(), False
   for step in range(start + 1, stop_at + 1):
     state, metrics = train_step(state, shd.global_batch(mesh, next(train_iter)))
     pending.append(metrics)
@@ -214,10 +217,18 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
       state = epoch_end(state, epoch_report(val, model.names, step // steps_per_epoch))
       metrics_log.write(dict(step=step, split="validation", **val,
                              method=method_state_summary(state.opt_state)))
-    if step % ckpt_every == 0 or step == stop_at:
+    preempted = preemption.reached(step)   # every process agrees on the step
+    if step % ckpt_every == 0 or step == stop_at or preempted:
       checkpoints.save(step, state, train_iter)
+    if preempted:
+      break
   bar.close()
   checkpoints.close()
+  preemption.close()
+  if preempted:
+    log.warning("preempted (SIGTERM): checkpoint saved at step %d of %d; run the same command "
+                "again to resume", step, total_steps)
+    return Run(None, state, preempted=True)
   if stop_at < total_steps:
     log.info("stopped after step %d of %d; run again with the same workdir to resume",
              stop_at, total_steps)
@@ -231,7 +242,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
     add_linear_probes(state.best_params, results)
   if jax.process_index() == 0:
     (workdir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
-  print(format_table(results))
+    print(format_table(results))
   return Run(results, state)
 
 
