@@ -28,15 +28,17 @@ class Checkpoints:
         state=ocp.args.StandardSave(state),
         data=grain.checkpoint.CheckpointSave(data_iterator)))
 
-  def restore(self, state_like, data_iterator, step: int | None = None):
-    """Restores onto the shapes and shardings of ``state_like``; moves ``data_iterator``."""
+  def restore(self, state_like, data_iterator=None, step: int | None = None):
+    """Restores onto the shapes and shardings of ``state_like`` (any device count); moves
+    ``data_iterator`` to the saved position (its save needs the same process count).
+    Without ``data_iterator`` only the state is read (e.g. to evaluate a run)."""
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state_like)
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        data=grain.checkpoint.CheckpointRestore(data_iterator)))
-    return restored.state
+    items = dict(state=ocp.args.StandardRestore(abstract))
+    if data_iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    return self.manager.restore(step, args=ocp.args.Composite(**items)).state
 
   def close(self):
     self.manager.wait_until_finished()

@@ -73,7 +73,7 @@ def restore_run(workdir, *, devices=None) -> RestoredRun:
 
   checkpoints = Checkpoints(ckpt_dir, keep=c.train.keep_checkpoints)
   try:
-    state = _restore_latest(checkpoints, template, dataset, c)
+    state = _restore_latest(checkpoints, template)
   finally:
     checkpoints.close()
   best = float(state.best_score) >= 0
@@ -86,7 +86,7 @@ def restore_run(workdir, *, devices=None) -> RestoredRun:
                      mesh=mesh)
 
 
-def _restore_latest(checkpoints, template, dataset, c, attempts: int = 3):
+def _restore_latest(checkpoints, template, attempts: int = 3):
   """A running trainer may delete an old checkpoint while we read it: retry on the newest."""
   for attempt in range(attempts):
     if attempt:
@@ -94,9 +94,8 @@ def _restore_latest(checkpoints, template, dataset, c, attempts: int = 3):
     step = checkpoints.latest_step()
     if step is None:
       break
-    train_iter = mmdata.train_iterator(dataset.train, c.train.batch_size, seed=c.seed)
-    try:
-      return checkpoints.restore(template, train_iter, step)
+    try:   # parameters only: the data position is not needed (and is per process count)
+      return checkpoints.restore(template, step=step)
     except (FileNotFoundError, ValueError):
       if attempt == attempts - 1:
         raise
