@@ -24,7 +24,7 @@ def test_method_overhead_runs_and_reports_every_variant(tmp_path):
   variants = ("plain", "plain_split_head", "plain_heads", "ogm_ge", "ogm_ge_no_noise",
               "cggm_magnitude", "cggm_direction", "cggm_direction_weights", "miles",
               "gradient_blending", "agm_unmodulated", "agm", "pcgrad", "mmpareto", "balgrad",
-              "sam", "msam_scores", "msam")
+              "sam", "msam_scores", "msam", "plain_late", "mnl", "pmr", "mla")
   (config,) = result["configs"]
   assert set(config["variants"]) == set(variants)
   assert set(result["variants"]) == set(variants)
@@ -32,6 +32,7 @@ def test_method_overhead_runs_and_reports_every_variant(tmp_path):
   assert checked == {("ogm_ge", "plain_split_head"), ("ogm_ge", "plain"), ("cggm_magnitude", "plain"),
                      ("cggm_direction", "plain"), ("miles", "plain"), ("agm", "agm_unmodulated"),
                      ("pcgrad", "plain"), ("mmpareto", "plain"), ("balgrad", "plain"),
-                     ("sam", "plain"), ("msam", "msam_scores")}
+                     ("sam", "plain"), ("msam", "msam_scores"), ("mnl", "plain_late"),
+                     ("pmr", "plain")}
   for record in config["variants"].values():
     assert record["ms"] > 0 and record["compile_s"] > 0
