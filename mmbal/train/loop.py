@@ -102,10 +102,16 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   workdir.mkdir(parents=True, exist_ok=True)
   c = config
 
-  # ---- data: validated against the config before anything compiles.
-  dataset = mmdata.load(c.data.name, data_dir=c.data.data_dir or None,
-                        config=c.data.builder_config or None, modalities=tuple(c.data.modalities),
-                        val_fraction=c.data.val_fraction, seed=c.seed, in_memory=c.data.in_memory)
+  # ---- data: validated against the config before anything compiles. Process 0 prepares a
+  # shared data dir first; processes preparing it at once would race.
+  load = functools.partial(
+      mmdata.load, c.data.name, data_dir=c.data.data_dir or None,
+      config=c.data.builder_config or None, modalities=tuple(c.data.modalities),
+      val_fraction=c.data.val_fraction, seed=c.seed, in_memory=c.data.in_memory)
+  dataset = load() if jax.process_index() == 0 else None
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("mmbal: data prepared")
+  dataset = dataset or load()
   spec = dataset.spec
   mesh = shd.make_mesh(c.mesh.data, c.mesh.model, devices)
   data_devices = mesh.shape["data"]
