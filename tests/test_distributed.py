@@ -85,19 +85,20 @@ def prepared(tfds_dir):
 
 
 @pytest.fixture(scope="module")
-def two_processes(prepared, tmp_path_factory):
-  """An uninterrupted 2-process x 4-device run."""
-  workdir = tmp_path_factory.mktemp("two_processes")
-  code, out, err = _finish(_launch(workdir, prepared))
+def two_processes(tmp_path_factory):
+  """An uninterrupted 2-process x 4-device run, starting from an empty data dir (process 0
+  prepares it while the other waits)."""
+  workdir, data_dir = tmp_path_factory.mktemp("two_processes"), tmp_path_factory.mktemp("tfds")
+  code, out, err = _finish(_launch(workdir, data_dir))
   assert code == 0, err[-3000:]
-  return workdir, out, err
+  return workdir, out, err, data_dir
 
 
-def test_two_processes_match_one_process_of_eight_devices(prepared, two_processes, tmp_path):
-  workdir, out, err = two_processes
+def test_two_processes_match_one_process_of_eight_devices(two_processes, tmp_path):
+  workdir, out, err, data_dir = two_processes
   assert "process 1 of 2, 4 local / 8 global devices" in err
   assert out.count("results:") == 1 and "[1] fused" not in out   # process 0 prints
-  single = train_and_evaluate(apply_overrides(default_config(), _overrides(prepared)), tmp_path)
+  single = train_and_evaluate(apply_overrides(default_config(), _overrides(data_dir)), tmp_path)
   multi = json.loads((workdir / "results.json").read_text())
   for split in ("validation", "test"):
     assert multi[split]["fused"]["accuracy"] == single.results[split]["fused"]["accuracy"]
@@ -109,9 +110,9 @@ def test_two_processes_match_one_process_of_eight_devices(prepared, two_processe
   assert steps == sorted(steps) and len(steps) == len(set((s, i) for i, s in enumerate(steps)))
 
 
-def test_sigterm_checkpoints_at_an_agreed_step_and_resumes_exactly(prepared, two_processes,
-                                                                   tmp_path):
-  proc = _launch(tmp_path, prepared)
+def test_sigterm_checkpoints_at_an_agreed_step_and_resumes_exactly(two_processes, tmp_path):
+  reference, _, _, data_dir = two_processes
+  proc = _launch(tmp_path, data_dir)
   _wait_for_training(tmp_path, proc)
   proc.send_signal(signal.SIGTERM)   # the launcher forwards it to both processes
   code, _, err = _finish(proc)
@@ -122,10 +123,9 @@ def test_sigterm_checkpoints_at_an_agreed_step_and_resumes_exactly(prepared, two
   assert 0 < step < STEPS and (tmp_path / "checkpoints" / str(step)).is_dir()
   assert not (tmp_path / "results.json").exists()
 
-  code, _, err = _finish(_launch(tmp_path, prepared))   # the same command resumes
+  code, _, err = _finish(_launch(tmp_path, data_dir))   # the same command resumes
   assert code == 0, err[-3000:]
   assert f"resumed from step {step}" in err
-  reference = two_processes[0]
   _assert_trees(restore_run(tmp_path).params, restore_run(reference).params, rtol=0, atol=0)
   assert (json.loads((tmp_path / "results.json").read_text())["test"]
           == json.loads((reference / "results.json").read_text())["test"])
