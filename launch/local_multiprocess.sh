@@ -20,10 +20,11 @@ while [[ $# -gt 0 && "$1" != "--" ]]; do
   case "$1" in
     --devices-per-process) devices=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
-    *) usage ;;
+    -h|--help) usage ;;
+    *) break ;;   # the train args start here ("--" is optional)
   esac
 done
-[[ $# -gt 0 ]] && shift   # the "--"
+[[ $# -gt 0 && "$1" == "--" ]] && shift
 python=${PYTHON:-python3}
 
 pids=()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mmbal on a Cloud TPU VM (one host or a pod slice): the same command on every worker.
 #
-#   launch/tpu_vm.sh NAME ZONE [--create ACCELERATOR_TYPE [--version V]] [--data-dir DIR] -- train args...
+#   launch/tpu_vm.sh NAME ZONE [--create ACCELERATOR_TYPE [--version V]] [--data-dir DIR] [--] train args...
 #   launch/tpu_vm.sh my-pod us-central2-b --create v4-32 -- --config configs/mfeat/joint.py --workdir /mnt/nfs/runs/j
 #
 # 1. --create: `gcloud compute tpus tpu-vm create` (runtime --version, default tpu-ubuntu2204-base).
@@ -25,16 +25,17 @@ name=$1 zone=$2
 shift 2
 accelerator='' version=tpu-ubuntu2204-base data_dir=''
 while [[ $# -gt 0 && "$1" != "--" ]]; do
-  [[ $# -ge 2 ]] || usage
+  case "$1" in --create|--version|--data-dir) [[ $# -ge 2 ]] || usage ;; esac
   case "$1" in
     --create) accelerator=$2 ;;
     --version) version=$2 ;;
     --data-dir) data_dir=$2 ;;
-    *) usage ;;
+    -h|--help) usage ;;
+    *) break ;;   # the train args start here ("--" is optional)
   esac
   shift 2
 done
-[[ $# -gt 0 ]] && shift   # the "--"
+[[ $# -gt 0 && "$1" == "--" ]] && shift
 train_args=("$@")   # ${a[@]+"${a[@]}"} below: an empty array under set -u in bash 3.2 (macOS)
 [[ -n "$data_dir" ]] && train_args=("data.data_dir=$data_dir" ${train_args[@]+"${train_args[@]}"})
 

@@ -79,10 +79,20 @@ def test_tpu_vm_dry_run_with_a_shared_data_dir_prepares_it_on_worker_0(tmp_path)
 
 
 def test_tpu_vm_usage_errors():
-  for args in ([], ["only-name"], ["n", "z", "--create"], ["n", "z", "--bogus", "x"]):
+  for args in ([], ["only-name"], ["n", "z", "--create"]):
     run = subprocess.run(["bash", str(LAUNCH / "tpu_vm.sh"), *args], env=dict(os.environ, DRY_RUN="1"),
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "tpu_vm.sh NAME ZONE" in run.stdout, args
+
+
+def test_tpu_vm_train_args_may_follow_without_separator():
+  """`launch/tpu_vm.sh NAME ZONE --config ...`: the first unknown option starts the train args."""
+  run = subprocess.run(["bash", str(LAUNCH / "tpu_vm.sh"), "n", "z", "--config", "c.py",
+                        "train.num_steps=5"], env=dict(os.environ, DRY_RUN="1"),
+                       capture_output=True, text=True, timeout=60)
+  assert run.returncode == 0, run.stderr
+  assert run.stdout.strip().splitlines()[-1].endswith(
+      "train --distributed --config c.py train.num_steps=5'")
 
 
 def _slurm_task():
