@@ -9,3 +9,4 @@ from mmbal.diagnostics.usage import (dependence, diagnose, dominance, permutatio
                                      shapley_monte_carlo, subset_variants, utilisation)
 from mmbal.diagnostics.variants import (FILL, FILLS, KEEP, SHUFFLE, VariantStats,
                                         evaluate_variants, mean_inputs, shuffle_permutation)
+from mmbal.diagnostics import robustness

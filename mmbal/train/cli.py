@@ -10,6 +10,7 @@ import argparse
 import datetime
 import logging
 import os
+import pathlib
 import sys
 
 
@@ -51,6 +52,21 @@ def _parser():
   diag.add_argument("--num-permutations", type=int, default=64,
                     help="Monte-Carlo orderings for Shapley values when there are more than "
                          "8 modalities (default: 64)")
+  ev = sub.add_parser("eval", help="evaluate a run; --robustness sweeps corruptions per modality",
+                      epilog="example: mmbal eval --workdir /tmp/run --robustness --kinds missing,noise")
+  ev.add_argument("--workdir", required=True, help="a training run's workdir")
+  ev.add_argument("--robustness", action="store_true",
+                  help="accuracy under seeded corruptions at rates 0..0.9 per modality")
+  ev.add_argument("--kinds", default="missing", help="missing,noise,steps (comma-separated)")
+  ev.add_argument("--split", default="test", choices=("test", "validation"))
+  ev.add_argument("--fill", default="present", choices=("present", "zeros", "mean"),
+                  help="a removed modality: the model's absence mask, zeros, or the mean train input")
+  ev.add_argument("--seeds", default="0,1,2", help="corruption seeds (comma-separated)")
+  ev.add_argument("--noise-scale", type=float, default=2.0,
+                  help="noise severity at rate r: r * noise-scale training standard deviations")
+  ev.add_argument("--reference", help="another run's workdir already evaluated with --robustness: "
+                                      "adds effective robustness against it (e.g. late fusion)")
+  ev.add_argument("--out", help="output directory (default WORKDIR/robustness)")
   return parser
 
 
@@ -61,6 +77,8 @@ def main(argv=None):
     logging.getLogger(noisy).setLevel(logging.WARNING)
   if args.command == "diagnose":
     return _diagnose(args)
+  if args.command == "eval":
+    return _eval(args)
   # Deferred: importing jax is slow and --help should not pay for it.
   from mmbal.train.config import apply_overrides, check_config, load_config
   try:
@@ -130,6 +148,74 @@ def _diagnose(args):
   paths = write_report(result, out, run=info, metrics=run.workdir / "metrics.jsonl")
   print(headline(result).replace("**", ""))
   print(f"report: {paths['report']}")
+  return result
+
+
+def _eval(args):
+  """``mmbal eval``: the selected parameters on a split, optionally the robustness sweep."""
+  import json
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from mmbal import data as mmdata
+  from mmbal.diagnostics import mean_inputs, robustness
+  from mmbal.train import sharding as shd
+  from mmbal.train.restore import restore_run
+  try:
+    run = restore_run(args.workdir)
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    seeds = tuple(int(s) for s in args.seeds.split(",") if s)
+    reference = None
+    if args.reference:
+      ref_file = pathlib.Path(args.reference) / "robustness" / "robustness.json"
+      if not ref_file.is_file():
+        raise ValueError(f"--reference: {ref_file} does not exist (run mmbal eval --robustness "
+                         f"on that workdir first)")
+      reference = json.loads(ref_file.read_text())
+  except (ValueError, FileNotFoundError) as err:
+    sys.exit(f"mmbal: error: {err}")
+  names, c = run.model.names, run.config
+  native = args.fill == "present"
+
+  @jax.jit
+  def correct_and_count(params, batch):
+    logits = run.apply_fn(params, {n: batch[n] for n in names},
+                          batch["present"] if native else None).logits
+    mask = batch["mask"].astype(jnp.float32)
+    return ((logits.argmax(-1) == batch["label"]) * mask).sum(), mask.sum()
+
+  def evaluate(batch):
+    batch = dict(batch)
+    batch.setdefault("present", np.ones((len(batch["label"]), len(names)), np.float32))
+    correct, count = jax.device_get(correct_and_count(run.params, shd.global_batch(run.mesh, batch)))
+    return float(correct), float(count)
+
+  batches = lambda split: mmdata.eval_batches(run.dataset[split], c.eval.batch_size)
+  correct = count = 0.0
+  for batch in batches(args.split):
+    c_, n_ = evaluate(batch)
+    correct, count = correct + c_, count + n_
+  print(f"{args.split} fused accuracy: {100 * correct / max(count, 1):.2f}% (n={int(count)})")
+  if not args.robustness:
+    return dict(accuracy=correct / max(count, 1))
+  train = list(batches("train"))
+  fill = mean_inputs(train, names) if args.fill == "mean" else None
+  scale = {m: float(np.concatenate([b[m][b["mask"]].ravel() for b in train]).std()) for m in names}
+  try:
+    result = robustness.sweep(evaluate, lambda: batches(args.split), names, kinds=kinds,
+                              seeds=seeds, fill=fill, scale=scale, noise_scale=args.noise_scale)
+  except ValueError as err:
+    sys.exit(f"mmbal: error: {err}")
+  result.update(split=args.split, fill=args.fill, noise_scale=args.noise_scale,
+                workdir=str(args.workdir))
+  if reference is not None:
+    robustness.add_effective_robustness(result, reference)
+    result["reference"] = str(args.reference)
+  paths = robustness.write(result, args.out or pathlib.Path(args.workdir) / "robustness")
+  print(robustness.markdown(result))
+  print(f"report: {paths['report']}\nplot: {paths['plot']}")
   return result
 
 
