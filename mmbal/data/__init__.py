@@ -1,6 +1,7 @@
 """Data layer: TFDS builders (registered on import) and grain input pipelines."""
 
 from mmbal.data._split import stratified_split
+from mmbal.data.crema_d import CremaD
 from mmbal.data.pipeline import DataSpec
 from mmbal.data.pipeline import DEFAULT_READ_OPTIONS
 from mmbal.data.pipeline import eval_batches
@@ -16,6 +17,7 @@ from mmbal.data.synthetic_imbalance import SyntheticModality
 from mmbal.data.uci_mfeat import UciMfeat
 
 __all__ = [
+    "CremaD",
     "DEFAULT_READ_OPTIONS",
     "DataSpec",
     "Source",

@@ -21,9 +21,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmbal.data import _split
+from mmbal.data import frames
 # Imported for their side effect: registering the builders with TFDS.
+from mmbal.data import crema_d
 from mmbal.data import synthetic_imbalance  # pylint: disable=unused-import
 from mmbal.data import uci_mfeat  # pylint: disable=unused-import
+
+# mmbal names of builders registered with TFDS under another name (TFDS's own catalog
+# already has a `crema_d`).
+BUILDER_NAMES = {"crema_d": crema_d.CremaD.name}
 
 # The batches are produced by a few threads with a short read-ahead (grain's
 # default is 16 threads and 500 elements, which is too much for whole batches).
@@ -56,8 +62,10 @@ def spec_from_builder(builder: tfds.core.DatasetBuilder,
   metadata = builder.info.metadata or {}
   available = list(metadata.get("modalities") or [k for k in features if k != "label"])
   names = _select_modalities(available, modalities)
+  decoder = frames.input_decoder(builder)  # Builders storing encoded media decode in the pipeline.
+  shapes = decoder.shapes if decoder is not None else {n: features[n].shape for n in names}
   return DataSpec(
-      modalities={n: tuple(features[n].shape) for n in names},
+      modalities={n: tuple(shapes[n]) for n in names},
       num_classes=label.num_classes,
       split_sizes={k: v.num_examples for k, v in builder.info.splits.items()})
 
@@ -79,15 +87,21 @@ def _select_modalities(available: list[str], requested) -> list[str]:
 class Source:
   """Random access to some examples of one TFDS split, restricted to chosen modalities.
 
-  `indices[i]` is the record number of the i-th example in the TFDS split.
+  `indices[i]` is the record number of the i-th example in the TFDS split. With a
+  `decoder` (`mmbal.data.frames.Decoder`), records are decoded into the modalities:
+  deterministically by `gather(positions)`, with per-example random draws by
+  `gather(positions, keys)` (training).
   """
 
-  def __init__(self, records, indices: np.ndarray, modalities: Sequence[str], name: str):
+  def __init__(self, records, indices: np.ndarray, modalities: Sequence[str], name: str,
+               decoder: frames.Decoder | None = None):
     self.records = records
     self.indices = np.asarray(indices, dtype=np.int64)
     self.modalities = tuple(modalities)
     self.name = name
+    self.decoder = decoder
     self._arrays = None
+    self._records = None  # A decoded source's stored records, when held in memory.
 
   def __len__(self) -> int:
     return len(self.indices)
@@ -95,14 +109,24 @@ class Source:
   def __repr__(self) -> str:
     return f"Source({self.name!r}, {len(self)} examples, modalities={self.modalities})"
 
-  def gather(self, positions) -> dict[str, np.ndarray]:
-    """The batch of examples at `positions` (ints in `[0, len(self))`)."""
+  def gather(self, positions, keys=None) -> dict[str, np.ndarray]:
+    """The batch of examples at `positions` (ints in `[0, len(self))`).
+
+    `keys`: per-example random keys for a decoded source's training draws
+    (`frames.example_keys`); None decodes deterministically.
+    """
     positions = np.asarray(positions, dtype=np.int64)
     if self._arrays is not None:
       return {k: v[positions] for k, v in self._arrays.items()}
-    records = self.records.__getitems__(self.indices[positions].tolist())
-    batch = {m: np.stack([r[m] for r in records]).astype(np.float32, copy=False)
-             for m in self.modalities}
+    if self._records is not None:
+      records = [self._records[p] for p in positions]
+    else:
+      records = self.records.__getitems__(self.indices[positions].tolist())
+    if self.decoder is not None:
+      batch = self.decoder(records, self.modalities, keys)
+    else:
+      batch = {m: np.stack([r[m] for r in records]).astype(np.float32, copy=False)
+               for m in self.modalities}
     batch["label"] = np.array([r["label"] for r in records], dtype=np.int32)
     return batch
 
@@ -114,8 +138,15 @@ class Source:
     return self.gather(np.arange(len(self)))
 
   def load_into_memory(self) -> Source:
-    """Reads every example once; later `gather`s are plain numpy indexing."""
-    self._arrays = self.to_numpy()
+    """Reads every example once; later `gather`s are plain numpy indexing.
+
+    A decoded source keeps its stored records instead (decoding stays per `gather`, so
+    training draws stay fresh).
+    """
+    if self.decoder is not None:
+      self._records = self.records.__getitems__(self.indices.tolist())
+    else:
+      self._arrays = self.to_numpy()
     return self
 
 
@@ -139,14 +170,15 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   """Prepares (if needed) and opens a TFDS data set with `train` and `test` splits.
 
   Args:
-    name: registered builder name, e.g. `"uci_mfeat"` or `"synthetic_imbalance"`
-      (`"synthetic_imbalance/two_modal"` also works).
+    name: registered builder name, e.g. `"uci_mfeat"`, `"synthetic_imbalance"`
+      (`"synthetic_imbalance/two_modal"` also works) or `"crema_d"` (`BUILDER_NAMES`).
     data_dir: TFDS data directory; missing data is generated there as array_record.
     modalities: names of the modalities to use, in this order (default: all).
     config: builder config: a preset name, a `tfds.core.BuilderConfig`, or
       None / "" for the default.
     val_fraction: fraction of train carved out as the validation split,
-      stratified by label, chosen with `seed`; test is left untouched.
+      stratified by label, chosen with `seed`; test is left untouched. A builder with
+      its own `validation` split (e.g. `crema_d`) uses that one instead.
     seed: seed of the validation carve-out.
     in_memory: read every split into numpy arrays once (fast for small data).
     **builder_kwargs: passed on to `tfds.builder` (e.g. `version`).
@@ -163,7 +195,9 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
     raise ValueError(f"val_fraction: expected a value in (0, 1), got {val_fraction}")
   if config:
     builder_kwargs["config"] = config
-  builder = tfds.builder(name, data_dir=data_dir, **builder_kwargs)
+  base, slash, rest = name.partition("/")
+  builder = tfds.builder(BUILDER_NAMES.get(base, base) + slash + rest, data_dir=data_dir,
+                         **builder_kwargs)
   builder.download_and_prepare(file_format="array_record")
   spec = spec_from_builder(builder, modalities)
   if not {"train", "test"} <= set(spec.split_sizes):
@@ -173,17 +207,24 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   test_records = builder.as_data_source("test")
   train_labels = _checked_labels(train_records, spec.num_classes, "train")
   _checked_labels(test_records, spec.num_classes, "test")
+  names, decoder = list(spec.modalities), frames.input_decoder(builder)
 
-  num_val = int(round(val_fraction * len(train_labels)))
-  if not 0 < num_val < len(train_labels):
-    raise ValueError(f"val_fraction: {val_fraction} of {len(train_labels)} train examples "
-                     f"gives {num_val} validation examples; expected at least 1 validation "
-                     f"and 1 remaining train example")
-  val_idx, train_idx = _split.stratified_split(train_labels, num_val, seed)
-  names = list(spec.modalities)
-  splits = dict(train=Source(train_records, train_idx, names, "train"),
-                validation=Source(train_records, val_idx, names, "validation"),
-                test=Source(test_records, np.arange(len(test_records)), names, "test"))
+  if "validation" in spec.split_sizes:  # The builder's own validation split.
+    val_records = builder.as_data_source("validation")
+    _checked_labels(val_records, spec.num_classes, "validation")
+    val_source = Source(val_records, np.arange(len(val_records)), names, "validation", decoder)
+    train_idx = np.arange(len(train_records))
+  else:
+    num_val = int(round(val_fraction * len(train_labels)))
+    if not 0 < num_val < len(train_labels):
+      raise ValueError(f"val_fraction: {val_fraction} of {len(train_labels)} train examples "
+                       f"gives {num_val} validation examples; expected at least 1 validation "
+                       f"and 1 remaining train example")
+    val_idx, train_idx = _split.stratified_split(train_labels, num_val, seed)
+    val_source = Source(train_records, val_idx, names, "validation", decoder)
+  splits = dict(train=Source(train_records, train_idx, names, "train", decoder),
+                validation=val_source,
+                test=Source(test_records, np.arange(len(test_records)), names, "test", decoder))
   if in_memory:
     for source in splits.values():
       source.load_into_memory()
@@ -234,14 +275,25 @@ def train_iterator(source: Source, global_batch_size: int, *, seed: int = 0,
   span two epochs. Process `shard_index` takes every `shard_count`-th of them,
   so its batches have G / shard_count examples. With `num_epochs`, the stream is
   cut to whole global batches, so every process gets the same number of batches.
+
+  A decoded source with random training draws (frame sampling, augmentation) draws
+  those of stream position t from `(seed, t)` (`mmbal.data.frames`): fresh every epoch,
+  the same for any process count.
   """
   shard_index, shard_count, batch_size = _process_shard(global_batch_size, shard_index,
                                                         shard_count)
   steps_per_epoch(source, global_batch_size)  # Validates the batch size.
   ds = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat(num_epochs)
+  sampled = source.decoder is not None and source.decoder.random
+  if sampled:
+    ds = ds.map_with_index(lambda t, p: (t, p))
   if num_epochs is not None:
     ds = ds[: len(ds) // global_batch_size * global_batch_size]
-  ds = ds[shard_index::shard_count].batch(batch_size, drop_remainder=True).map(source.gather)
+  ds = ds[shard_index::shard_count].batch(batch_size, drop_remainder=True)
+  if sampled:
+    ds = ds.map(lambda b: source.gather(b[1], keys=frames.example_keys(seed, b[0])))
+  else:
+    ds = ds.map(source.gather)
   return iter(ds.to_iter_dataset(read_options))
 
 
