@@ -8,6 +8,7 @@ zip-format `torch.save` files, `visual/<stem>/frame_000NN.jpg` frames); no CREMA
 
 import collections
 import io
+import json
 import math
 import os
 import pickle
@@ -116,7 +117,8 @@ def write_fixture(root):
     d = f"{root}/Image-01-FPS/{stem}"
     os.makedirs(d, exist_ok=True)
     for k in range(int(np.ceil(dur))):  # One frame per second, OGM-GE's names.
-      Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(f"{d}/{30 * k:05d}.jpg")
+      Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+          f"{d}/{30 * k:05d}.jpg")
     d = f"{root}/visual/{stem}"
     os.makedirs(d, exist_ok=True)
     for k in range(1, 4):  # The .pt variant's names.
@@ -272,7 +274,8 @@ def test_split_csv_quirks(tmp_path):
       ("1001_DFA_ANG_XX.flv,ANG\n", r"c.csv:1: expected a CREMA-D clip name"),
       ("1001_DFA_ANG_XX,ANG\n1002_IEO_NEU_XX,Neutral\n", r"c.csv:2: expected a label in"),
       ("1001_DFA_ANG_XX,SAD\n", r"c.csv:1: label SAD disagrees with the emotion ANG"),
-      ("1001_DFA_ANG_XX,ANG\n1001_DFA_ANG_XX,ANG\n", r"c.csv:2: clip 1001_DFA_ANG_XX repeats line 1"),
+      ("1001_DFA_ANG_XX,ANG\n1001_DFA_ANG_XX,ANG\n",
+       r"c.csv:2: clip 1001_DFA_ANG_XX repeats line 1"),
       ("name,label\n", r"c.csv: expected 'stem,LABEL' rows, found none")]:
     with pytest.raises(crema_d.ManualDirError, match=message):
       crema_d.read_split_csv(_write(tmp_path / "c.csv", text))
@@ -401,13 +404,12 @@ def test_missing_manual_dir_and_directories(tmp_path, manual):
   os.remove(f"{root}/splits/test.csv")
   with pytest.raises(crema_d.ManualDirError) as error:
     _build("ogm_ge", str(tmp_path / "d1"), manual_dir)
+  assert f"{root}/splits/test.csv: missing; expected OGM-GE's test.csv" in str(error.value)
   assert f"{root}/Image-01-FPS: missing or empty; config 'ogm_ge' expects" in str(error.value)
+  shutil.copy(f"{root}/splits/train.csv", f"{root}/splits/test.csv")
   shutil.rmtree(f"{root}/visual")  # The fbank config needs visual/, not Image-01-FPS/.
   with pytest.raises(crema_d.ManualDirError, match=f"{root}/visual: missing or empty"):
     _build("fbank", str(tmp_path / "d2"), manual_dir)
-  os.makedirs(f"{root}/Image-01-FPS/x")
-  with pytest.raises(crema_d.ManualDirError, match=f"{root}/splits/test.csv: missing"):
-    _build("ogm_ge", str(tmp_path / "d3"), manual_dir)
 
 
 def test_missing_and_malformed_clips_are_skipped_and_counted(tmp_path, manual):
@@ -559,3 +561,19 @@ def test_configs(name, ogm_ge):
                          data_dir=ogm_ge.data_dir_root)
   shapes = frames.input_decoder(builder).shapes
   assert all(len(s) == 3 for s in shapes.values())  # Images for the CNN encoders.
+
+
+def test_ogm_ge_config_trains_end_to_end(tmp_path, manual):
+  from mmbal.train.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  data_dir = tmp_path / "tfds"
+  (data_dir / "downloads").mkdir(parents=True)
+  os.symlink(manual, data_dir / "downloads" / "manual")  # TFDS's default manual dir.
+  c = train_config.load_config(f"{ROOT}/configs/crema_d/ogm_ge.py")
+  train_config.apply_overrides(c, [
+      f"data.data_dir={data_dir}", "train.batch_size=2", "train.num_epochs=1",
+      "data.builder_config=ogm_ge:visual_layout=channels,audio_layout=image,image_size=16",
+      "eval.batch_size=2", "mesh.data=2", "log.progress=False"])
+  train_and_evaluate(c, tmp_path / "run")
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert set(results["test"]["unimodal"]) == {"audio", "visual"}
+  assert 0.0 <= results["test"]["fused"]["accuracy"] <= 1.0

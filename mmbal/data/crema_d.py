@@ -1,4 +1,7 @@
-"""TFDS builder `mmbal_crema_d` (`mmbal.data.load("crema_d")`): CREMA-D audio-visual emotion recognition, from a manual directory.
+"""TFDS builder for CREMA-D (audio-visual emotions, 6 classes), read from a manual directory.
+
+Registered with TFDS as `mmbal_crema_d` (TFDS's catalog has an audio-only `crema_d`);
+`mmbal.data.load("crema_d", ...)` resolves to it.
 
 CREMA-D (Cao et al., IEEE TAC 2014; https://github.com/CheyneyComputerScience/CREMA-D,
 Open Database License 1.0, contents under the Database Contents License 1.0): 7,442
@@ -12,9 +15,10 @@ builder argument `manual_dir=` (`mmbal.data.load("crema_d", ..., manual_dir=...)
     splits/val.csv                      optional: D&R's validation rows (744, from train.csv)
     splits/my_train.csv                 optional: D&R's train.csv minus val.csv (5,954)
     AudioWAV/{stem}.wav                 configs `ogm_ge*`: CREMA-D's own WAV files
-    Image-01-FPS/{stem}/*.jpg           configs `ogm_ge*`: OGM-GE's 1-fps frames (00000.jpg, 00030.jpg, ...)
-    audio/{stem}.pt | audio/{stem}.npy  configs `fbank*`: (1024, 128) Kaldi fbanks (MMPareto, D&R, BalanceBenchmark)
-    visual/{stem}/*.jpg                 configs `fbank*`: frames frame_00001.jpg, frame_00002.jpg, ...
+    Image-01-FPS/{stem}/*.jpg           configs `ogm_ge*`: OGM-GE's 1-fps frames (00030.jpg, ...)
+    audio/{stem}.pt | audio/{stem}.npy  configs `fbank*`: (1024, 128) Kaldi fbanks (MMPareto,
+                                        D&R, BalanceBenchmark)
+    visual/{stem}/*.jpg                 configs `fbank*`: frame_00001.jpg, frame_00002.jpg, ...
 
 The CSV files may have a UTF-8 BOM, CRLF or LF line ends and a header line (D&R's
 `name,label`); every row must be `stem,CODE` with the emotion code of the stem's name
@@ -94,6 +98,7 @@ import math
 import os
 import pickle
 import re
+import textwrap
 import zipfile
 from typing import Any
 
@@ -302,7 +307,7 @@ def read_fbank(path: str | os.PathLike) -> np.ndarray:
 
 
 def num_fbank_frames(fbank: np.ndarray) -> int:
-  """Frames before the padding: trailing rows all equal to the padding value (or all 0) are padding."""
+  """Frames before the padding (trailing rows all equal to the padding value, or all 0)."""
   pad = np.all(np.isclose(fbank, FBANK_PAD_VALUE, rtol=0, atol=1e-6), axis=1)
   pad |= np.all(fbank == 0, axis=1)
   real = len(fbank)
@@ -541,7 +546,7 @@ class CremaD(_builder.ArrayRecordBuilder):
     return super().download_and_prepare(download_config=download_config, **kwargs)
 
   def input_decoder(self) -> frames.Decoder:
-    """Stored records -> `{"audio": [T, F] (or [T, F, 1]), "visual": [K, S, S, 3] (or [S, S, 3K])}`."""
+    """Stored records -> `{"audio": [T, F] | [T, F, 1], "visual": [K, S, S, 3] | [S, S, 3K]}`."""
     channel = self.audio_layout == "image"
     if self.builder_config.audio == "wav":
       audio = frames.ArrayInput("spectrogram", SPECTROGRAM_SHAPE, (1, 0), channel)
@@ -582,10 +587,11 @@ class CremaD(_builder.ArrayRecordBuilder):
     try:
       manual = os.fspath(dl_manager.manual_dir)
     except AssertionError:
+      where = dl_manager._manual_dir  # pylint: disable=protected-access
       raise ManualDirError(
-          f"{dl_manager._manual_dir}: the manual directory is missing or empty; expected "  # pylint: disable=protected-access
+          f"{where}: the manual directory is missing or empty; expected "
           f"crema_d/splits/train.csv etc. there (or pass manual_dir=). Layout:\n"
-          f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}") from None
+          f"{textwrap.dedent(self.MANUAL_DOWNLOAD_INSTRUCTIONS)}") from None
     nested = os.path.join(manual, "crema_d")
     return nested if os.path.isdir(os.path.join(nested, "splits")) else manual
 
@@ -595,6 +601,12 @@ class CremaD(_builder.ArrayRecordBuilder):
     split_dir = os.path.join(root, "splits")
     if not os.path.isdir(split_dir):
       problems.append(f"{split_dir}: missing; expected the directory with train.csv and test.csv")
+    else:
+      for name in ("train", "test"):
+        path = os.path.join(split_dir, name + ".csv")
+        if not os.path.isfile(path):
+          problems.append(f"{path}: missing; expected OGM-GE's {name}.csv "
+                          f"(rows 'stem,LABEL', e.g. 1001_DFA_ANG_XX,ANG)")
     for sub, what in ((c.audio_dir, "one .wav per clip" if c.audio == "wav" else
                        "one .pt or .npy fbank per clip"),
                       (c.frames_dir, "one directory of .jpg frames per clip")):
@@ -695,7 +707,8 @@ class CremaD(_builder.ArrayRecordBuilder):
           example["fbank"] = fbank
           example["num_fbank_frames"] = num_fbank_frames(fbank)
       except ValueError as e:
-        skips.setdefault("malformed audio", []).append(f"{stem}: malformed audio: {audio_path}: {e}")
+        skips.setdefault("malformed audio", []).append(
+            f"{stem}: malformed audio: {audio_path}: {e}")
         continue
       encoded = []
       for path in frame_files:

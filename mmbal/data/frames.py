@@ -1,4 +1,4 @@
-"""Turning stored records into model inputs in the grain pipeline: frame sampling, decoding, augmentation.
+"""Stored records -> model inputs in the grain pipeline: frame sampling, decoding, augmentation.
 
 Builders of audio-visual data sets store what is deterministic (spectrograms, the
 extracted frames as their original JPEG bytes, any number per clip) and leave frame
