@@ -147,7 +147,9 @@ def test_a_dead_process_stops_the_others_with_a_clear_error(prepared, tmp_path):
     code, _, err = _finish(procs[0], timeout=120)
     assert code != 0
     assert time.time() - start < 60
-    assert "another task died" in err or "unhealthy" in err, err[-2000:]
+    # Which part of the runtime notices first depends on timing: JAX's coordination service
+    # (heartbeats) or gloo (the dead peer's socket inside a collective).
+    assert any(sign in err for sign in ("another task died", "unhealthy", "gloo")), err[-2000:]
   finally:
     for p in procs:
       p.kill()
