@@ -572,7 +572,8 @@ def test_ogm_ge_config_trains_end_to_end(tmp_path, manual):
   train_config.apply_overrides(c, [
       f"data.data_dir={data_dir}", "train.batch_size=2", "train.num_epochs=1",
       "data.builder_config=ogm_ge:visual_layout=channels,audio_layout=image,image_size=16",
-      "eval.batch_size=2", "mesh.data=2", "log.progress=False"])
+      "eval.batch_size=2", "mesh.data=2", "log.progress=False",
+      "model.image_encoder=cnn"])   # ResNet-18 itself: tests/test_resnet.py
   train_and_evaluate(c, tmp_path / "run")
   results = json.loads((tmp_path / "run" / "results.json").read_text())
   assert set(results["test"]["unimodal"]) == {"audio", "visual"}

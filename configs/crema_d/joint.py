@@ -5,12 +5,11 @@ Data: the `crema_d` builder, config `ogm_ge` (OGM-GE's spectrogram from the WAVs
 on D&R's val.csv (or the documented carve from train.csv), test scored once at the end.
 Put the files in `<data_dir>/downloads/manual/crema_d/` (README, "Data sets").
 
-Encoders: the papers (OGM-GE, PMR, AGM, MMPareto) train a ResNet18 from scratch on the
-spectrogram and on the frames. `mmbal.models` has no ResNet18 encoder yet, so this config
-uses mmbal's small image encoder for both (`mmbal.models.encoders.CNNEncoder`: two strided
-3x3 convolutions with GroupNorm, global pooling), fed the spectrogram as a
-`[188, 257, 1]` image and the frame as `[224, 224, 3]` (pipeline options `audio_layout=image`,
-`visual_layout=channels`). Accuracies are therefore not comparable with the papers'.
+Encoders: a ResNet-18 per modality trained from scratch, as the papers (OGM-GE, PMR, AGM,
+MMPareto) do (`mmbal.models.resnet`, GroupNorm instead of BatchNorm), fed the spectrogram
+as a `[188, 257, 1]` image and the frame as `[224, 224, 3]` (pipeline options
+`audio_layout=image`, `visual_layout=channels`). `model.image_encoder=cnn` swaps in the small
+CNN for quick runs.
 
 Optimiser as OGM-GE: SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, batch 64, 100 epochs
 (OGM-GE divides the lr by 10 at epoch 70; mmbal's schedules are cosine or constant).
@@ -24,7 +23,7 @@ def get_config():
   return dict(
       data=dict(name="crema_d", builder_config="ogm_ge:visual_layout=channels,audio_layout=image",
                 modalities=("audio", "visual"), in_memory=False),
-      model=dict(fusion="concat", unimodal="probe"),
+      model=dict(fusion="concat", unimodal="probe", image_encoder="resnet18"),
       method=dict(name="joint"),
       optimizer=dict(name="sgd", learning_rate=1e-3, momentum=0.9, weight_decay=1e-4,
                      schedule="cosine"),

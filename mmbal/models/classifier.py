@@ -46,7 +46,7 @@ class MultimodalClassifier(nnx.Module):
 
   def __init__(self, modalities: Sequence[Modality] | Mapping[str, Sequence[int]], num_classes: int,
                *, feature_dim: int = 64, hidden_dim: int = 128, fusion: str = "concat",
-               unimodal: str = "probe", rngs: nnx.Rngs):
+               unimodal: str = "probe", image_encoder: str = "cnn", rngs: nnx.Rngs):
     self.modalities = as_modalities(modalities)
     if fusion not in FUSIONS and fusion not in LATE_FUSIONS:
       raise ValueError(f"fusion must be one of {sorted(FUSIONS) + list(LATE_FUSIONS)}, "
@@ -66,7 +66,8 @@ class MultimodalClassifier(nnx.Module):
     self.names = tuple(m.name for m in self.modalities)
     self.fusion_kind, self.unimodal = fusion, unimodal
     self.num_classes, self.feature_dim = num_classes, feature_dim
-    self.encoders = nnx.Dict({m.name: make_encoder(m, feature_dim, hidden_dim=hidden_dim, rngs=rngs)
+    self.encoders = nnx.Dict({m.name: make_encoder(m, feature_dim, hidden_dim=hidden_dim,
+                                                   image_encoder=image_encoder, rngs=rngs)
                               for m in self.modalities})
     if not late:
       self.fusion = FUSIONS[fusion](len(self.modalities), feature_dim, rngs=rngs)

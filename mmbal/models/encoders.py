@@ -59,10 +59,20 @@ class CNNEncoder(nnx.Module):
     return self.out(x.mean(axis=(1, 2)))
 
 
-def make_encoder(modality: Modality, feature_dim: int, *, hidden_dim: int = 128, rngs: nnx.Rngs):
-  """The default encoder for a modality's kind."""
+IMAGE_ENCODERS = ("cnn", "resnet18")
+
+
+def make_encoder(modality: Modality, feature_dim: int, *, hidden_dim: int = 128,
+                 image_encoder: str = "cnn", rngs: nnx.Rngs):
+  """The encoder for a modality's kind; images (spectrograms, frames) get the small CNN or
+  ResNet-18 (`mmbal.models.resnet`), the papers' encoder."""
+  if image_encoder not in IMAGE_ENCODERS:
+    raise ValueError(f"image_encoder must be one of {IMAGE_ENCODERS}, got {image_encoder!r}")
   if modality.kind == "vector":
     return MLPEncoder(modality.shape[0], feature_dim, hidden_dim=hidden_dim, rngs=rngs)
   if modality.kind == "sequence":
     return ConvSequenceEncoder(modality.shape[-1], feature_dim, hidden_dim=hidden_dim, rngs=rngs)
+  if image_encoder == "resnet18":
+    from mmbal.models.resnet import ResNet18
+    return ResNet18(modality.shape[-1], feature_dim, rngs=rngs)
   return CNNEncoder(modality.shape[-1], feature_dim, rngs=rngs)

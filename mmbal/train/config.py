@@ -30,6 +30,7 @@ def default_config() -> ml_collections.ConfigDict:
       hidden_dim=128,
       fusion="concat",         # concat | sum | film | gated | attention | late | late_entropy
       unimodal="probe",        # probe | heads | split_head | shared_head (mmbal.models.classifier)
+      image_encoder="cnn",     # cnn | resnet18: the encoder of image-shaped modalities
   )
   c.method = dict(
       name="joint",            # see METHODS

@@ -1,0 +1,40 @@
+"""ResNet-18 encoder: the architecture's shapes and size, clips, and use in the classifier."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mmbal.models import MultimodalClassifier
+from mmbal.models.resnet import ResNet18
+
+
+def test_resnet18_has_the_standard_size_and_halves_resolution_five_times():
+  model = ResNet18(3, 512, rngs=nnx.Rngs(0))
+  params = nnx.state(model, nnx.Param)
+  # torchvision's ResNet-18 without its fc: 11,176,512 weights (BatchNorm's 2 per channel =
+  # GroupNorm's), plus our 512 -> 512 output layer.
+  assert sum(x.size for x in jax.tree.leaves(params)) == 11_176_512 + 512 * 512 + 512
+  convs = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Conv)]
+  assert sum(c.kernel_size == (3, 3) for c in convs) == 16     # 8 basic blocks x 2
+  x = jnp.ones((2, 64, 64, 3))
+  stem = model.stem(x)
+  assert stem.shape == (2, 32, 32, 64)
+  assert model(x).shape == (2, 512)
+
+
+def test_clips_are_encoded_per_frame_and_averaged():
+  model = ResNet18(1, 8, widths=(8, 8, 8, 8), rngs=nnx.Rngs(0))
+  frames = jax.random.normal(jax.random.key(0), (2, 3, 32, 32, 1))
+  per_frame = jnp.stack([model(frames[:, k]) for k in range(3)], axis=1).mean(1)
+  np.testing.assert_allclose(model(frames), per_frame, rtol=1e-5, atol=1e-6)
+
+
+def test_classifier_uses_resnet18_for_images_when_asked():
+  model = MultimodalClassifier({"audio": (32, 24, 1), "feat": (5,)}, 3, feature_dim=8,
+                               image_encoder="resnet18", rngs=nnx.Rngs(0))
+  assert isinstance(model.encoders["audio"], ResNet18)
+  out = model({"audio": jnp.ones((2, 32, 24, 1)), "feat": jnp.ones((2, 5))})
+  assert out.logits.shape == (2, 3) and np.isfinite(np.asarray(out.logits)).all()
+  with pytest.raises(ValueError, match="image_encoder"):
+    MultimodalClassifier({"a": (8, 8, 1)}, 2, image_encoder="vgg", rngs=nnx.Rngs(0))
