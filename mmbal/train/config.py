@@ -86,23 +86,39 @@ def default_config() -> ml_collections.ConfigDict:
 
 def load_config(path: str | None) -> ml_collections.ConfigDict:
   """Loads ``get_config()`` from a Python file (or a run's ``config.json``), checked
-  against `default_config`."""
-  base = default_config()
+  against `default_config`.
+
+  A config file may name another as its base, ``BASE = "joint.py"`` (relative to itself):
+  the base is applied first, then this file's ``get_config()`` on top. Per-method configs
+  of a data set are thus a few lines over its ``joint.py``.
+  """
+  config = default_config()
   if not path:
-    return base
+    return config
   file = pathlib.Path(path)
   if not file.is_file():
     raise FileNotFoundError(f"--config: no such file {path}")
   if file.suffix == ".json":
-    _merge(base, json.loads(file.read_text()), "")
-    return base
+    _merge(config, json.loads(file.read_text()), "")
+    return config
+  _apply_file(config, file, ())
+  return config
+
+
+def _apply_file(config, file: pathlib.Path, chain: tuple):
+  file = file.resolve()
+  if file in chain:
+    raise ValueError(f"--config: BASE cycle {' -> '.join(str(f) for f in chain + (file,))}")
+  if not file.is_file():
+    raise FileNotFoundError(f"--config: BASE of {chain[-1]} names {file}, which does not exist")
   spec = importlib.util.spec_from_file_location(f"mmbal_config_{file.stem}", file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
-    raise ValueError(f"--config {path}: defines no get_config()")
-  _merge(base, module.get_config(), "")
-  return base
+    raise ValueError(f"--config {file}: defines no get_config()")
+  if getattr(module, "BASE", None):
+    _apply_file(config, file.parent / module.BASE, chain + (file,))
+  _merge(config, module.get_config(), "")
 
 
 def _merge(base, update, prefix):

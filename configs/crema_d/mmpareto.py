@@ -1,0 +1,12 @@
+"""MMPareto (Wei & Hu, ICML 2024).
+
+On CREMA-D, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/crema_d/mmpareto.py --workdir runs/crema_d_mmpareto
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="heads"), method=dict(name="mmpareto"))

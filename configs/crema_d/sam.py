@@ -1,0 +1,12 @@
+"""SAM (Foret et al., ICLR 2021).
+
+On CREMA-D, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/crema_d/sam.py --workdir runs/crema_d_sam
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="probe"), method=dict(name="sam"))

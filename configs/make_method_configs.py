@@ -1,0 +1,47 @@
+"""Writes ``configs/<dataset>/<method>.py`` for every balancing method over the data set's
+``joint.py`` (``BASE = "joint.py"``), with the model each method needs. Existing files are
+kept (hand-tuned ones such as ``ogm_ge.py``).
+
+  python configs/make_method_configs.py crema_d "CREMA-D"
+"""
+import pathlib, sys
+
+METHODS = {
+    # name: (title, model overrides, method overrides)
+    "unimodal": ("Each encoder trained alone by its own head (the unimodal baselines)", 'unimodal="heads"', ""),
+    "ogm_ge": ("OGM-GE (Peng et al., CVPR 2022)", 'unimodal="split_head"', ""),
+    "agm": ("AGM (Li et al., ICCV 2023)", 'unimodal="split_head"', ""),
+    "cggm": ("CGGM (Guo et al., NeurIPS 2024)", 'unimodal="probe"', ""),
+    "miles": ("MILES (Guerra-Manzanares & Shamout, IJCNN 2025)", 'unimodal="probe"', ""),
+    "gradient_blending": ("G-Blending (Wang et al., CVPR 2020)", 'unimodal="heads"', ""),
+    "pcgrad": ("PCGrad (Yu et al., NeurIPS 2020)", 'unimodal="heads"', ""),
+    "mmpareto": ("MMPareto (Wei & Hu, ICML 2024)", 'unimodal="heads"', ""),
+    "balgrad": ("BalGrad (Kwon et al., NAACL 2025; mmbal's documented reconstruction)", 'unimodal="heads"', ""),
+    "sam": ("SAM (Foret et al., ICLR 2021)", 'unimodal="probe"', ""),
+    "msam": ("M-SAM (Nowdeh et al., NeurIPS 2025)", 'unimodal="probe"', ""),
+    "mnl": ("MNL (Gong et al., NeurIPS 2025), on late fusion of unimodal heads", 'fusion="late", unimodal="heads"', ""),
+    "pmr": ("PMR (Fan et al., CVPR 2023)", 'unimodal="probe"', ""),
+    "mla": ("MLA (Zhang et al., CVPR 2024): shared head, entropy-weighted late fusion", 'fusion="late_entropy", unimodal="shared_head"', ""),
+}
+
+
+def write(dataset: str, title: str, skip=()):
+  folder = pathlib.Path("configs") / dataset
+  assert (folder / "joint.py").is_file(), folder
+  for name, (what, model, method) in METHODS.items():
+    if name in skip or (folder / f"{name}.py").exists():
+      continue
+    extra = f", {method}" if method else ""
+    (folder / f"{name}.py").write_text(
+        f'"""{what}.\n\nOn {title}, with the data, encoders and optimiser of `joint.py`; the method\'s\n'
+        f'settings are mmbal\'s defaults (`mmbal.train.config`).\n\n'
+        f'  mmbal train --config configs/{dataset}/{name}.py --workdir runs/{dataset}_{name}\n"""\n'
+        f'BASE = "joint.py"\n\n\n'
+        f'def get_config():\n'
+        f'  return dict(model=dict({model}), method=dict(name="{name}"{extra}))\n')
+
+
+if __name__ == "__main__":
+  if len(sys.argv) != 3:
+    sys.exit(__doc__)
+  write(sys.argv[1], sys.argv[2])
