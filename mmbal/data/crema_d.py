@@ -90,26 +90,29 @@ training (OGM-GE's code takes the first file `os.listdir` returns).
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import importlib.util
 import logging
 import math
 import os
-import pickle
 import re
-import textwrap
-import zipfile
 from typing import Any
 
 import numpy as np
-import scipy.io.wavfile
 import scipy.signal
 import tensorflow_datasets as tfds
 
-from mmbal.data import _builder
 from mmbal.data import _split
 from mmbal.data import frames
+from mmbal.data import manual
+# Shared manual-directory helpers, re-exported under their old names.
+from mmbal.data.manual import FBANK_MEAN  # pylint: disable=unused-import
+from mmbal.data.manual import FBANK_PAD_VALUE  # pylint: disable=unused-import
+from mmbal.data.manual import FBANK_SHAPE
+from mmbal.data.manual import FBANK_STD  # pylint: disable=unused-import
+from mmbal.data.manual import ManualDirError
+from mmbal.data.manual import num_fbank_frames
+from mmbal.data.manual import read_fbank
+from mmbal.data.manual import read_torch_tensor  # pylint: disable=unused-import
+from mmbal.data.manual import read_wav
 
 log = logging.getLogger(__name__)
 
@@ -125,17 +128,13 @@ N_FFT = 512
 HOP_LENGTH = 353
 SPECTROGRAM_SHAPE = (N_FFT // 2 + 1, 1 + CLIP_SAMPLES // HOP_LENGTH)  # (257, 188)
 
-# The fbank variant (OGM-GE data/KineticSound/process_audio.py, saved as .pt by D&R).
-FBANK_SHAPE = (1024, 128)
-FBANK_MEAN = -4.503877
-FBANK_STD = 5.141276
-FBANK_PAD_VALUE = np.float32((0.0 - FBANK_MEAN) / (2 * FBANK_STD))
+# The fbank variant (OGM-GE data/KineticSound/process_audio.py, saved as .pt by D&R):
+# manual.FBANK_SHAPE etc.
 
 VALIDATION_SEED = 0
 VALIDATION_DIVISOR = 9
 _STEM = re.compile(r"^(\d+)_([A-Za-z]+)_([A-Z]{3})_([A-Za-z]+)$")
 _PIPELINE_KEYS = ("num_frames", "image_size", "visual_layout", "audio_layout", "augment")
-_SHOWN_PER_REASON = 20
 
 _CITATION = """\
 @article{cao2014crema,
@@ -145,10 +144,6 @@ _CITATION = """\
   journal = {IEEE Transactions on Affective Computing},
   volume = {5}, number = {4}, pages = {377--390}, year = {2014}
 }"""
-
-
-class ManualDirError(ValueError):
-  """The manual directory lacks a file the config needs, or a file is malformed."""
 
 
 def convert_labels(labels, from_order: str, to_order: str) -> np.ndarray:
@@ -161,25 +156,6 @@ def convert_labels(labels, from_order: str, to_order: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- audio
-
-
-def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-  """A WAV file as float32 mono samples in [-1, 1] (channels averaged) and its rate."""
-  try:
-    rate, data = scipy.io.wavfile.read(path)
-  except Exception as e:  # scipy raises ValueError, EOFError, struct.error, ...
-    raise ValueError(f"not a readable WAV file ({type(e).__name__}: {e})") from None
-  if data.dtype == np.uint8:
-    x = (data.astype(np.float32) - 128.0) / 128.0
-  elif np.issubdtype(data.dtype, np.integer):
-    x = data.astype(np.float32) / float(2 ** (8 * data.dtype.itemsize - 1))
-  else:
-    x = data.astype(np.float32)
-  if x.ndim == 2:
-    x = x.mean(axis=1)
-  if x.ndim != 1 or x.size == 0:
-    raise ValueError(f"expected mono or multi-channel samples, got an array of shape {data.shape}")
-  return x, int(rate)
 
 
 def ogm_ge_spectrogram(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -195,125 +171,6 @@ def ogm_ge_spectrogram(samples: np.ndarray, rate: int) -> np.ndarray:
   window = scipy.signal.get_window("hann", N_FFT, fftbins=True)
   spectrum = np.fft.rfft(windows * window, axis=-1)
   return np.log(np.abs(spectrum) + 1e-7).T.astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- torch files
-
-
-_TORCH_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class _StorageType:
-  dtype: Any
-
-
-def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None,
-                    metadata=None):
-  del requires_grad, hooks, metadata
-  item = storage.dtype.itemsize
-  if not size:
-    return storage[offset].copy()
-  return np.lib.stride_tricks.as_strided(
-      storage[offset:], shape=tuple(size), strides=tuple(s * item for s in stride)).copy()
-
-
-class _TensorUnpickler(pickle.Unpickler):
-  """Unpickles `data.pkl` of a zip-format torch file holding plain tensors, nothing else."""
-
-  def __init__(self, file, archive: zipfile.ZipFile, prefix: str, byteorder: str):
-    super().__init__(file)
-    self._archive, self._prefix, self._byteorder = archive, prefix, byteorder
-
-  def find_class(self, module, name):
-    if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-      return _rebuild_tensor
-    if module == "torch" and name in _TORCH_DTYPES:
-      return _StorageType(np.dtype(_TORCH_DTYPES[name]))
-    if (module, name) == ("collections", "OrderedDict"):
-      return collections.OrderedDict
-    raise pickle.UnpicklingError(f"{module}.{name} is not part of a plain tensor")
-
-  def persistent_load(self, pid):
-    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-            and isinstance(pid[1], _StorageType)):
-      raise pickle.UnpicklingError(f"unsupported storage record {pid!r}")
-    dtype = pid[1].dtype.newbyteorder("<" if self._byteorder == "little" else ">")
-    raw = self._archive.read(f"{self._prefix}/data/{pid[2]}")
-    return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
-
-
-def read_torch_tensor(path: str | os.PathLike) -> np.ndarray:
-  """The tensor saved by `torch.save(tensor, path)`, as a numpy array.
-
-  Zip-format files (torch >= 1.6) are read without torch; legacy files need torch.
-
-  Raises:
-    ModuleNotFoundError: a legacy file and no torch installed (names `torch`).
-    ValueError: the file is not a torch file of one plain tensor.
-  """
-  path = os.fspath(path)
-  if not zipfile.is_zipfile(path):
-    if importlib.util.find_spec("torch") is None:
-      raise ModuleNotFoundError(
-          f"{path}: a legacy (non-zip) torch.save file; reading it needs the package 'torch' "
-          f"(pip install torch), or save the fbanks as .npy", name="torch")
-    import torch  # pylint: disable=import-outside-toplevel
-    try:
-      value = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-      raise ValueError(f"not a readable torch file ({type(e).__name__}: {e})") from None
-    if not isinstance(value, torch.Tensor):
-      raise ValueError(f"expected one saved tensor, got {type(value).__name__}")
-    return value.numpy()
-  try:
-    with zipfile.ZipFile(path) as archive:
-      pkls = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-      if len(pkls) != 1:
-        raise ValueError(f"expected one data.pkl in the zip, found {len(pkls)}")
-      prefix = os.path.dirname(pkls[0])
-      names = set(archive.namelist())
-      byteorder = (archive.read(f"{prefix}/byteorder").decode().strip()
-                   if f"{prefix}/byteorder" in names else "little")
-      with archive.open(pkls[0]) as f:
-        value = _TensorUnpickler(f, archive, prefix, byteorder).load()
-  except (pickle.UnpicklingError, zipfile.BadZipFile, KeyError, EOFError) as e:
-    raise ValueError(f"not a torch file of one tensor ({type(e).__name__}: {e})") from None
-  if not isinstance(value, np.ndarray):
-    raise ValueError(f"expected one saved tensor, got {type(value).__name__}")
-  return value
-
-
-def read_fbank(path: str | os.PathLike) -> np.ndarray:
-  """A stored fbank (`.npy` or `.pt`) as float32 `[1024, 128]`; raises ValueError otherwise."""
-  path = os.fspath(path)
-  if path.endswith(".npy"):
-    try:
-      x = np.load(path, allow_pickle=False)
-    except Exception as e:
-      raise ValueError(f"not a readable .npy file ({type(e).__name__}: {e})") from None
-  else:
-    x = read_torch_tensor(path)
-  x = np.asarray(x)
-  while x.ndim > 2 and x.shape[0] == 1:  # Some loaders save (1, 1024, 128).
-    x = x[0]
-  if x.shape != FBANK_SHAPE or not np.issubdtype(x.dtype, np.floating):
-    raise ValueError(f"expected a float array of shape {FBANK_SHAPE}, got {x.dtype} {x.shape}")
-  return x.astype(np.float32)
-
-
-def num_fbank_frames(fbank: np.ndarray) -> int:
-  """Frames before the padding (trailing rows all equal to the padding value, or all 0)."""
-  pad = np.all(np.isclose(fbank, FBANK_PAD_VALUE, rtol=0, atol=1e-6), axis=1)
-  pad |= np.all(fbank == 0, axis=1)
-  real = len(fbank)
-  while real > 0 and pad[real - 1]:
-    real -= 1
-  return real
 
 
 # ----------------------------------------------------------------------------- split files
@@ -337,22 +194,12 @@ def read_split_csv(path: str | os.PathLike) -> list[tuple[str, str]]:
     ManualDirError: naming the file and line, for a row that is not `stem,CODE` with a
       CREMA-D clip name and its own emotion code, and for a repeated clip.
   """
-  try:
-    text = open(path, "rb").read().decode("utf-8-sig")
-  except UnicodeDecodeError as e:
-    raise ManualDirError(f"{path}: expected a UTF-8 text file of 'stem,LABEL' rows ({e})") from None
-  rows, first, seen = [], True, {}
-  for lineno, line in enumerate(text.splitlines(), 1):
-    if not line.strip():
-      continue
-    fields = [f.strip() for f in line.split(",")]
-    if first and len(fields) == 2 and parse_stem(fields[0]) is None \
-        and fields[1] not in EMOTIONS_SORTED:
-      first = False
-      continue  # A header line such as D&R's `name,label`.
-    first = False
+  header = lambda f: len(f) == 2 and parse_stem(f[0]) is None and f[1] not in EMOTIONS_SORTED
+  rows, seen = [], {}
+  for lineno, fields in manual.read_rows(path, ",", header=header, what="'stem,LABEL' rows"):
     where = f"{path}:{lineno}"
     if len(fields) != 2:
+      line = ",".join(fields)
       raise ManualDirError(f"{where}: expected 'stem,LABEL' (2 comma-separated fields), "
                            f"got {line!r}")
     stem, code = fields
@@ -472,35 +319,10 @@ PRESETS = (
 
 def parse_config(config) -> tuple[Any, dict[str, str]]:
   """`"ogm_ge:num_frames=2,image_size=112"` -> `("ogm_ge", {"num_frames": "2", ...})`."""
-  if not isinstance(config, str) or ":" not in config:
-    return config, {}
-  name, _, rest = config.partition(":")
-  options = {}
-  for item in filter(None, (s.strip() for s in rest.split(","))):
-    key, eq, value = item.partition("=")
-    if not eq or key.strip() not in _PIPELINE_KEYS:
-      raise ValueError(f"config {config!r}: expected pipeline options key=value with keys "
-                       f"{list(_PIPELINE_KEYS)}, got {item!r}")
-    options[key.strip()] = value.strip()
-  return name or None, options
+  return manual.parse_config(config, _PIPELINE_KEYS)
 
 
-def _as_bool(key, value):
-  if value.lower() in ("1", "true", "yes"):
-    return True
-  if value.lower() in ("0", "false", "no"):
-    return False
-  raise ValueError(f"{key}: expected true or false, got {value!r}")
-
-
-def _as_int(key, value):
-  try:
-    return int(value)
-  except ValueError:
-    raise ValueError(f"{key}: expected an integer, got {value!r}") from None
-
-
-class CremaD(_builder.ArrayRecordBuilder):
+class CremaD(manual.ManualBuilder):
   """CREMA-D from a manual directory; see the module docstring.
 
   Registered with TFDS as `mmbal_crema_d` (TFDS's catalog has an audio-only `crema_d`
@@ -519,31 +341,20 @@ class CremaD(_builder.ArrayRecordBuilder):
   the CREMA-D repository and Image-01-FPS/<stem>/*.jpg (OGM-GE's video_preprocessing.py);
   for the fbank configs audio/<stem>.pt or .npy and visual/<stem>/frame_000NN.jpg."""
 
+  MANUAL_NAME = "crema_d"
+  MANUAL_MARKER = "splits"
+  MANUAL_EXAMPLE = "crema_d/splits/train.csv"
+  PIPELINE_KEYS = _PIPELINE_KEYS
+
   def __init__(self, *, config=None, manual_dir=None, max_skipped_fraction: float = 0.05,
                **kwargs):
-    config, options = parse_config(config)
-    if not 0.0 <= max_skipped_fraction <= 1.0:
-      raise ValueError(f"max_skipped_fraction: expected a value in [0, 1], got "
-                       f"{max_skipped_fraction}")
-    self._manual_dir_arg = manual_dir
-    self._max_skipped_fraction = max_skipped_fraction
-    super().__init__(config=config, **kwargs)
-    c = self.builder_config
-    self.frame_options = frames.FrameOptions(
-        num_frames=_as_int("num_frames", options.get("num_frames", str(c.num_frames))),
-        image_size=_as_int("image_size", options.get("image_size", "224")),
-        layout=options.get("visual_layout", "frames"),
-        augment=_as_bool("augment", options.get("augment", "true")))
+    super().__init__(config=config, manual_dir=manual_dir,
+                     max_skipped_fraction=max_skipped_fraction, **kwargs)
+    options = self.pipeline_options
+    self.frame_options = manual.frame_options(options, self.builder_config.num_frames)
     self.audio_layout = options.get("audio_layout", "sequence")
     if self.audio_layout not in ("sequence", "image"):
       raise ValueError(f"audio_layout: expected 'sequence' or 'image', got {self.audio_layout!r}")
-
-  def download_and_prepare(self, *, download_config=None, **kwargs):
-    if self._manual_dir_arg is not None:
-      download_config = download_config or tfds.download.DownloadConfig()
-      if download_config.manual_dir is None:
-        download_config = dataclasses.replace(download_config, manual_dir=self._manual_dir_arg)
-    return super().download_and_prepare(download_config=download_config, **kwargs)
 
   def input_decoder(self) -> frames.Decoder:
     """Stored records -> `{"audio": [T, F] | [T, F, 1], "visual": [K, S, S, 3] | [S, S, 3K]}`."""
@@ -583,18 +394,6 @@ class CremaD(_builder.ArrayRecordBuilder):
 
   # ---------------------------------------------------------------- manual directory
 
-  def _root(self, dl_manager) -> str:
-    try:
-      manual = os.fspath(dl_manager.manual_dir)
-    except AssertionError:
-      where = dl_manager._manual_dir  # pylint: disable=protected-access
-      raise ManualDirError(
-          f"{where}: the manual directory is missing or empty; expected "
-          f"crema_d/splits/train.csv etc. there (or pass manual_dir=). Layout:\n"
-          f"{textwrap.dedent(self.MANUAL_DOWNLOAD_INSTRUCTIONS)}") from None
-    nested = os.path.join(manual, "crema_d")
-    return nested if os.path.isdir(os.path.join(nested, "splits")) else manual
-
   def _check_layout(self, root: str):
     c = self.builder_config
     problems = []
@@ -622,45 +421,19 @@ class CremaD(_builder.ArrayRecordBuilder):
     c = self.builder_config
     if c.audio == "wav":
       path = os.path.join(root, c.audio_dir, stem + ".wav")
-      if not os.path.isfile(path):
-        return None, f"missing audio: {path}"
-      with open(path, "rb") as f:
-        head = f.read(12)
-      if head[:4] not in (b"RIFF", b"RIFX", b"RF64") or head[8:12] != b"WAVE":
-        return None, f"malformed audio: {path} is not a RIFF/WAVE file"
-      return path, ""
-    npy = os.path.join(root, c.audio_dir, stem + ".npy")
-    pt = os.path.join(root, c.audio_dir, stem + ".pt")
-    if os.path.isfile(npy):
-      return npy, ""
-    if not os.path.isfile(pt):
-      return None, f"missing audio: neither {npy} nor {pt}"
-    if not zipfile.is_zipfile(pt) and importlib.util.find_spec("torch") is None:
-      raise ModuleNotFoundError(
-          f"{pt}: a legacy (non-zip) torch.save file; reading it needs the package 'torch' "
-          f"(pip install torch), or save the fbanks as .npy", name="torch")
-    return pt, ""
+      problem = manual.check_wav(path)
+      return (None if problem else path), problem
+    return manual.find_fbank(os.path.join(root, c.audio_dir), stem)
 
   def _frame_files(self, root: str, stem: str) -> tuple[list[str] | None, str]:
-    directory = os.path.join(root, self.builder_config.frames_dir, stem)
-    if not os.path.isdir(directory):
-      return None, f"missing frames: {directory}"
-    files = frames.list_frames(directory)
-    if not files:
-      return None, f"missing frames: no .jpg files in {directory}"
-    for f in files:
-      if not frames.looks_like_jpeg(f):
-        return None, f"malformed frame: {f} does not start with a JPEG marker"
-    return files, ""
+    return manual.check_frames(os.path.join(root, self.builder_config.frames_dir, stem))
 
   def _split_generators(self, dl_manager):
     root = self._root(dl_manager)
     self._check_layout(root)
     rows, validation = assign_splits(os.path.join(root, "splits"))
     self.info.metadata["validation"] = validation
-    self.info.metadata["skipped"] = {}
-    self.info.metadata["skipped_examples"] = {}
-    self.info.metadata["manual_dir"] = root
+    self._start_metadata(root)
     items = {}
     for split, split_rows in rows.items():
       kept, skips = [], {}
@@ -677,20 +450,6 @@ class CremaD(_builder.ArrayRecordBuilder):
       items[split] = kept
     return {split: self._generate_examples(split, kept, len(rows[split]))
             for split, kept in items.items()}
-
-  def _record_skips(self, split: str, skips: dict[str, list[str]], total: int):
-    skipped = self.info.metadata["skipped"].setdefault(split, {})
-    shown = self.info.metadata["skipped_examples"].setdefault(split, {})
-    for reason, entries in skips.items():
-      skipped[reason] = skipped.get(reason, 0) + len(entries)
-      shown[reason] = (shown.get(reason, []) + entries)[:_SHOWN_PER_REASON]
-      log.warning("crema_d %s: skipped %d clips (%s), e.g. %s", split, len(entries), reason,
-                  entries[0])
-    count = sum(skipped.values())
-    if count > self._max_skipped_fraction * total or count == total:
-      detail = "; ".join(f"{n} x {r} (e.g. {shown[r][0]})" for r, n in skipped.items())
-      raise ManualDirError(f"crema_d {split}: {count} of {total} clips skipped, more than "
-                           f"max_skipped_fraction={self._max_skipped_fraction}: {detail}")
 
   def _generate_examples(self, split, items, total):
     c = self.builder_config
@@ -710,18 +469,11 @@ class CremaD(_builder.ArrayRecordBuilder):
         skips.setdefault("malformed audio", []).append(
             f"{stem}: malformed audio: {audio_path}: {e}")
         continue
-      encoded = []
-      for path in frame_files:
-        with open(path, "rb") as f:
-          data = f.read()
-        try:
-          frames.check_image_bytes(data)
-        except ValueError as e:
-          skips.setdefault("malformed frame", []).append(f"{stem}: malformed frame: {path}: {e}")
-          break
-        encoded.append(data)
-      else:
-        example["frames"] = encoded
-        example["num_frames"] = len(encoded)
-        yield stem, example
+      encoded, problem = manual.read_frames(frame_files)
+      if encoded is None:
+        skips.setdefault("malformed frame", []).append(f"{stem}: {problem}")
+        continue
+      example["frames"] = encoded
+      example["num_frames"] = len(encoded)
+      yield stem, example
     self._record_skips(split, skips, total)
