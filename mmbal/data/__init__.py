@@ -1,7 +1,9 @@
 """Data layer: TFDS builders (registered on import) and grain input pipelines."""
 
+from mmbal.data._image_text import read_embeddings
 from mmbal.data._split import stratified_split
 from mmbal.data.crema_d import CremaD
+from mmbal.data.hateful_memes import HatefulMemes
 from mmbal.data.pipeline import DataSpec
 from mmbal.data.pipeline import DEFAULT_READ_OPTIONS
 from mmbal.data.pipeline import eval_batches
@@ -20,6 +22,7 @@ __all__ = [
     "CremaD",
     "DEFAULT_READ_OPTIONS",
     "DataSpec",
+    "HatefulMemes",
     "Source",
     "Splits",
     "SyntheticImbalance",
@@ -28,6 +31,7 @@ __all__ = [
     "UciMfeat",
     "eval_batches",
     "load",
+    "read_embeddings",
     "spec_from_builder",
     "steps_per_epoch",
     "stratified_split",

@@ -5,7 +5,8 @@ splits as `Source`s, with the validation split carved, stratified, from train.
 `train_iterator` gives checkpointable, per-process training batches and
 `eval_batches` gives padded, masked evaluation batches that score every example
 exactly once. Batches are dicts of numpy arrays:
-`{<modality>: float32 [B, ...], "label": int32 [B]}`, plus `"mask": bool [B]` for
+`{<modality>: float32 [B, ...], "label": int32 [B]}` (multi-label data sets:
+`"label": int32 [B, C]`, multi-hot; `DataSpec.task`), plus `"mask": bool [B]` for
 evaluation.
 """
 
@@ -24,6 +25,7 @@ from mmbal.data import _split
 from mmbal.data import frames
 # Imported for their side effect: registering the builders with TFDS.
 from mmbal.data import crema_d
+from mmbal.data import hateful_memes  # pylint: disable=unused-import
 from mmbal.data import synthetic_imbalance  # pylint: disable=unused-import
 from mmbal.data import uci_mfeat  # pylint: disable=unused-import
 
@@ -44,30 +46,60 @@ class DataSpec:
     modalities: name -> per-example shape, in the order the modalities are used.
     num_classes: labels lie in `[0, num_classes)`.
     split_sizes: split name -> number of examples.
+    task: `"classification"` (one class index per example, `label` int32 `[B]`) or
+      `"multilabel"` (a multi-hot int32 `label` `[B, num_classes]` of 0s and 1s).
   """
 
   modalities: dict[str, tuple[int, ...]]
   num_classes: int
   split_sizes: dict[str, int]
+  task: str = "classification"
+
+
+TASKS = ("classification", "multilabel")
 
 
 def spec_from_builder(builder: tfds.core.DatasetBuilder,
                       modalities: Sequence[str] | None = None) -> DataSpec:
-  """DataSpec of a builder's data; `modalities` picks which ones (default: all, stored order)."""
+  """DataSpec of a builder's data; `modalities` picks which ones (default: all, stored order).
+
+  The task is `info.metadata["task"]` when the builder sets it, else `"classification"`
+  for a `ClassLabel` label and `"multilabel"` for an integer label vector `[C]`.
+  Features of dynamic shape (`None` dims) take their shape from `info.metadata["shapes"]`.
+  """
   features = builder.info.features
   label = features["label"] if features is not None and "label" in features else None
-  if not isinstance(label, tfds.features.ClassLabel):
-    raise ValueError(f"label: expected a tfds.features.ClassLabel feature 'label' in "
-                     f"{builder.name}, got {label!r}")
   metadata = builder.info.metadata or {}
+  task, num_classes = _label_task(builder.name, label, metadata.get("task"))
   available = list(metadata.get("modalities") or [k for k in features if k != "label"])
   names = _select_modalities(available, modalities)
   decoder = frames.input_decoder(builder)  # Builders storing encoded media decode in the pipeline.
-  shapes = decoder.shapes if decoder is not None else {n: features[n].shape for n in names}
+  if decoder is not None:
+    shapes = decoder.shapes
+  else:
+    stored = metadata.get("shapes") or {}
+    shapes = {n: stored[n] if None in tuple(features[n].shape) and n in stored
+              else features[n].shape for n in names}
   return DataSpec(
       modalities={n: tuple(shapes[n]) for n in names},
-      num_classes=label.num_classes,
-      split_sizes={k: v.num_examples for k, v in builder.info.splits.items()})
+      num_classes=num_classes,
+      split_sizes={k: v.num_examples for k, v in builder.info.splits.items()},
+      task=task)
+
+
+def _label_task(name: str, label, task: str | None) -> tuple[str, int]:
+  """(task, num_classes) of a builder's `label` feature, checked against its metadata."""
+  if task is not None and task not in TASKS:
+    raise ValueError(f"task: expected one of {list(TASKS)} in {name}'s metadata, got {task!r}")
+  if isinstance(label, tfds.features.ClassLabel) and task in (None, "classification"):
+    return "classification", label.num_classes
+  shape = tuple(getattr(label, "shape", ()) or ())
+  if (isinstance(label, tfds.features.Tensor) and len(shape) == 1 and shape[0]
+      and np.issubdtype(np.dtype(label.np_dtype), np.integer) and task in (None, "multilabel")):
+    return "multilabel", int(shape[0])
+  raise ValueError(f"label: expected a tfds.features.ClassLabel feature 'label' in {name} "
+                   f"(task 'classification') or an integer Tensor of shape [num_classes] "
+                   f"(task 'multilabel'), got {label!r}" + (f" with task {task!r}" if task else ""))
 
 
 def _select_modalities(available: list[str], requested) -> list[str]:
@@ -205,13 +237,13 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
                      f"found {sorted(spec.split_sizes)}")
   train_records = builder.as_data_source("train")
   test_records = builder.as_data_source("test")
-  train_labels = _checked_labels(train_records, spec.num_classes, "train")
-  _checked_labels(test_records, spec.num_classes, "test")
+  train_labels = _checked_labels(train_records, spec.num_classes, "train", spec.task)
+  _checked_labels(test_records, spec.num_classes, "test", spec.task)
   names, decoder = list(spec.modalities), frames.input_decoder(builder)
 
   if "validation" in spec.split_sizes:  # The builder's own validation split.
     val_records = builder.as_data_source("validation")
-    _checked_labels(val_records, spec.num_classes, "validation")
+    _checked_labels(val_records, spec.num_classes, "validation", spec.task)
     val_source = Source(val_records, np.arange(len(val_records)), names, "validation", decoder)
     train_idx = np.arange(len(train_records))
   else:
@@ -220,7 +252,9 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
       raise ValueError(f"val_fraction: {val_fraction} of {len(train_labels)} train examples "
                        f"gives {num_val} validation examples; expected at least 1 validation "
                        f"and 1 remaining train example")
-    val_idx, train_idx = _split.stratified_split(train_labels, num_val, seed)
+    strata = (train_labels if spec.task == "classification" else  # Multi-label: by label set.
+              np.unique(train_labels, axis=0, return_inverse=True)[1].reshape(-1))
+    val_idx, train_idx = _split.stratified_split(strata, num_val, seed)
     val_source = Source(train_records, val_idx, names, "validation", decoder)
   splits = dict(train=Source(train_records, train_idx, names, "train", decoder),
                 validation=val_source,
@@ -232,9 +266,19 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   return Splits(spec=spec, builder=builder, **splits)
 
 
-def _checked_labels(records, num_classes: int, split: str) -> np.ndarray:
-  """All labels of a TFDS split, checked to be in range."""
+def _checked_labels(records, num_classes: int, split: str,
+                    task: str = "classification") -> np.ndarray:
+  """All labels of a TFDS split, checked: in range, or multi-hot 0/1 vectors `[num_classes]`."""
   labels = np.array([r["label"] for r in records.__getitems__(list(range(len(records))))])
+  if task == "multilabel":
+    if labels.ndim != 2 or labels.shape[1] != num_classes:
+      raise ValueError(f"label: expected multi-hot vectors of width {num_classes} in split "
+                       f"'{split}', got labels of shape {labels.shape}")
+    bad = labels[(labels != 0) & (labels != 1)]
+    if bad.size:
+      raise ValueError(f"label: expected multi-hot values 0 or 1 in split '{split}', found "
+                       f"{sorted(set(bad.tolist()))}")
+    return labels
   bad = labels[(labels < 0) | (labels >= num_classes)]
   if bad.size:
     raise ValueError(f"label: expected values in [0, {num_classes}) in split '{split}', "

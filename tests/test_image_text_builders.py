@@ -1,0 +1,370 @@
+"""Tests of the image-text builders (Hateful Memes, UPMC Food-101, MM-IMDb) and the
+precomputed-embeddings format (`mmbal.data._image_text`).
+
+Each fixture writes ~10 synthetic examples in the exact upstream layout (file names,
+jsonl / CSV / JSON quirks as in the reference notes) plus embeddings in mmbal's format
+(`embeddings/ids.txt` + `image.npy` + `text.npy`, or `embeddings/embeddings.npz`); no
+real content.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+import mmbal.data
+from mmbal.data import _image_text
+from mmbal.data import hateful_memes
+from mmbal.data.manual import ManualDirError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGE_DIM, TEXT_DIM = 8, 6
+
+
+def write_embeddings(directory, ids, *, form="npy", text_dtype=np.float16, extra=("unused",)):
+  """Embeddings for `ids` (+ unused extra rows) in mmbal's format; returns {id: (image, text)}."""
+  os.makedirs(directory, exist_ok=True)
+  all_ids = list(ids) + list(extra)
+  rng = np.random.default_rng(len(all_ids))
+  image = rng.normal(size=(len(all_ids), IMAGE_DIM)).astype(np.float32)
+  text = rng.normal(size=(len(all_ids), TEXT_DIM)).astype(text_dtype)
+  if form == "npy":
+    np.save(f"{directory}/image.npy", image)
+    np.save(f"{directory}/text.npy", text)
+    with open(f"{directory}/ids.txt", "w") as f:
+      f.write("".join(f"{i}\n" for i in all_ids))
+  else:
+    np.savez(f"{directory}/embeddings.npz", ids=np.array(all_ids), image=image, text=text)
+  return {str(i): (image[r], text[r].astype(np.float32)) for r, i in enumerate(all_ids)}
+
+
+def _records(builder, split):
+  source = builder.as_data_source(split)
+  return {r["id"].decode(): r for r in source.__getitems__(list(range(len(source))))}
+
+
+def _build(name, data_dir, manual_dir, **kwargs):
+  builder = tfds.builder(name, data_dir=str(data_dir), manual_dir=str(manual_dir), **kwargs)
+  builder.download_and_prepare()
+  return builder
+
+
+def _copy(manual, tmp_path, name):
+  shutil.copytree(manual, tmp_path / "manual")
+  return str(tmp_path / "manual"), str(tmp_path / "manual" / name)
+
+
+def _check_loaded(data, sizes, num_classes, task="classification", label_shape=()):
+  assert data.spec.modalities == {"image": (IMAGE_DIM,), "text": (TEXT_DIM,)}
+  assert data.spec.num_classes == num_classes and data.spec.task == task
+  assert data.spec.split_sizes == sizes
+  batches = list(mmbal.data.train_iterator(data.train, 2, seed=0, num_epochs=1, shard_index=0,
+                                           shard_count=1))
+  assert len(batches) == sizes["train"] // 2
+  for b in batches:
+    assert b["image"].shape == (2, IMAGE_DIM) and b["image"].dtype == np.float32
+    assert b["text"].shape == (2, TEXT_DIM) and b["text"].dtype == np.float32
+    assert b["label"].shape == (2,) + label_shape and b["label"].dtype == np.int32
+  for split in ("validation", "test"):
+    (batch,) = mmbal.data.eval_batches(data[split], 4, shard_index=0, shard_count=1)
+    n = sizes[split]
+    assert batch["mask"].tolist() == [True] * n + [False] * (4 - n)
+    assert batch["image"].shape == (4, IMAGE_DIM) and batch["label"].shape == (4,) + label_shape
+    assert not batch["image"][n:].any() and not batch["label"][n:].any()
+
+
+# ----------------------------------------------------------------------------- embeddings format
+
+
+def test_normalize_id():
+  assert [_image_text.normalize_id(x) for x in (1235, "01235", b"0000001", " a.jpg ", np.int64(7))] \
+      == ["1235", "1235", "1", "a.jpg", "7"]
+
+
+def test_embeddings_npy_and_npz_forms(tmp_path):
+  ids = ["01235", "7", "x/y.jpg"]
+  expected = write_embeddings(tmp_path / "a", ids)
+  write_embeddings(tmp_path / "b", [1235, 7, 9], form="npz", extra=())
+  for directory in ("a", "b"):
+    e = _image_text.read_embeddings(str(tmp_path / directory))
+    assert e.dims == {"image": IMAGE_DIM, "text": TEXT_DIM}
+    assert e.row(["1235"]) == 0 and e.row(["nope", "7"]) == 1 and e.row(["nope"]) is None
+  e = _image_text.read_embeddings(str(tmp_path / "a"))
+  np.testing.assert_array_equal(e.vector("image", 2), expected["x/y.jpg"][0])
+  assert e.vector("text", 2).dtype == np.float32
+
+
+def _emb_dir(tmp_path, **arrays):
+  """An embeddings dir of 3 ids with the given arrays replaced."""
+  d = tmp_path / "emb"
+  write_embeddings(d, ["a", "b", "c"], extra=())
+  for name, value in arrays.items():
+    if name == "ids":
+      (d / "ids.txt").write_text(value)
+    else:
+      np.save(d / f"{name}.npy", value)
+  return str(d)
+
+
+@pytest.mark.parametrize("arrays,message", [
+    (dict(image=np.zeros((2, 4), np.float32)), r"image.npy: 2 rows, but .*ids.txt has 3 ids"),
+    (dict(text=np.zeros((3, 4), np.int64)), r"text.npy: expected float text embeddings .*int64"),
+    (dict(image=np.zeros(3, np.float32)), r"image.npy: expected a 2-D array \[N, D\]"),
+    (dict(ids="a\n\nc\n"), r"ids.txt:2: empty line"),
+    (dict(ids="a\nb\na\n"), r"ids.txt:3: id 'a' repeats .*ids.txt:1"),
+    (dict(ids="1\nb\n001\n"), r"ids.txt:3: id '001' repeats .*ids.txt:1"),
+])
+def test_embedding_format_errors(tmp_path, arrays, message):
+  with pytest.raises(ManualDirError, match=message):
+    _image_text.read_embeddings(_emb_dir(tmp_path, **arrays))
+
+
+def test_embedding_file_errors(tmp_path):
+  with pytest.raises(ManualDirError, match=r"emb: missing; expected the precomputed embeddings"):
+    _image_text.read_embeddings(str(tmp_path / "emb"))
+  d = _emb_dir(tmp_path)
+  os.remove(f"{d}/text.npy")
+  with pytest.raises(ManualDirError, match=r"text.npy: missing; expected a float array"):
+    _image_text.read_embeddings(d)
+  np.savez(f"{d}/embeddings.npz", ids=np.array(["a"]), image=np.zeros((1, 2)))
+  with pytest.raises(ManualDirError, match=r"holds both embeddings.npz and ids.txt"):
+    _image_text.read_embeddings(d)
+  for f in ("ids.txt", "image.npy"):
+    os.remove(f"{d}/{f}")
+  with pytest.raises(ManualDirError, match=r"embeddings.npz: no array \['text'\]"):
+    _image_text.read_embeddings(d)
+  np.savez(f"{d}/embeddings.npz", ids=np.array([object()], dtype=object), image=np.zeros((1, 2)),
+           text=np.zeros((1, 2)))
+  with pytest.raises(ManualDirError, match=r"embeddings.npz: not a readable .npz"):
+    _image_text.read_embeddings(d)
+  (tmp_path / "bad").mkdir()
+  for name in ("ids.txt", "image.npy", "text.npy"):
+    (tmp_path / "bad" / name).write_text("a\n")
+  with pytest.raises(ManualDirError, match=r"image.npy: not a readable .npy file"):
+    _image_text.read_embeddings(str(tmp_path / "bad"))
+
+
+def test_non_finite_used_rows_name_the_file_and_id(tmp_path):
+  image = np.zeros((3, 4), np.float32)
+  image[1, 2] = np.nan
+  e = _image_text.read_embeddings(_emb_dir(tmp_path, image=image))
+  e.check_finite({0: "id-a", 2: "id-c"})  # Row 1 is not used: fine.
+  with pytest.raises(ManualDirError, match=r"image.npy: the image embedding of id id-b \(row 1\) "
+                                           r"has NaN or inf"):
+    e.check_finite({0: "id-a", 1: "id-b"})
+
+
+# ----------------------------------------------------------------------------- Hateful Memes
+
+HM_IDS = [1235, 42953, 10398, 5643, 83745, 1, 99999, 31024, 7, 50432]
+HM_FILES = {"train.jsonl": HM_IDS[:5], "dev_seen.jsonl": HM_IDS[5:7],
+            "dev_unseen.jsonl": HM_IDS[6:8], "test_seen.jsonl": HM_IDS[8:9],
+            "test_unseen.jsonl": HM_IDS[9:]}
+
+
+def write_hateful_memes(root):
+  """The upstream layout: five jsonl files (test_unseen unlabelled), img/NNNNN.png."""
+  os.makedirs(f"{root}/img", exist_ok=True)
+  for name, ids in HM_FILES.items():
+    lines = []
+    for k, i in enumerate(ids):
+      row = {"id": i, "img": f"img/{i:05d}.png", "text": f"meme text {i}, \"quoted\""}
+      if name == "train.jsonl" and k == 1:
+        row["id"] = f"{i:05d}"  # Some copies write the id as a string.
+      if name != "test_unseen.jsonl":
+        row["label"] = i % 2
+      lines.append(json.dumps(row))
+    if name == "train.jsonl":  # BOM, CRLF and a blank line.
+      with open(f"{root}/{name}", "w", newline="", encoding="utf-8-sig") as f:
+        f.write("\r\n".join(lines[:2] + [""] + lines[2:]) + "\r\n")
+    else:
+      with open(f"{root}/{name}", "w") as f:
+        f.write("\n".join(lines) + "\n")
+  for i in HM_IDS:
+    Image.fromarray(np.full((12, 12, 3), i % 255, np.uint8)).save(f"{root}/img/{i:05d}.png")
+  # Embedding ids as the user's loop over img/ may write them: zero-padded.
+  return write_embeddings(f"{root}/embeddings", [f"{i:05d}" for i in HM_IDS])
+
+
+@pytest.fixture(scope="module")
+def hm_manual(tmp_path_factory):
+  path = tmp_path_factory.mktemp("hm_manual")
+  vectors = write_hateful_memes(path / "hateful_memes")
+  return str(path), {str(int(k)): v for k, v in vectors.items() if k != "unused"}
+
+
+@pytest.fixture(scope="module")
+def hm_data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("hm_tfds")
+
+
+@pytest.fixture(scope="module")
+def hm(hm_manual, hm_data_dir):
+  return _build("hateful_memes", hm_data_dir, hm_manual[0])
+
+
+def test_hateful_memes_builder(hm, hm_manual):
+  _, vectors = hm_manual
+  assert {k: v.num_examples for k, v in hm.info.splits.items()} == {
+      "train": 5, "validation": 2, "test": 1, "dev_unseen": 2}
+  meta = hm.info.metadata
+  assert "rows without a label" in meta["left_out"]["test_unseen"]
+  assert meta["validation"]["source"] == "dev_seen.jsonl"
+  assert meta["shapes"] == {"image": [IMAGE_DIM], "text": [TEXT_DIM]}
+  assert meta["task"] == "classification" and meta["class_names"] == ["not_hateful", "hateful"]
+  assert meta["embeddings"]["unused_rows"] == 2  # "unused" and the left-out test_unseen row
+  assert all(not v for v in meta["skipped"].values())
+  assert hm.info.features["label"].names == ["not_hateful", "hateful"]
+  expected = {"train": HM_IDS[:5], "validation": HM_IDS[5:7], "test": HM_IDS[8:9],
+              "dev_unseen": HM_IDS[6:8]}
+  for split, ids in expected.items():
+    records = _records(hm, split)
+    assert sorted(records) == sorted(str(i) for i in ids)
+    for key, r in records.items():
+      i = int(key)
+      assert r["label"] == i % 2
+      assert r["raw_text"].decode() == f"meme text {i}, \"quoted\""
+      assert r["image_file"].decode() == f"img/{i:05d}.png"
+      np.testing.assert_array_equal(r["image"], vectors[key][0])
+      np.testing.assert_array_equal(r["text"], vectors[key][1])
+      assert r["image"].dtype == np.float32 and r["text"].dtype == np.float32
+
+
+def test_hateful_memes_load(hm, hm_manual, hm_data_dir):
+  del hm
+  data = mmbal.data.load("hateful_memes", data_dir=str(hm_data_dir), manual_dir=hm_manual[0])
+  _check_loaded(data, {"train": 5, "validation": 2, "test": 1}, 2)
+  data = mmbal.data.load("hateful_memes", data_dir=str(hm_data_dir), manual_dir=hm_manual[0],
+                         modalities=("text",), in_memory=True)
+  assert list(data.spec.modalities) == ["text"] and data.train.to_numpy()["text"].shape == (5, 6)
+
+
+def test_hateful_memes_npz_embeddings(tmp_path, hm_manual, hm):
+  manual_dir, root = _copy(hm_manual[0], tmp_path, "hateful_memes")
+  shutil.rmtree(f"{root}/embeddings")
+  vectors = write_embeddings(f"{root}/embeddings", HM_IDS, form="npz")  # Integer ids.
+  builder = _build("hateful_memes", tmp_path / "d", manual_dir)
+  assert builder.info.metadata["embeddings"]["files"]["ids"].endswith("embeddings.npz (ids)")
+  for key, r in _records(builder, "train").items():
+    np.testing.assert_array_equal(r["image"], vectors[key][0])
+  assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+      k: v.num_examples for k, v in hm.info.splits.items()}
+
+
+def test_hateful_memes_jsonl_errors(tmp_path):
+  path = tmp_path / "x.jsonl"
+  for text, message in [
+      ('{"id": 1, "text": "a", "label": 0}\n{"id": 2, "text": "b", "label": 0\n',
+       r"x.jsonl:2: expected a JSON object per line"),
+      ('[1, 2]\n', r"x.jsonl:1: expected a JSON object per line, got list"),
+      ('{"id": "1a", "text": "a"}\n', r"x.jsonl:1: expected 'id' a non-negative integer"),
+      ('{"id": 1, "label": 0}\n', r"x.jsonl:1: expected 'text' a string"),
+      ('{"id": 1, "text": "a", "label": 2}\n', r"x.jsonl:1: expected 'label' 0 .* or 1"),
+      ('{"id": 1, "text": "a", "label": true}\n', r"x.jsonl:1: expected 'label' 0 .* or 1")]:
+    path.write_text(text)
+    with pytest.raises(ManualDirError, match=message):
+      hateful_memes.read_jsonl(str(path))
+  path.write_text('{"id": "01235", "text": "t"}\n')
+  assert hateful_memes.read_jsonl(str(path)) == [
+      (1, dict(id=1235, text="t", img="img/01235.png", label=None))]
+
+
+def test_hateful_memes_manual_dir_errors(tmp_path, hm_manual):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(ManualDirError, match="manual directory is missing or empty"):
+    _build("hateful_memes", tmp_path / "d0", empty)
+  manual_dir, root = _copy(hm_manual[0], tmp_path, "hateful_memes")
+  os.remove(f"{root}/test_seen.jsonl")
+  os.remove(f"{root}/embeddings/text.npy")
+  with pytest.raises(ManualDirError) as error:
+    _build("hateful_memes", tmp_path / "d1", manual_dir)
+  assert f"{root}/test_seen.jsonl: missing; expected the test rows" in str(error.value)
+  assert f"{root}/embeddings/text.npy: missing" in str(error.value)
+  # An unlabelled test file (the phase-1 release) is an error, not a silent skip.
+  shutil.copy(f"{root}/test_unseen.jsonl", f"{root}/test_seen.jsonl")
+  np.save(f"{root}/embeddings/text.npy", np.zeros((11, TEXT_DIM), np.float32))
+  with pytest.raises(ManualDirError, match=r"test_seen.jsonl:1: no 'label'; the test split needs"):
+    _build("hateful_memes", tmp_path / "d2", manual_dir)
+  # Validation rows that are also train rows.
+  shutil.copy(f"{root}/dev_seen.jsonl", f"{root}/test_seen.jsonl")
+  with pytest.raises(ManualDirError, match=r"dev_seen.jsonl and .*test_seen.jsonl: 2 ids in both"):
+    _build("hateful_memes", tmp_path / "d3", manual_dir)
+
+
+def test_hateful_memes_skips_and_embedding_errors(tmp_path, hm_manual):
+  manual_dir, root = _copy(hm_manual[0], tmp_path, "hateful_memes")
+  ids = (open(f"{root}/embeddings/ids.txt").read().split())
+  with open(f"{root}/embeddings/ids.txt", "w") as f:  # 01235 (train) has no embedding now.
+    f.write("".join(f"{i}\n" for i in ["zzz" if i == "01235" else i for i in ids]))
+  with open(f"{root}/train.jsonl", "a") as f:  # A repeated row.
+    f.write(json.dumps({"id": 10398, "img": "img/10398.png", "text": "again", "label": 0}) + "\n")
+  with pytest.raises(ManualDirError, match=r"hateful_memes train: 2 of 6 clips skipped, more than "
+                                           r"max_skipped_fraction=0.05: 1 x duplicate id .*1 x "
+                                           r"missing embedding \(e.g. 1235: .*id 1235 is not in "
+                                           r".*ids.txt"):
+    _build("hateful_memes", tmp_path / "d0", manual_dir)
+  builder = _build("hateful_memes", tmp_path / "d1", manual_dir, max_skipped_fraction=0.5)
+  assert builder.info.metadata["skipped"]["train"] == {"duplicate id": 1, "missing embedding": 1}
+  assert sorted(_records(builder, "train")) == sorted(str(i) for i in HM_IDS[1:5])
+  image = np.load(f"{root}/embeddings/image.npy")
+  image[ids.index("00007"), 0] = np.inf  # The test example.
+  np.save(f"{root}/embeddings/image.npy", image)
+  with pytest.raises(ManualDirError, match=r"image.npy: the image embedding of id 7 \(row 8\) has "
+                                           r"NaN or inf"):
+    _build("hateful_memes", tmp_path / "d2", manual_dir, max_skipped_fraction=0.5)
+
+
+def test_hateful_memes_config_trains_end_to_end(tmp_path, hm_manual):
+  from mmbal.train import config as train_config  # pylint: disable=import-outside-toplevel
+  from mmbal.train.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  data_dir = tmp_path / "tfds"
+  (data_dir / "downloads").mkdir(parents=True)
+  os.symlink(hm_manual[0], data_dir / "downloads" / "manual")  # TFDS's default manual dir.
+  c = train_config.load_config(f"{ROOT}/configs/hateful_memes/joint.py")
+  train_config.apply_overrides(c, [f"data.data_dir={data_dir}", "train.batch_size=2",
+                                   "train.num_epochs=1", "eval.batch_size=2", "mesh.data=2",
+                                   "log.progress=False"])
+  train_and_evaluate(c, tmp_path / "run")
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert set(results["test"]["unimodal"]) == {"image", "text"}
+  assert 0.0 <= results["test"]["fused"]["accuracy"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- multi-label spec
+
+
+class _Records:
+  def __init__(self, labels):
+    self.labels = labels
+
+  def __len__(self):
+    return len(self.labels)
+
+  def __getitems__(self, idx):
+    return [{"label": np.asarray(self.labels[i])} for i in idx]
+
+
+def test_label_checks_and_task():
+  from mmbal.data import pipeline  # pylint: disable=import-outside-toplevel
+  multi = _Records([[0, 1, 1], [1, 0, 0]])
+  assert pipeline._checked_labels(multi, 3, "train", "multilabel").shape == (2, 3)
+  with pytest.raises(ValueError, match=r"multi-hot vectors of width 4 in split 'train'"):
+    pipeline._checked_labels(multi, 4, "train", "multilabel")
+  with pytest.raises(ValueError, match=r"multi-hot values 0 or 1 in split 'test', found \[2\]"):
+    pipeline._checked_labels(_Records([[0, 2, 1]]), 3, "test", "multilabel")
+  with pytest.raises(ValueError, match=r"values in \[0, 2\) in split 'train', found \[2\]"):
+    pipeline._checked_labels(_Records([0, 2]), 2, "train")
+  tensor = tfds.features.Tensor(shape=(23,), dtype=np.int32)
+  assert pipeline._label_task("x", tensor, None) == ("multilabel", 23)
+  assert pipeline._label_task("x", tensor, "multilabel") == ("multilabel", 23)
+  assert pipeline._label_task("x", tfds.features.ClassLabel(num_classes=4), None) == (
+      "classification", 4)
+  with pytest.raises(ValueError, match="an integer Tensor of shape"):
+    pipeline._label_task("x", tensor, "classification")
+  with pytest.raises(ValueError, match=r"task: expected one of \['classification', 'multilabel'\]"):
+    pipeline._label_task("x", tensor, "regression")
