@@ -26,6 +26,7 @@ from mmbal.data import frames
 # Imported for their side effect: registering the builders with TFDS.
 from mmbal.data import crema_d
 from mmbal.data import hateful_memes  # pylint: disable=unused-import
+from mmbal.data import kinetics_sounds  # pylint: disable=unused-import
 from mmbal.data import synthetic_imbalance  # pylint: disable=unused-import
 from mmbal.data import uci_mfeat  # pylint: disable=unused-import
 

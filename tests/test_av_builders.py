@@ -1,0 +1,292 @@
+"""Tests of the audio-visual builders: Kinetics-Sounds, AVE, VGGSound, UCF-101.
+
+Each fixture generator writes ~10 synthetic clips in the exact upstream layout of
+`../shared/reference/datasets.md` (list and CSV formats with their quirks, file names,
+array shapes and dtypes); no real content. Shared writers: `jpg`, `wav`.
+"""
+
+import os
+import shutil
+import wave
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+import mmbal.data
+from mmbal.data import audio_features
+from mmbal.data import frames
+from mmbal.data import kinetics_sounds as ks
+from mmbal.data import manual
+from mmbal.train import config as train_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ----------------------------------------------------------------------------- shared writers
+
+
+def jpg(path, rng, size=(64, 48), mode="RGB"):
+  """A random JPEG of `size` (width, height), RGB or grey ("L")."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+  Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(path)
+
+
+def wav(path, seconds, rng, rate=16000, tone=None):
+  """16-bit PCM mono WAV: noise, or a sine of frequency `tone`."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  n = int(rate * seconds)
+  x = (np.sin(2 * np.pi * tone * np.arange(n) / rate) if tone else rng.standard_normal(n))
+  with wave.open(str(path), "wb") as w:
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(rate)
+    w.writeframes((0.1 * x * 32767).astype("<i2").tobytes())
+
+
+def write(path, text, **kwargs):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w", newline="", **kwargs) as f:
+    f.write(text)
+  return str(path)
+
+
+def records(builder, split):
+  """{id: record} of a prepared split (the id feature is named `id`)."""
+  source = builder.as_data_source(split)
+  return {r["id"].decode(): r for r in source.__getitems__(list(range(len(source))))}
+
+
+def build(name, config, data_dir, manual_dir, **kwargs):
+  builder = tfds.builder(name, config=config, data_dir=str(data_dir), manual_dir=str(manual_dir),
+                         **kwargs)
+  builder.download_and_prepare()
+  return builder
+
+
+def check_pipeline(data, modalities, batch=2):
+  """train_iterator / eval_batches give float batches of the spec's shapes, masks on padding."""
+  assert data.spec.modalities == modalities
+  it = mmbal.data.train_iterator(data.train, batch, seed=0, num_epochs=1, shard_index=0,
+                                 shard_count=1)
+  first = next(it)
+  for name, shape in modalities.items():
+    assert first[name].shape == (batch,) + shape and first[name].dtype == np.float32
+  assert first["label"].dtype == np.int32
+  n = len(data.test)
+  evals = list(mmbal.data.eval_batches(data.test, n + 1, shard_index=0, shard_count=1))
+  assert len(evals) == 1 and evals[0]["mask"].tolist() == [True] * n + [False]
+  for name, shape in modalities.items():
+    assert evals[0][name].shape == (n + 1,) + shape and not evals[0][name][n:].any()
+
+
+def check_config(path, builder_name, data_dir, modalities):
+  """A joint.py config checks, names the builder, and its pipeline options give images."""
+  c = train_config.load_config(f"{ROOT}/{path}")
+  train_config.check_config(c)
+  assert tuple(c.data.modalities) == modalities and c.model.image_encoder == "resnet18"
+  builder = tfds.builder(builder_name, config=c.data.builder_config, data_dir=str(data_dir))
+  shapes = frames.input_decoder(builder).shapes
+  assert all(len(shapes[m]) == 3 for m in modalities)  # [H, W, C] images for the ResNets.
+  return c
+
+
+# ----------------------------------------------------------------------------- Kinetics-Sounds
+
+KS_IDS = [f"fixKS{i:06d}_000010_000020" for i in range(8)] + ["fixKS000008_25", "fixKS000009_7"]
+KS_LABELS = [i % 31 for i in range(10)]
+KS_MISSING = KS_IDS[9]          # No frame directory: skipped.
+KS_PT, KS_WAV = KS_IDS[1], KS_IDS[2]
+
+
+def write_kinetics_sounds(root):
+  """OGM-GE's layout: LF `{id},10,{label}` lists, (1024, 128) fbanks, frame_0000{1..9}.jpg.
+
+  One fbank is a torch.save file, one clip has a WAV instead; the last clip has no frames.
+  Under `lists/ks34/`: BalanceBenchmark-style space-separated lists with a BOM, CRLF, a
+  header line, named labels and class_names.txt.
+  """
+  from test_crema_d import torch_save  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  os.makedirs(f"{root}/audio", exist_ok=True)
+  for i, vid in enumerate(KS_IDS):
+    fb = np.full((1024, 128), 4.503877 / (2 * 5.141276), np.float32)
+    fb[:998] = rng.standard_normal((998, 128))     # A 10-s clip: 998 real frames.
+    if vid == KS_PT:
+      torch_save(f"{root}/audio/{vid}.pt", fb)
+    elif vid == KS_WAV:
+      wav(f"{root}/audio/{vid}.wav", 3, rng, tone=1000)
+    else:
+      np.save(f"{root}/audio/{vid}.npy", fb)
+    if vid != KS_MISSING:
+      for t in range(1, 10):
+        jpg(f"{root}/visual/{vid}/frame_0000{t}.jpg", rng)
+  line = lambda i: f"{KS_IDS[i]},10,{KS_LABELS[i]}\n"
+  write(f"{root}/lists/my_train.txt", "".join(line(i) for i in range(6)))
+  write(f"{root}/lists/my_test.txt", "".join(line(i) for i in range(6, 10)))
+  names = [f"class {k}" for k in range(34)]
+  write(f"{root}/lists/ks34/class_names.txt", "".join(n + "\r\n" for n in names))
+  row = lambda i: f"{KS_IDS[i]} 10 {names[33 - i]}\r\n"
+  write(f"{root}/lists/ks34/my_train.txt", "name duration label\r\n" +
+        "".join(row(i) for i in range(5)), encoding="utf-8-sig")
+  write(f"{root}/lists/ks34/my_val.txt", row(5), encoding="utf-8-sig")
+  write(f"{root}/lists/ks34/my_test.txt", "".join(row(i) for i in range(6, 9)),
+        encoding="utf-8-sig")
+
+
+@pytest.fixture(scope="module")
+def ks_manual(tmp_path_factory):
+  path = tmp_path_factory.mktemp("ks_manual")
+  write_kinetics_sounds(path / "kinetics_sounds")
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def ks_data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("ks_tfds")
+
+
+@pytest.fixture(scope="module")
+def ks31(ks_manual, ks_data_dir):
+  return build("kinetics_sounds", "ks31", ks_data_dir, ks_manual, max_skipped_fraction=0.3)
+
+
+def test_ks_lists(tmp_path):
+  rows, repeated = ks.read_list(write(tmp_path / "a.txt", "a_1,10,3\r\nb_2,10,30\r\na_1,10,3\n"),
+                                31)
+  assert rows == [("a_1", 3), ("b_2", 30)] and repeated == 1
+  rows, _ = ks.read_list(write(tmp_path / "b.txt", "id label\na_1 10 4\nb_2 7\n",
+                               encoding="utf-8-sig"), 31)
+  assert rows == [("a_1", 4), ("b_2", 7)]
+  for text, message in [
+      ("a_1,10,31\n", r"c.txt:1: expected a label an integer in \[0, 31\), got '31'; "
+                      r"a list with more classes needs config ks32 or ks34"),
+      ("a_1,10,3\nb_2\n", r"c.txt:2: expected '\{id\},10,\{label\}'"),
+      ("a_1,10,3\nb_2,10,x\n", r"c.txt:2: expected a label an integer"),
+      ("header,line\n", r"c.txt: expected '\{id\},10,\{label\}' rows, found none")]:
+    with pytest.raises(manual.ManualDirError, match=message):
+      ks.read_list(write(tmp_path / "c.txt", text), 31)
+
+
+def test_ks_validation_is_carved_from_train_by_a_fixed_rule(tmp_path):
+  ids = [f"v{i:03d}" for i in range(100)]
+  write(tmp_path / "my_train.txt", "".join(f"{v},10,{i % 5}\n" for i, v in enumerate(ids)))
+  write(tmp_path / "my_test.txt", "t1,10,0\nt2,10,1\n")
+  rows, info, _ = ks.assign_splits(str(tmp_path), 31)
+  val = [v for v, _ in rows["validation"]]
+  assert info["source"] == "carved" and len(val) == 10 and len(rows["train"]) == 90
+  val_idx, _ = mmbal.data.stratified_split(np.arange(100) % 5, 10, seed=0)
+  assert val == [ids[i] for i in val_idx]
+  assert not set(val) & {v for v, _ in rows["test"]}
+  write(tmp_path / "my_val.txt", "t1,10,0\n")
+  with pytest.raises(manual.ManualDirError, match="my_val.txt: 1 clips of my_test.txt"):
+    ks.assign_splits(str(tmp_path), 31)
+
+
+def test_ks31_builder(ks31, ks_manual):
+  splits = {k: v.num_examples for k, v in ks31.info.splits.items()}
+  assert splits == {"train": 5, "validation": 1, "test": 3}   # 6 / 4 rows, 1 carved, 1 skipped.
+  meta = ks31.info.metadata
+  assert meta["validation"]["source"] == "carved"
+  assert meta["skipped"] == {"train": {}, "validation": {}, "test": {"missing frames": 1}}
+  assert KS_MISSING in meta["skipped_examples"]["test"]["missing frames"][0]
+  assert ks31.info.features["label"].num_classes == 31
+  root = f"{ks_manual}/kinetics_sounds"
+  seen = set()
+  for split in ("train", "validation", "test"):
+    for vid, r in records(ks31, split).items():
+      i = KS_IDS.index(vid)
+      seen.add(vid)
+      assert (i < 6) == (split != "test") and r["label"] == KS_LABELS[i]
+      assert list(r["frames"]) == [open(f"{root}/visual/{vid}/frame_0000{t}.jpg", "rb").read()
+                                   for t in range(1, 10)] and r["num_frames"] == 9
+      if vid == KS_WAV:    # The fbank computed from the WAV: 3 s -> 298 frames.
+        expected, real = audio_features.ogm_ge_fbank(*manual.read_wav(f"{root}/audio/{vid}.wav"))
+        assert real == 298 and r["num_fbank_frames"] == 298
+        np.testing.assert_allclose(r["fbank"], expected)
+        assert np.all(r["fbank"][298:] == manual.FBANK_PAD_VALUE)
+      else:
+        stored = (manual.read_torch_tensor(f"{root}/audio/{vid}.pt") if vid == KS_PT
+                  else np.load(f"{root}/audio/{vid}.npy"))
+        np.testing.assert_array_equal(r["fbank"], stored)
+        assert r["num_fbank_frames"] == 998
+  assert seen == set(KS_IDS) - {KS_MISSING}
+
+
+def test_ks34_lists_with_names_bom_crlf_header(ks_manual, tmp_path):
+  builder = build("kinetics_sounds", "ks34", tmp_path, ks_manual)
+  assert builder.info.metadata["validation"]["source"] == "my_val.txt"
+  assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+      "train": 5, "validation": 1, "test": 3}
+  label = builder.info.features["label"]
+  assert label.num_classes == 34 and label.names[33] == "class 33"
+  for vid, r in records(builder, "train").items():
+    assert r["label"] == 33 - KS_IDS.index(vid)
+  # The names survive a reload from disk.
+  again = tfds.builder("kinetics_sounds", config="ks34", data_dir=str(tmp_path))
+  assert again.info.features["label"].names == label.names
+
+
+def test_ks_manual_dir_errors(ks_manual, tmp_path):
+  copy = tmp_path / "m"
+  shutil.copytree(ks_manual, copy)
+  root = copy / "kinetics_sounds"
+  os.remove(root / "lists" / "my_test.txt")
+  shutil.rmtree(root / "visual")
+  with pytest.raises(manual.ManualDirError) as error:
+    build("kinetics_sounds", "ks31", tmp_path / "d", copy)
+  assert f"{root}/lists/my_test.txt: missing" in str(error.value)
+  assert f"{root}/visual: missing or empty" in str(error.value)
+  # The default max_skipped_fraction (0.05): one of four test clips skipped is too many.
+  with pytest.raises(manual.ManualDirError, match=r"kinetics_sounds test: 1 of 4 clips skipped.*"
+                                                  r"1 x missing frames"):
+    build("kinetics_sounds", "ks31", tmp_path / "d2", ks_manual)
+
+
+def test_ks_load_and_pipeline(ks31, ks_data_dir, ks_manual):
+  del ks31
+  data = mmbal.data.load("kinetics_sounds", data_dir=str(ks_data_dir), manual_dir=ks_manual,
+                         config="ks31:image_size=16", max_skipped_fraction=0.3)
+  assert data.spec.num_classes == 31
+  assert data.spec.split_sizes == {"train": 5, "validation": 1, "test": 3}
+  check_pipeline(data, {"audio": (1024, 128), "visual": (3, 16, 16, 3)})
+  data = mmbal.data.load("kinetics_sounds", data_dir=str(ks_data_dir), manual_dir=ks_manual,
+                         config="ks31:image_size=16,visual_layout=channels,audio_layout=image",
+                         max_skipped_fraction=0.3)
+  check_pipeline(data, {"audio": (1024, 128, 1), "visual": (16, 16, 9)})
+
+
+def test_ks_config(ks31, ks_data_dir):
+  del ks31
+  c = check_config("configs/kinetics_sounds/joint.py", "kinetics_sounds", ks_data_dir,
+                   ("audio", "visual"))
+  assert c.data.name == "kinetics_sounds"
+
+
+def test_kaldi_fbank_matches_a_frame_computed_by_hand():
+  rate, rng = 16000, np.random.default_rng(3)
+  x = rng.standard_normal(16000) * 0.1
+  fb = audio_features.kaldi_fbank(x, rate, num_mel_bins=128)
+  assert fb.shape == (1 + (16000 - 400) // 160, 128) and fb.dtype == np.float32
+  t = 7
+  frame = x[160 * t: 160 * t + 400].copy()
+  frame -= frame.mean()
+  frame = np.array([frame[i] - 0.97 * frame[max(i - 1, 0)] for i in range(400)])
+  frame *= [0.5 - 0.5 * np.cos(2 * np.pi * i / 399) for i in range(400)]
+  power = np.abs(np.fft.rfft(np.concatenate([frame, np.zeros(112)]))) ** 2
+  mel = lambda f: 1127 * np.log(1 + f / 700)
+  lo, hi = mel(20), mel(8000)
+  step = (hi - lo) / 129
+  expected = []
+  for b in range(128):
+    left, centre, right = lo + b * step, lo + (b + 1) * step, lo + (b + 2) * step
+    weights = [max(0.0, min((mel(k * 31.25) - left) / (centre - left),
+                            (right - mel(k * 31.25)) / (right - centre))) for k in range(256)]
+    expected.append(np.log(max(np.dot(weights, power[:256]), np.finfo(np.float32).eps)))
+  np.testing.assert_allclose(fb[t], expected, rtol=1e-5, atol=1e-5)
+  tone = np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000)
+  centre_bin = int(round((mel(1000) - lo) / step - 1))
+  assert np.all(audio_features.kaldi_fbank(tone, rate, num_mel_bins=128).argmax(1) == centre_bin)
+
