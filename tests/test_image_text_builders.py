@@ -7,6 +7,7 @@ jsonl / CSV / JSON quirks as in the reference notes) plus embeddings in mmbal's 
 real content.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from PIL import Image
 import mmbal.data
 from mmbal.data import _image_text
 from mmbal.data import hateful_memes
+from mmbal.data import upmc_food101
 from mmbal.data.manual import ManualDirError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -368,3 +370,133 @@ def test_label_checks_and_task():
     pipeline._label_task("x", tensor, "classification")
   with pytest.raises(ValueError, match=r"task: expected one of \['classification', 'multilabel'\]"):
     pipeline._label_task("x", tensor, "regression")
+
+
+# ----------------------------------------------------------------------------- UPMC Food-101
+
+FOOD_CLASSES = ["apple_pie", "cheese_plate", "cheesecake"]
+FOOD_TRAIN = [f"{c}_{n}.jpg" for c in FOOD_CLASSES for n in range(3)][:7]
+FOOD_TEST = [f"{c}_3.jpg" for c in FOOD_CLASSES]
+
+
+def _food_title(name):
+  return f"{name.rsplit('_', 1)[0].replace('_', ' ')} recipe, easy"
+
+
+def write_food101(root):
+  """The upstream layout: headerless CRLF titles CSVs (quoted commas), images, texts_txt."""
+  for split, names in (("train", FOOD_TRAIN), ("test", FOOD_TEST)):
+    for name in names:
+      c = name.rsplit("_", 1)[0]
+      os.makedirs(f"{root}/images/{split}/{c}", exist_ok=True)
+      Image.fromarray(np.full((12, 12, 3), 7, np.uint8)).save(f"{root}/images/{split}/{c}/{name}")
+      os.makedirs(f"{root}/texts_txt/{c}", exist_ok=True)
+      with open(f"{root}/texts_txt/{c}/{name[:-4]}.txt", "w") as f:
+        f.write(f"My {c} recipe. Ingredients: flour, sugar, eggs")
+  os.makedirs(f"{root}/texts", exist_ok=True)
+  with open(f"{root}/texts/train_titles.csv", "w", newline="") as f:  # Original: no header.
+    csv.writer(f).writerows([n, _food_title(n), n.rsplit("_", 1)[0]] for n in FOOD_TRAIN)
+  with open(f"{root}/texts/test_titles.csv", "w", newline="", encoding="utf-8-sig") as f:
+    f.write("Image_path,text,label\n")  # BalanceBenchmark's header, BOM, LF.
+    csv.writer(f, lineterminator="\n").writerows(
+        [n, _food_title(n), n.rsplit("_", 1)[0]] for n in FOOD_TEST)
+  # Train rows by bare file name, test rows split-qualified: both forms match.
+  return write_embeddings(f"{root}/embeddings", FOOD_TRAIN + [f"test/{n}" for n in FOOD_TEST])
+
+
+@pytest.fixture(scope="module")
+def food_manual(tmp_path_factory):
+  path = tmp_path_factory.mktemp("food_manual")
+  vectors = write_food101(path / "upmc_food101")
+  return str(path), vectors
+
+
+@pytest.fixture(scope="module")
+def food_data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("food_tfds")
+
+
+@pytest.fixture(scope="module")
+def food(food_manual, food_data_dir):
+  return _build(upmc_food101.UpmcFood101.name, food_data_dir, food_manual[0])
+
+
+def test_food101_builder(food, food_manual):
+  _, vectors = food_manual
+  assert {k: v.num_examples for k, v in food.info.splits.items()} == {
+      "train": 6, "validation": 1, "test": 3}
+  assert food.info.features["label"].names == sorted(upmc_food101.CLASSES_ETH)
+  assert food.info.metadata["validation"]["source"] == "carved"
+  # The fixed rule: a stratified tenth of the train CSV's rows, seed 0.
+  labels = np.array([upmc_food101.CLASSES_SORTED.index(n.rsplit("_", 1)[0]) for n in FOOD_TRAIN])
+  val_idx, _ = mmbal.data.stratified_split(labels, 1, seed=0)
+  assert sorted(_records(food, "validation")) == [f"train/{FOOD_TRAIN[i]}" for i in val_idx]
+  seen = []
+  for split in ("train", "validation", "test"):
+    for key, r in _records(food, split).items():
+      source, name = key.split("/")
+      assert source == ("test" if split == "test" else "train")
+      c = name.rsplit("_", 1)[0]
+      assert r["label"] == upmc_food101.CLASSES_SORTED.index(c)
+      assert r["raw_text"].decode() == _food_title(name)
+      assert r["image_file"].decode() == f"images/{source}/{c}/{name}"
+      np.testing.assert_array_equal(r["image"], vectors[name if source == "train" else key][0])
+      np.testing.assert_array_equal(r["text"], vectors[name if source == "train" else key][1])
+      seen.append(key)
+  assert sorted(seen) == sorted([f"train/{n}" for n in FOOD_TRAIN] + [f"test/{n}" for n in FOOD_TEST])
+
+
+def test_food101_load_by_either_name(food, food_manual, food_data_dir):
+  del food
+  for name in ("upmc_food101", "food101"):
+    data = mmbal.data.load(name, data_dir=str(food_data_dir), manual_dir=food_manual[0])
+    assert data.builder.name == "mmbal_upmc_food101"
+    _check_loaded(data, {"train": 6, "validation": 1, "test": 3}, 101)
+
+
+def test_food101_label_orders():
+  assert upmc_food101.CLASSES_SORTED == tuple(sorted(upmc_food101.CLASSES_SORTED))
+  assert len(set(upmc_food101.CLASSES_ETH)) == 101
+  assert upmc_food101.CLASSES_ETH[16:18] == ("cheesecake", "cheese_plate")
+  srt = np.arange(101)
+  eth = upmc_food101.convert_labels(srt, "sorted", "eth")
+  assert [upmc_food101.CLASSES_ETH[i] for i in eth] == list(upmc_food101.CLASSES_SORTED)
+  np.testing.assert_array_equal(upmc_food101.convert_labels(eth, "eth", "sorted"), srt)
+
+
+def test_food101_csv_quirks_and_errors(tmp_path):
+  path = tmp_path / "t.csv"
+  path.write_bytes('\ufeffImage_path,text,label\r\n\r\na_1.jpg,"Pie, with ""quotes""",apple_pie\r\n'
+                   .encode())
+  assert upmc_food101.read_titles_csv(str(path)) == [
+      (3, "a_1.jpg", 'Pie, with "quotes"', "apple_pie")]
+  for text, message in [
+      ("a.jpg,Pie, with commas,apple_pie\n", r"t.csv:1: expected 3 fields 'file name,title,class'"),
+      ("a.jpg,Pie,apple_pie\nb.jpg,Pie,pie\n", r"t.csv:2: expected one of the 101 Food-101 classes"),
+      ("a.jpg,Pie,apple_pie\n,Pie,apple_pie\n", r"t.csv:2: empty file name"),
+      ("Image_path,text,label\n", r"t.csv: expected rows 'file name,title,class', found none")]:
+    path.write_text(text)
+    with pytest.raises(ManualDirError, match=message):
+      upmc_food101.read_titles_csv(str(path))
+
+
+def test_food101_manual_dir_errors_and_skips(tmp_path, food_manual):
+  manual_dir, root = _copy(food_manual[0], tmp_path, "upmc_food101")
+  os.rename(f"{root}/texts/test_titles.csv", f"{root}/texts/test.csv")
+  with pytest.raises(ManualDirError, match=r"texts/test_titles.csv: missing; expected UPMC's "
+                                           r"test_titles.csv"):
+    _build(upmc_food101.UpmcFood101.name, tmp_path / "d0", manual_dir)
+  os.rename(f"{root}/texts/test.csv", f"{root}/texts/test_titles.csv")
+  # A test row named like a train row: the bare name no longer identifies the train row,
+  # so train/apple_pie_0.jpg has no embedding; a repeated train row is skipped.
+  with open(f"{root}/texts/test_titles.csv", "a") as f:
+    f.write("apple_pie_0.jpg,Another pie,apple_pie\n")
+  with open(f"{root}/texts/train_titles.csv", "a") as f:
+    f.write("apple_pie_1.jpg,Again,apple_pie\r\n")
+  builder = _build(upmc_food101.UpmcFood101.name, tmp_path / "d1", manual_dir,
+                   max_skipped_fraction=0.5)
+  skipped = builder.info.metadata["skipped"]
+  assert skipped["test"] == {"missing embedding": 1}  # test/apple_pie_0.jpg.
+  assert {**skipped["train"], **skipped["validation"]} == {"duplicate id": 1, "missing embedding": 1}
+  records = {**_records(builder, "train"), **_records(builder, "validation")}
+  assert "train/apple_pie_0.jpg" not in records and len(records) == 6

@@ -17,6 +17,7 @@ from mmbal.data.synthetic_imbalance import SyntheticImbalance
 from mmbal.data.synthetic_imbalance import SyntheticImbalanceConfig
 from mmbal.data.synthetic_imbalance import SyntheticModality
 from mmbal.data.uci_mfeat import UciMfeat
+from mmbal.data.upmc_food101 import UpmcFood101
 
 __all__ = [
     "CremaD",
@@ -29,6 +30,7 @@ __all__ = [
     "SyntheticImbalanceConfig",
     "SyntheticModality",
     "UciMfeat",
+    "UpmcFood101",
     "eval_batches",
     "load",
     "read_embeddings",
