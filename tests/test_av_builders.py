@@ -290,3 +290,152 @@ def test_kaldi_fbank_matches_a_frame_computed_by_hand():
   centre_bin = int(round((mel(1000) - lo) / step - 1))
   assert np.all(audio_features.kaldi_fbank(tone, rate, num_mel_bins=128).argmax(1) == centre_bin)
 
+
+
+# ----------------------------------------------------------------------------- AVE
+
+from mmbal.data import ave  # pylint: disable=wrong-import-position
+
+AVE_ROWS = [("Church bell", "fixAVE00001", 0, 10), ("Bark", "fixAVE00002", 2, 7),
+            ("Male speech, man speaking", "fixAVE00003", 0, 10),
+            ("Female speech, woman speaking", "fixAVE00003", 0, 10),  # Same video, other class.
+            ("Banjo", "fixAVE00004", 0, 0),                            # Zero-length segment.
+            ("Goat", "fixAVE00005", 3, 9), ("Cat", "fixAVE00006", 0, 10),
+            ("Bus", "fixAVE00007", 1, 5), ("Horse", "fixAVE00008", 0, 10),
+            ("Flute", "fixAVE00009", 4, 10),
+            ("Acoustic guitar", "fixAVE00006", 0, 10)]                # In train and test.
+AVE_SPLITS = {"train": AVE_ROWS[:6], "validation": AVE_ROWS[6:8], "test": AVE_ROWS[8:]}
+AVE_WAV = ("fixAVE00002", "fixAVE00004")       # WAVs; fixAVE00005 a .npy; the rest PMR .pkl.
+
+
+def write_ave(root):
+  """AVE_Dataset.zip's lists (`&`-separated; Annotations.txt and testSet.txt with a header,
+  valSet.txt with CRLF), PMR's pickled float64 (257, 1004) spectrograms or 10-s 16 kHz
+  WAVs, 10 frames `{25k:05d}.jpg` per video."""
+  import pickle  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(1)
+  line = lambda r: f"{r[0]}&{r[1]}&good&{r[2]}&{r[3]}"
+  header = "Category&VideoID&Quality&StartTime&EndTime"
+  write(f"{root}/Annotations.txt", "\n".join([header] + [line(r) for r in AVE_ROWS]) + "\n")
+  write(f"{root}/trainSet.txt", "".join(line(r) + "\n" for r in AVE_SPLITS["train"]))
+  write(f"{root}/valSet.txt", "".join(line(r) + "\r\n" for r in AVE_SPLITS["validation"]))
+  write(f"{root}/testSet.txt", header + "\n" + "".join(line(r) + "\n" for r in AVE_SPLITS["test"]))
+  for vid in sorted({r[1] for r in AVE_ROWS}):
+    if vid in AVE_WAV:
+      wav(f"{root}/audio/{vid}.wav", 10, rng, rate=22050 if vid == "fixAVE00004" else 16000)
+    elif vid == "fixAVE00005":
+      np.save(f"{root}/audio/{vid}.npy", rng.standard_normal((257, 1004)).astype(np.float32))
+    else:
+      os.makedirs(f"{root}/audio", exist_ok=True)
+      with open(f"{root}/audio/{vid}.pkl", "wb") as f:
+        pickle.dump(rng.standard_normal((257, 1004)), f)
+    for k in range(10):
+      jpg(f"{root}/frames/{vid}/{25 * k:05d}.jpg", rng)
+
+
+@pytest.fixture(scope="module")
+def ave_manual(tmp_path_factory):
+  path = tmp_path_factory.mktemp("ave_manual")
+  write_ave(path / "ave")
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def ave_data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("ave_tfds")
+
+
+@pytest.fixture(scope="module")
+def ave_all(ave_manual, ave_data_dir):
+  return build("ave", "all", ave_data_dir, ave_manual)
+
+
+def _rows(builder, split):
+  source = builder.as_data_source(split)
+  return sorted(((r["id"].decode(), int(r["row"])), r)
+                for r in source.__getitems__(list(range(len(source)))))
+
+
+def test_ave_builder(ave_all, ave_manual):
+  assert len(ave.CLASSES) == ave.NUM_CLASSES == 28
+  assert {k: v.num_examples for k, v in ave_all.info.splits.items()} == {
+      "train": 6, "validation": 2, "test": 3}
+  meta = ave_all.info.metadata
+  assert meta["skipped"] == {"train": {}, "validation": {}, "test": {}}
+  assert meta["cross_split_ids"]["examples"] == ["fixAVE00006"]
+  assert meta["empty_segments"] == {"train": 1}
+  assert meta["pmr_class_order"] == ["Horse", "Flute", "Acoustic guitar"]
+  assert ave_all.info.features["label"].names == list(ave.CLASSES)
+  root = f"{ave_manual}/ave"
+  for split, expected in AVE_SPLITS.items():
+    got = _rows(ave_all, split)
+    assert sorted((k[0], ave.CLASSES[r["label"]], int(r["start_s"]), int(r["end_s"]))
+                  for k, r in got) == sorted((v, c, s, e) for c, v, s, e in expected)
+    for (vid, _), r in got:
+      assert list(r["frames"]) == [open(f"{root}/frames/{vid}/{25 * k:05d}.jpg", "rb").read()
+                                   for k in range(10)]
+      assert r["spectrogram"].shape == (257, 1004) and r["spectrogram"].dtype == np.float32
+      if vid in ("fixAVE00001", "fixAVE00003"):
+        np.testing.assert_allclose(r["spectrogram"],
+                                   ave.audio_features.read_pickled_array(f"{root}/audio/{vid}.pkl"),
+                                   rtol=1e-6)
+  bark = dict(_rows(ave_all, "train"))[("fixAVE00002", 2)]
+  samples, rate = manual.read_wav(f"{root}/audio/fixAVE00002.wav")
+  np.testing.assert_allclose(bark["spectrogram"],
+                             audio_features.pmr_spectrogram(samples[2 * rate: 7 * rate]), atol=1e-5)
+  assert abs(bark["spectrogram"].mean()) < 1e-4 and abs(bark["spectrogram"].std() - 1) < 1e-3
+
+
+@pytest.mark.parametrize("config,kept", [("first", "Male speech, man speaking"),
+                                         ("last", "Female speech, woman speaking")])
+def test_ave_repeated_videos(config, kept, ave_manual, tmp_path):
+  builder = build("ave", config, tmp_path, ave_manual)
+  train = [(k[0], ave.CLASSES[r["label"]]) for k, r in _rows(builder, "train")]
+  assert len(train) == 5 and ("fixAVE00003", kept) in train
+
+
+def test_ave_split_file_errors_and_label_orders(tmp_path):
+  for text, message in [
+      ("Bark&a&good&0&10\nBark&b&good&0\n", r"x.txt:2: expected 'Category&VideoID"),
+      ("Dog&a&good&0&10\n", r"x.txt:1: expected one of the 28 AVE categories, got 'Dog'"),
+      ("Bark&a&good&5&2\n", r"x.txt:1: expected integer times 0 <= StartTime <= EndTime"),
+      ("Category&VideoID&Quality&StartTime&EndTime\r\n", r"x.txt: expected .* found none")]:
+    with pytest.raises(manual.ManualDirError, match=message):
+      ave.read_split(write(tmp_path / "x.txt", text))
+  order = list(reversed(ave.CLASSES))
+  np.testing.assert_array_equal(ave.convert_labels([0, 27], order), [27, 0])
+
+
+def test_ave_missing_files(ave_manual, tmp_path):
+  copy = tmp_path / "m"
+  shutil.copytree(ave_manual, copy)
+  root = copy / "ave"
+  os.remove(root / "valSet.txt")
+  with pytest.raises(manual.ManualDirError, match=f"{root}/valSet.txt: missing; expected the "
+                                                  f"official validation list"):
+    build("ave", "all", tmp_path / "d0", copy)
+  write(root / "valSet.txt", "Cat&fixAVE00006&good&0&10\nBus&fixAVE00007&good&1&5\n"
+                            "Goat&fixAVE00005&good&3&9\n")
+  shutil.rmtree(root / "frames" / "fixAVE00007")
+  with open(root / "audio" / "fixAVE00006.pkl", "wb") as f:
+    f.write(b"cos\nsystem\n(S'echo unsafe'\ntR.")     # Not an array: refused, never run.
+  builder = build("ave", "all", tmp_path / "d1", copy, max_skipped_fraction=0.7)
+  assert builder.info.metadata["skipped"]["validation"] == {"missing frames": 1,
+                                                            "malformed audio": 1}
+  assert "os.system is not part of a numpy array" in str(
+      builder.info.metadata["skipped_examples"]["validation"]["malformed audio"])
+
+
+def test_ave_load_and_pipeline(ave_all, ave_data_dir, ave_manual):
+  del ave_all
+  data = mmbal.data.load("ave", data_dir=str(ave_data_dir), manual_dir=ave_manual,
+                         config="all:image_size=16")
+  assert data.spec.num_classes == 28
+  assert data.spec.split_sizes == {"train": 6, "validation": 2, "test": 3}
+  check_pipeline(data, {"audio": (1004, 257), "visual": (3, 16, 16, 3)})
+
+
+def test_ave_config(ave_all, ave_data_dir):
+  del ave_all
+  c = check_config("configs/ave/joint.py", "ave", ave_data_dir, ("audio", "visual"))
+  assert c.data.name == "ave"

@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 from mmbal.data import _split
 from mmbal.data import frames
 # Imported for their side effect: registering the builders with TFDS.
+from mmbal.data import ave  # pylint: disable=unused-import
 from mmbal.data import crema_d
 from mmbal.data import hateful_memes  # pylint: disable=unused-import
 from mmbal.data import kinetics_sounds  # pylint: disable=unused-import
