@@ -20,6 +20,7 @@ from PIL import Image
 import mmbal.data
 from mmbal.data import _image_text
 from mmbal.data import hateful_memes
+from mmbal.data import mmimdb
 from mmbal.data import upmc_food101
 from mmbal.data.manual import ManualDirError
 
@@ -500,3 +501,183 @@ def test_food101_manual_dir_errors_and_skips(tmp_path, food_manual):
   assert {**skipped["train"], **skipped["validation"]} == {"duplicate id": 1, "missing embedding": 1}
   records = {**_records(builder, "train"), **_records(builder, "validation")}
   assert "train/apple_pie_0.jpg" not in records and len(records) == 6
+
+
+# ----------------------------------------------------------------------------- MM-IMDb
+
+MM_IDS = [f"{i:07d}" for i in range(1, 11)]
+MM_GENRES = [["Drama"], ["Comedy", "Romance"], ["News"], ["Adult", "Drama"], ["Horror", "Thriller"],
+             ["Documentary"], ["Film-Noir", "Crime"], ["Short"], ["Sci-Fi", "Action"], ["Western"]]
+
+
+def _plots(i):
+  return [] if i == 7 else ["short plot.", "a much longer plot " * (i + 1)]
+
+
+def write_mmimdb(root):
+  """The mmimdb.tar.gz layout (mmimdb/split.json, mmimdb/dataset/{id}.json + .jpeg)."""
+  mm = f"{root}/mmimdb"
+  os.makedirs(f"{mm}/dataset", exist_ok=True)
+  for i, (m, g) in enumerate(zip(MM_IDS, MM_GENRES)):
+    with open(f"{mm}/dataset/{m}.json", "w") as f:
+      json.dump({"title": f"Movie {i}", "genres": g, "plot": _plots(i), "year": 2000 + i}, f)
+    Image.fromarray(np.full((60, 40, 3), i, np.uint8)).save(f"{mm}/dataset/{m}.jpeg")
+  with open(f"{mm}/split.json", "w") as f:
+    json.dump({"train": MM_IDS[:6], "dev": MM_IDS[6:8], "test": MM_IDS[8:]}, f)
+  # Ids as integers would print them: without the leading zeros.
+  return write_embeddings(f"{root}/embeddings", [int(m) for m in MM_IDS])
+
+
+@pytest.fixture(scope="module")
+def mm_manual(tmp_path_factory):
+  path = tmp_path_factory.mktemp("mm_manual")
+  vectors = write_mmimdb(path / "mmimdb")
+  return str(path), vectors
+
+
+@pytest.fixture(scope="module")
+def mm_data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("mm_tfds")
+
+
+@pytest.fixture(scope="module")
+def mm(mm_manual, mm_data_dir):
+  return _build("mmimdb", mm_data_dir, mm_manual[0])
+
+
+def _expected_multi_hot(i):
+  y = np.zeros(23, np.int32)
+  for g in MM_GENRES[i]:
+    if g in mmimdb.GENRES:
+      y[mmimdb.GENRES.index(g)] = 1
+  return y
+
+
+def test_mmimdb_builder(mm, mm_manual):
+  _, vectors = mm_manual
+  assert {k: v.num_examples for k, v in mm.info.splits.items()} == {
+      "train": 5, "validation": 2, "test": 2}
+  meta = mm.info.metadata
+  assert meta["task"] == "multilabel" and meta["class_names"] == list(mmimdb.GENRES)
+  assert meta["dropped_genres"] == {"News": 1, "Adult": 1}
+  assert meta["filtered"] == {"train": {"no genre among the 23": 1}}
+  assert all(not v for v in meta["skipped"].values())
+  assert mm.info.features["label"].shape == (23,)
+  expected = {"train": [0, 1, 3, 4, 5], "validation": [6, 7], "test": [8, 9]}
+  for split, rows in expected.items():
+    records = _records(mm, split)
+    assert sorted(records) == [MM_IDS[i] for i in rows]
+    for i in rows:
+      r = records[MM_IDS[i]]
+      assert r["label"].dtype == np.int32
+      np.testing.assert_array_equal(r["label"], _expected_multi_hot(i))
+      assert r["raw_text"].decode() == max(_plots(i), key=len, default="")
+      assert r["image_file"].decode() == f"mmimdb/dataset/{MM_IDS[i]}.jpeg"
+      np.testing.assert_array_equal(r["image"], vectors[str(i + 1)][0])
+      np.testing.assert_array_equal(r["text"], vectors[str(i + 1)][1])
+
+
+def test_mmimdb_load_is_multilabel(mm, mm_manual, mm_data_dir):
+  del mm
+  data = mmbal.data.load("mmimdb", data_dir=str(mm_data_dir), manual_dir=mm_manual[0])
+  _check_loaded(data, {"train": 5, "validation": 2, "test": 2}, 23, "multilabel", (23,))
+  labels = data.validation.to_numpy()["label"]
+  assert sorted(map(tuple, labels.tolist())) == sorted(  # Stored order is TFDS's.
+      tuple(_expected_multi_hot(i).tolist()) for i in (6, 7))
+
+
+def test_mmimdb_split_json_errors(tmp_path):
+  path = tmp_path / "split.json"
+  for data, message in [
+      ({"train": ["1"], "test": ["2"]}, r"expected 'dev' a non-empty list of ids"),
+      ({"train": ["1"], "dev": [], "test": ["2"]}, r"expected 'dev' a non-empty list"),
+      (["1"], r"expected a JSON object with lists")]:
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManualDirError, match=message):
+      mmimdb.read_split_json(str(path))
+  path.write_text("{")
+  with pytest.raises(ManualDirError, match=r"split.json: not a readable JSON file"):
+    mmimdb.read_split_json(str(path))
+
+
+def test_mmimdb_manual_dir_errors_and_skips(tmp_path, mm_manual):
+  manual_dir, root = _copy(mm_manual[0], tmp_path, "mmimdb")
+  os.rename(f"{root}/mmimdb/split.json", f"{root}/split.bak")
+  os.rename(f"{root}/embeddings", f"{root}/emb.bak")
+  with pytest.raises(ManualDirError) as error:
+    _build("mmimdb", tmp_path / "d0", manual_dir)
+  assert f"{root}/mmimdb/split.json: missing; expected MM-IMDb's split.json" in str(error.value)
+  assert f"{root}/embeddings: missing; expected the precomputed embeddings" in str(error.value)
+  os.rename(f"{root}/emb.bak", f"{root}/embeddings")
+  with open(f"{root}/mmimdb/split.json", "w") as f:  # A dev id that is also a test id.
+    json.dump({"train": MM_IDS[:6], "dev": MM_IDS[6:9], "test": MM_IDS[8:]}, f)
+  with pytest.raises(ManualDirError, match=r"split.json: 1 ids in both dev and test"):
+    _build("mmimdb", tmp_path / "d1", manual_dir)
+  with open(f"{root}/mmimdb/split.json", "w") as f:  # A repeated train id.
+    json.dump({"train": MM_IDS[:6] + MM_IDS[:1], "dev": MM_IDS[6:8], "test": MM_IDS[8:]}, f)
+  os.remove(f"{root}/mmimdb/dataset/{MM_IDS[1]}.json")
+  with open(f"{root}/mmimdb/dataset/{MM_IDS[4]}.json", "w") as f:
+    f.write('{"genres": "Horror"}')
+  with pytest.raises(ManualDirError, match=r"mmimdb train: 3 of 6 clips skipped"):
+    _build("mmimdb", tmp_path / "d2", manual_dir)
+  builder = _build("mmimdb", tmp_path / "d3", manual_dir, max_skipped_fraction=0.5)
+  assert builder.info.metadata["skipped"]["train"] == {
+      "duplicate id": 1, "missing metadata": 1, "malformed metadata": 1}
+  assert sorted(_records(builder, "train")) == [MM_IDS[0], MM_IDS[3], MM_IDS[5]]
+
+
+def test_mmimdb_hdf5_without_h5py_names_the_package(tmp_path, mm_manual, monkeypatch):
+  manual_dir, root = _copy(mm_manual[0], tmp_path, "mmimdb")
+  shutil.rmtree(f"{root}/embeddings")  # Not needed by config hdf5.
+  with pytest.raises(ManualDirError, match=r"multimodal_imdb.hdf5: missing; config 'hdf5'"):
+    _build("mmimdb", tmp_path / "d0", manual_dir, config="hdf5")
+  open(f"{root}/multimodal_imdb.hdf5", "wb").close()
+  find_spec = mmimdb.importlib.util.find_spec
+  monkeypatch.setattr(mmimdb.importlib.util, "find_spec",
+                      lambda name, *a: None if name == "h5py" else find_spec(name, *a))
+  with pytest.raises(ModuleNotFoundError, match=r"multimodal_imdb.hdf5: config 'hdf5' reads HDF5 "
+                                                r"files with the package 'h5py'"):
+    _build("mmimdb", tmp_path / "d1", manual_dir, config="hdf5")
+
+
+def write_mmimdb_hdf5(path, genre_order):
+  """The authors' HDF5 layout (10 rows: train 0-5, dev 6-7, test 8-9, a Fuel split attribute)."""
+  h5py = pytest.importorskip("h5py")
+  rng = np.random.default_rng(0)
+  n = len(MM_IDS)
+  with h5py.File(path, "w") as f:
+    f["features"] = rng.standard_normal((n, 300)).astype("float32")
+    f["vgg_features"] = rng.standard_normal((n, 4096)).astype("float32")
+    f["images"] = np.zeros((n, 3, 4, 4), "int32")
+    g = np.zeros((n, 23), "int32")
+    for i in range(n):
+      for name in MM_GENRES[i]:
+        if name in genre_order:
+          g[i, genre_order.index(name)] = 1
+    f["genres"] = g
+    f["genres"].attrs["target_names"] = json.dumps(genre_order)
+    f["imdb_ids"] = np.array(MM_IDS, dtype="S7")
+    split = np.array([(name.encode(), source.encode(), start, stop)
+                      for name, start, stop in (("train", 0, 6), ("dev", 6, 8), ("test", 8, 10))
+                      for source in ("features", "genres")],
+                     dtype=[("split", "S5"), ("source", "S12"), ("start", "<i8"), ("stop", "<i8")])
+    f.attrs["split"] = split
+    return {m: (f["vgg_features"][r], f["features"][r]) for r, m in enumerate(MM_IDS)}
+
+
+def test_mmimdb_hdf5_config(tmp_path, mm_manual):
+  manual_dir, root = _copy(mm_manual[0], tmp_path, "mmimdb")
+  shutil.rmtree(f"{root}/embeddings")
+  os.remove(f"{root}/mmimdb/split.json")  # The split comes from the file's attribute.
+  order = list(reversed(mmimdb.GENRES))  # Reordered into mmbal's order by target_names.
+  vectors = write_mmimdb_hdf5(f"{root}/multimodal_imdb.hdf5", order)
+  builder = _build("mmimdb", tmp_path / "d", manual_dir, config="hdf5")
+  assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+      "train": 5, "validation": 2, "test": 2}
+  assert builder.info.metadata["shapes"] == {"image": [4096], "text": [300]}
+  for split in ("train", "validation", "test"):
+    for key, r in _records(builder, split).items():
+      i = MM_IDS.index(key)
+      np.testing.assert_array_equal(r["label"], _expected_multi_hot(i))
+      np.testing.assert_array_equal(r["image"], vectors[key][0])
+      np.testing.assert_array_equal(r["text"], vectors[key][1])

@@ -4,6 +4,7 @@ from mmbal.data._image_text import read_embeddings
 from mmbal.data._split import stratified_split
 from mmbal.data.crema_d import CremaD
 from mmbal.data.hateful_memes import HatefulMemes
+from mmbal.data.mmimdb import MmImdb
 from mmbal.data.pipeline import DataSpec
 from mmbal.data.pipeline import DEFAULT_READ_OPTIONS
 from mmbal.data.pipeline import eval_batches
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_READ_OPTIONS",
     "DataSpec",
     "HatefulMemes",
+    "MmImdb",
     "Source",
     "Splits",
     "SyntheticImbalance",

@@ -27,6 +27,7 @@ from mmbal.data import frames
 from mmbal.data import ave  # pylint: disable=unused-import
 from mmbal.data import crema_d
 from mmbal.data import hateful_memes  # pylint: disable=unused-import
+from mmbal.data import mmimdb  # pylint: disable=unused-import
 from mmbal.data import kinetics_sounds  # pylint: disable=unused-import
 from mmbal.data import synthetic_imbalance  # pylint: disable=unused-import
 from mmbal.data import upmc_food101
