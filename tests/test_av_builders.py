@@ -439,3 +439,140 @@ def test_ave_config(ave_all, ave_data_dir):
   del ave_all
   c = check_config("configs/ave/joint.py", "ave", ave_data_dir, ("audio", "visual"))
   assert c.data.name == "ave"
+
+
+# ----------------------------------------------------------------------------- VGGSound
+
+from mmbal.data import vggsound  # pylint: disable=wrong-import-position
+
+VGG_CLASSES = ["people marching", "dog barking", "vehicle horn, car horn, honking"]
+VGG_ROWS = [(f"fix-VGG_{i:03d}", i, VGG_CLASSES[i % 3], "train" if i < 6 else "test")
+            for i in range(10)]
+VGG_MISSING = 9                 # No files: skipped.
+
+
+class VggSoundFixture(vggsound.VggSound):
+  """The VGGSound builder with a 3-class config for the fixture's CSV."""
+
+  name = "vggsound_fixture3"
+  BUILDER_CONFIGS = [vggsound.VggSoundConfig(name="c3", num_classes=3)]
+
+
+def write_vggsound(root):
+  """The official CSV (no header; quoted labels with commas; here CRLF and one repeated row),
+  16-kHz WAVs of 3-10 s, 5 frames `{25k:05d}.jpg`; clip 1's frame directory keeps OGM-GE's
+  `.mp4`, clip 2 uses the zero-padded name `{id}_{start:06d}`, clip 3 a 22,050-Hz WAV under
+  BalanceBenchmark's per-split `audio/train/`."""
+  rng = np.random.default_rng(2)
+  line = lambda r: f'{r[0]},{r[1]},"{r[2]}",{r[3]}\r\n' if "," in r[2] else \
+      f"{r[0]},{r[1]},{r[2]},{r[3]}\r\n"
+  write(f"{root}/vggsound.csv", "".join(line(r) for r in VGG_ROWS) + line(VGG_ROWS[0]))
+  for i, (y, start, _, split) in enumerate(VGG_ROWS):
+    if i == VGG_MISSING:
+      continue
+    clip = f"{y}_{start:06d}" if i == 2 else f"{y}_{start}"
+    audio = f"{root}/audio/{split}/{clip}.wav" if i == 3 else f"{root}/audio/{clip}.wav"
+    wav(audio, 3 + i % 6, rng, rate=22050 if i == 3 else 16000)
+    frame_dir = f"{root}/frames/{clip}.mp4" if i == 1 else f"{root}/frames/{clip}"
+    for k in range(5):
+      jpg(f"{frame_dir}/{25 * k:05d}.jpg", rng)
+
+
+@pytest.fixture(scope="module")
+def vgg_manual(tmp_path_factory):
+  path = tmp_path_factory.mktemp("vgg_manual")
+  write_vggsound(path / "vggsound")
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def vgg_data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("vgg_tfds")
+
+
+@pytest.fixture(scope="module")
+def vgg3(vgg_manual, vgg_data_dir):
+  return build("vggsound_fixture3", "c3", vgg_data_dir, vgg_manual)
+
+
+def test_vggsound_csv(tmp_path):
+  rows, repeated = vggsound.read_csv(write(
+      tmp_path / "a.csv", '# YouTube ID,start,label,split\r\nab_c,1,"horn, car",test\r\n'
+                          'ab_c,1,"horn, car",test\r\nxy,30,dog,train\r\n', encoding="utf-8-sig"))
+  assert [(r["ytid"], r["start"], r["label"], r["split"]) for r in rows] == [
+      ("ab_c", 1, "horn, car", "test"), ("xy", 30, "dog", "train")] and repeated == 1
+  for text, message in [("a,1,horn, car,test\n", r"b.csv:1: expected 'YouTubeID,start_seconds"),
+                        ("a,1,dog,test\nb,x1,dog,test\n", r"b.csv:2: expected an integer"),
+                        ("a,1,dog,val\n", r"b.csv:1: expected the split 'train' or 'test'")]:
+    with pytest.raises(manual.ManualDirError, match=message):
+      vggsound.read_csv(write(tmp_path / "b.csv", text))
+  assert vggsound.clip_names("ab", 7) == ("ab_7", "ab_000007")
+
+
+def test_vggsound_builder(vgg3, vgg_manual):
+  assert {k: v.num_examples for k, v in vgg3.info.splits.items()} == {
+      "train": 5, "validation": 1, "test": 3}
+  meta = vgg3.info.metadata
+  assert meta["repeated"] == 1 and meta["validation"]["source"] == "carved"
+  assert meta["skipped"] == {"train": {}, "validation": {}, "test": {"missing audio": 1}}
+  assert meta["first_appearance_order"] == VGG_CLASSES
+  names = vgg3.info.features["label"].names
+  assert names == sorted(VGG_CLASSES)
+  root = f"{vgg_manual}/vggsound"
+  seen = set()
+  for split in ("train", "validation", "test"):
+    for clip, r in records(vgg3, split).items():
+      i = [k for k, row in enumerate(VGG_ROWS) if clip == f"{row[0]}_{row[1]}"][0]
+      seen.add(i)
+      assert (split == "test") == (i >= 6) and names[r["label"]] == VGG_ROWS[i][2]
+      assert r["waveform"].shape == (160000,) and r["waveform"].dtype == np.int16
+      assert r["num_samples"] == 16000 * (3 + i % 6) and r["num_frames"] == 5
+      if i == 0:   # 3 s, tiled by doubling to 12 s, the first 10 s kept.
+        samples, _ = manual.read_wav(f"{root}/audio/{clip}.wav")
+        expected = np.tile(samples, 4)[:160000]
+        np.testing.assert_allclose(r["waveform"] / 32767, expected, atol=1e-4)
+  assert seen == set(range(9))
+  np.testing.assert_array_equal(
+      vggsound.convert_labels([0, 1, 2], names, VGG_CLASSES),
+      [VGG_CLASSES.index(n) for n in names])
+
+
+def test_vggsound_class_count_and_missing_csv(vgg_manual, tmp_path):
+  with pytest.raises(manual.ManualDirError, match=r"vggsound.csv: 3 distinct labels, config "
+                                                  r"'vggsound' expects 309"):
+    build("vggsound", "vggsound", tmp_path / "d0", vgg_manual)
+  copy = tmp_path / "m"
+  shutil.copytree(vgg_manual, copy)
+  os.remove(copy / "vggsound" / "vggsound.csv")
+  with pytest.raises(manual.ManualDirError, match=r"vggsound.csv: missing; expected the official"):
+    build("vggsound", "vggsound", tmp_path / "d1", copy / "vggsound")
+
+
+def test_vggsound_audio_crops(vgg3, vgg_data_dir, vgg_manual):
+  del vgg3
+  data = mmbal.data.load("vggsound_fixture3", data_dir=str(vgg_data_dir), manual_dir=vgg_manual,
+                         config="c3:image_size=16")
+  assert data.spec.num_classes == 3
+  check_pipeline(data, {"audio": (626, 129), "visual": (3, 16, 16, 3)})
+  record = data.test.records[0]
+  np.testing.assert_array_equal(data.test[0]["audio"],
+                                vggsound.crop_spectrogram(record["waveform"], 40000))
+  x = record["waveform"][40000:120000] / 32768.0
+  np.testing.assert_allclose(data.test[0]["audio"], audio_features.log_stft(x).T, rtol=1e-6)
+  batches = list(mmbal.data.train_iterator(data.train, 5, seed=0, num_epochs=2, shard_index=0,
+                                           shard_count=1))
+  assert not np.array_equal(batches[0]["audio"], batches[1]["audio"])  # Fresh crops per epoch.
+  data = mmbal.data.load("vggsound_fixture3", data_dir=str(vgg_data_dir), manual_dir=vgg_manual,
+                         config="c3:image_size=16,audio_layout=image,visual_layout=channels")
+  assert data.spec.modalities == {"audio": (626, 129, 1), "visual": (16, 16, 9)}
+
+
+def test_vggsound_config(vgg3, vgg_data_dir, vgg_manual):
+  del vgg3
+  c = train_config.load_config(f"{ROOT}/configs/vggsound/joint.py")
+  train_config.check_config(c)
+  assert c.data.name == "vggsound" and c.model.image_encoder == "resnet18"
+  options = c.data.builder_config.partition(":")[2]
+  builder = tfds.builder("vggsound_fixture3", config="c3:" + options, data_dir=str(vgg_data_dir))
+  shapes = frames.input_decoder(builder).shapes
+  assert shapes == {"audio": (626, 129, 1), "visual": (224, 224, 9)}

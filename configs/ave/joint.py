@@ -1,4 +1,4 @@
-"""Joint training on AVE (28 event classes; audio spectrogram + 3 video frames), OGM-GE's / PMR's setting.
+"""Joint training on AVE (28 classes; audio spectrogram + 3 video frames), OGM-GE's / PMR's setting.
 
 Data: the `ave` builder, config `all` (every annotated row of the official lists; `first`
 and `last` keep one row per repeated video as PMR and OGM-GE do), PMR's `[257, 1004]`

@@ -1,4 +1,4 @@
-"""TFDS builder for AVE (Audio-Visual Event localisation; 28 event classes), read from a manual directory.
+"""TFDS builder for AVE (Audio-Visual Event; 28 event classes), read from a manual directory.
 
 AVE (Tian et al., "Audio-Visual Event Localization in Unconstrained Videos", ECCV 2018;
 https://github.com/YapengTian/AVE-ECCV18): 4,143 ten-second YouTube clips from AudioSet,
@@ -200,7 +200,8 @@ class Ave(manual.ManualBuilder):
                                          ("sequence", "image"))
 
   def input_decoder(self) -> frames.Decoder:
-    """Stored records -> `{"audio": [1004, 257] | [1004, 257, 1], "visual": [K, S, S, 3] | [S, S, 3K]}`."""
+    """Stored records -> `{"audio": [1004, 257] (or [1004, 257, 1]), "visual": [K, S, S, 3]
+    (or [S, S, 3K])}`."""
     audio = frames.ArrayInput("spectrogram", SPECTROGRAM_SHAPE, (1, 0),
                               self.audio_layout == "image")
     return frames.Decoder({"audio": audio,

@@ -1,4 +1,4 @@
-"""TFDS builder for Kinetics-Sounds (audio-visual actions; 31, 32 or 34 classes), read from a manual directory.
+"""TFDS builder for Kinetics-Sounds (31, 32 or 34 classes), read from a manual directory.
 
 Kinetics-Sounds (Arandjelović & Zisserman, "Look, Listen and Learn", ICCV 2017) is the
 subset of Kinetics (Kay et al., 2017; YouTube clips, annotations CC BY 4.0) whose classes
@@ -258,7 +258,8 @@ class KineticsSounds(manual.ManualBuilder):
                                          ("sequence", "image"))
 
   def input_decoder(self) -> frames.Decoder:
-    """Stored records -> `{"audio": [1024, 128] | [1024, 128, 1], "visual": [K, S, S, 3] | [S, S, 3K]}`."""
+    """Stored records -> `{"audio": [1024, 128] (or [1024, 128, 1]), "visual": [K, S, S, 3]
+    (or [S, S, 3K])}`."""
     audio = frames.ArrayInput("fbank", manual.FBANK_SHAPE, None, self.audio_layout == "image")
     return frames.Decoder({"audio": audio,
                            "visual": frames.FramesInput("frames", self.frame_options)})

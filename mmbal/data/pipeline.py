@@ -32,6 +32,7 @@ from mmbal.data import kinetics_sounds  # pylint: disable=unused-import
 from mmbal.data import synthetic_imbalance  # pylint: disable=unused-import
 from mmbal.data import upmc_food101
 from mmbal.data import uci_mfeat  # pylint: disable=unused-import
+from mmbal.data import vggsound  # pylint: disable=unused-import
 
 # mmbal names of builders registered with TFDS under another name (TFDS's own catalog
 # already has a `crema_d` and a `food101`).
