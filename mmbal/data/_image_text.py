@@ -310,8 +310,10 @@ class ImageTextBuilder(manual.ManualBuilder, skip_registration=True):
     self._start_metadata(root)
     self.info.metadata["filtered"] = {}
     self._pending_skips = {}
+    # Embedding files are checked before the (possibly many) metadata files are read.
+    embeddings = self._embeddings(root) if directory is not None else None
     examples, validation = self._read_examples(root)
-    embeddings = self._embeddings(root)
+    embeddings = embeddings or self._embeddings(root)
     self.info.metadata["validation"] = validation
     plan, used = {}, {}
     for split, split_examples in examples.items():
