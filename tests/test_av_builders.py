@@ -5,6 +5,8 @@ Each fixture generator writes ~10 synthetic clips in the exact upstream layout o
 array shapes and dtypes); no real content. Shared writers: `jpg`, `wav`.
 """
 
+import dataclasses
+import io
 import os
 import shutil
 import wave
@@ -576,3 +578,168 @@ def test_vggsound_config(vgg3, vgg_data_dir, vgg_manual):
   builder = tfds.builder("vggsound_fixture3", config="c3:" + options, data_dir=str(vgg_data_dir))
   shapes = frames.input_decoder(builder).shapes
   assert shapes == {"audio": (626, 129, 1), "visual": (224, 224, 9)}
+
+
+# ----------------------------------------------------------------------------- UCF-101
+
+from mmbal.data import ucf101  # pylint: disable=wrong-import-position
+
+UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "HandstandPushups"]
+UCF_VIDEOS = [(c, f"v_{'HandStandPushups' if c == 'HandstandPushups' else c}_g{g:02d}_c01")
+              for g in (1, 2, 3) for c in UCF_CLASSES] + [("Archery", "v_Archery_g08_c01")]
+UCF_TRAIN, UCF_TEST = UCF_VIDEOS[:6], UCF_VIDEOS[6:10]
+
+
+class Ucf101Fixture(ucf101.Ucf101):
+  """The UCF-101 builder with a 3-class split-1 config for the fixture's classInd.txt."""
+
+  name = "mmbal_ucf101_fixture3"
+  BUILDER_CONFIGS = [ucf101.Ucf101Config(name="split1", split=1, num_classes=3)]
+
+
+def write_ucf101(root):
+  """UCF101TrainTestSplits' CRLF lists (train with 1-based class indices, test without),
+  6 RGB frames `frame_0000{1..6}.jpg` per video (the first video only 2), 8 grey flow
+  frames `frame00000{1..8}.jpg` per direction, the HandstandPushups folder/file case quirk."""
+  rng = np.random.default_rng(4)
+  lists = f"{root}/ucfTrainTestlist"
+  write(f"{lists}/classInd.txt", "".join(f"{i + 1} {c}\r\n" for i, c in enumerate(UCF_CLASSES)))
+  write(f"{lists}/trainlist01.txt",
+        "".join(f"{c}/{v}.avi {UCF_CLASSES.index(c) + 1}\r\n" for c, v in UCF_TRAIN))
+  write(f"{lists}/testlist01.txt", "".join(f"{c}/{v}.avi\r\n" for c, v in UCF_TEST))
+  for j, (_, v) in enumerate(UCF_TRAIN + UCF_TEST):
+    for k in range(1, 3 if j == 0 else 7):
+      jpg(f"{root}/rgb/{v}/frame_0000{k}.jpg", rng)
+    for d in ("u", "v"):
+      for k in range(1, 9):
+        jpg(f"{root}/flow/{d}/{v}/frame{k:06d}.jpg", rng, mode="L")
+
+
+@pytest.fixture(scope="module")
+def ucf_manual(tmp_path_factory):
+  path = tmp_path_factory.mktemp("ucf_manual")
+  write_ucf101(path / "ucf101")
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def ucf_data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("ucf_tfds")
+
+
+@pytest.fixture(scope="module")
+def ucf3(ucf_manual, ucf_data_dir):
+  return build("mmbal_ucf101_fixture3", "split1", ucf_data_dir, ucf_manual)
+
+
+def test_ucf_lists(tmp_path, ucf_manual):
+  lists = f"{ucf_manual}/ucf101/ucfTrainTestlist"
+  assert ucf101.read_class_index(f"{lists}/classInd.txt") == UCF_CLASSES
+  rows, info = ucf101.assign_splits(lists, 1, UCF_CLASSES)
+  assert info["groups"] == [1]    # Of train groups 1 and 2: the lowest max(1, round(2 / 9)).
+  assert [r["video"] for r in rows["validation"]] == [v for _, v in UCF_TRAIN[:3]]
+  assert [r["video"] for r in rows["train"]] == [v for _, v in UCF_TRAIN[3:]]
+  assert [r["label"] for r in rows["test"]] == [UCF_CLASSES.index(c) for c, _ in UCF_TEST]
+  for text, message in [
+      ("Archery/v_Archery_g01_c01.avi 1\r\n", r"x.txt:1: index 1 disagrees with classInd.txt's 2"),
+      ("Bowling/v_Bowling_g01_c01.avi\n", r"x.txt:1: class folder 'Bowling' is not in"),
+      ("v_Archery_g01_c01.avi\n", r"x.txt:1: expected 'Class/v_Class_gNN_cMM.avi \[index\]'"),
+      ("Archery/v_Archery_g01_c01.avi\nArchery/v_Archery_g01_c01.avi\n",
+       r"x.txt:2: video .* repeats")]:
+    with pytest.raises(manual.ManualDirError, match=message):
+      ucf101.read_list(write(tmp_path / "x.txt", text), UCF_CLASSES)
+  np.testing.assert_array_equal(ucf101.convert_labels([0, 1, 2], UCF_CLASSES,
+                                                      UCF_CLASSES[::-1]), [2, 1, 0])
+
+
+def test_ucf_builder(ucf3, ucf_manual):
+  assert {k: v.num_examples for k, v in ucf3.info.splits.items()} == {
+      "train": 3, "validation": 3, "test": 4}
+  meta = ucf3.info.metadata
+  assert meta["skipped"] == {"train": {}, "validation": {}, "test": {}}
+  assert meta["classind_is_sorted"] and meta["sorted_order"] == UCF_CLASSES
+  assert ucf3.info.features["label"].names == UCF_CLASSES
+  root = f"{ucf_manual}/ucf101"
+  for split, videos in (("validation", UCF_TRAIN[:3]), ("train", UCF_TRAIN[3:]),
+                        ("test", UCF_TEST)):
+    got = records(ucf3, split)
+    assert sorted(got) == sorted(v for _, v in videos)
+    for c, v in videos:
+      r = got[v]
+      n = 2 if v == UCF_TRAIN[0][1] else 6
+      assert r["label"] == UCF_CLASSES.index(c) and r["num_frames"] == n
+      assert r["group"] == int(v.split("_g")[1][:2])
+      assert list(r["frames"]) == [open(f"{root}/rgb/{v}/frame_0000{k}.jpg", "rb").read()
+                                   for k in range(1, n + 1)]
+      assert r["num_flow_frames"] == 8
+      assert list(r["flow_v"]) == [open(f"{root}/flow/v/{v}/frame{k:06d}.jpg", "rb").read()
+                                   for k in range(1, 9)]
+
+
+def test_ucf_flow_input(ucf3):
+  record = ucf3.as_data_source("test")[0]
+  options = frames.FrameOptions(num_frames=2, image_size=8, normalize=False)
+  flow = ucf101.FlowInput(options)
+  x = flow(record, None)          # Evaluation: centre frames 2 and 6 of 8, whole frames.
+  assert x.shape == (2, 8, 8, 2) and 0 <= x.min() and x.max() <= 1
+  for j, i in enumerate((2, 6)):
+    expected_u = np.asarray(Image.open(io.BytesIO(record["flow_u"][i])).convert("L")
+                            .resize((8, 8), Image.Resampling.BILINEAR), np.float32) / 255
+    np.testing.assert_allclose(x[j, ..., 0], expected_u)
+  flipped = 0
+  for seed in range(8):         # Training: one crop and flip per u/v pair; flips invert u.
+    rng = np.random.default_rng(seed)
+    y = flow(record, rng)
+    rng = np.random.default_rng(seed)
+    idx = frames.frame_indices(8, 2, rng)
+    box = frames.random_resized_crop_box(64, 48, rng, options.crop_scale)
+    flip = rng.random() < 0.5
+    flipped += flip
+    u = np.asarray(Image.open(io.BytesIO(record["flow_u"][idx[0]])).convert("L")
+                   .resize((8, 8), Image.Resampling.BILINEAR, box=box), np.float32) / 255
+    expected = 1 - u[:, ::-1] if flip else u
+    np.testing.assert_allclose(y[0, ..., 0], expected, atol=1e-6)
+  assert 0 < flipped < 8
+  channels = ucf101.FlowInput(dataclasses.replace(options, layout="channels"))
+  assert channels(record, None).shape == channels.shape == (8, 8, 4)
+
+
+def test_ucf_missing_files_and_class_count(ucf_manual, tmp_path):
+  with pytest.raises(manual.ManualDirError, match=r"classInd.txt: 3 classes, config 'split1' "
+                                                  r"expects 101"):
+    mmbal.data.load("ucf101", data_dir=str(tmp_path / "d0"), manual_dir=ucf_manual)  # The alias.
+  copy = tmp_path / "m"
+  shutil.copytree(ucf_manual, copy)
+  root = copy / "ucf101"
+  shutil.rmtree(root / "flow" / "u" / UCF_TEST[0][1])
+  os.remove(root / "flow" / "v" / UCF_TEST[1][1] / "frame000008.jpg")
+  builder = build("mmbal_ucf101_fixture3", "split1", tmp_path / "d1", copy,
+                  max_skipped_fraction=0.5)
+  assert builder.info.metadata["skipped"]["test"] == {"missing frames": 1, "malformed flow": 1}
+  os.remove(root / "ucfTrainTestlist" / "testlist01.txt")
+  with pytest.raises(manual.ManualDirError, match=r"testlist01.txt: missing; expected the "):
+    build("mmbal_ucf101_fixture3", "split1", tmp_path / "d2", copy)
+
+
+def test_ucf_load_and_pipeline(ucf3, ucf_data_dir, ucf_manual):
+  del ucf3
+  data = mmbal.data.load("mmbal_ucf101_fixture3", data_dir=str(ucf_data_dir),
+                         manual_dir=ucf_manual, config="split1:image_size=16,flow_num_frames=4")
+  assert data.spec.num_classes == 3
+  assert data.spec.split_sizes == {"train": 3, "validation": 3, "test": 4}
+  check_pipeline(data, {"visual": (3, 16, 16, 3), "flow": (4, 16, 16, 2)})
+  data = mmbal.data.load("mmbal_ucf101_fixture3", data_dir=str(ucf_data_dir),
+                         manual_dir=ucf_manual,
+                         config="split1:image_size=16,visual_layout=channels")
+  check_pipeline(data, {"visual": (16, 16, 9), "flow": (16, 16, 6)})
+
+
+def test_ucf_config(ucf3, ucf_data_dir):
+  del ucf3
+  c = train_config.load_config(f"{ROOT}/configs/ucf101/joint.py")
+  train_config.check_config(c)
+  assert c.data.name == "ucf101" and tuple(c.data.modalities) == ("visual", "flow")
+  assert c.model.image_encoder == "resnet18"
+  builder = tfds.builder("mmbal_ucf101_fixture3", config=c.data.builder_config,
+                         data_dir=str(ucf_data_dir))
+  assert frames.input_decoder(builder).shapes == {"visual": (224, 224, 9), "flow": (224, 224, 6)}

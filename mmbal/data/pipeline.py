@@ -30,15 +30,17 @@ from mmbal.data import hateful_memes  # pylint: disable=unused-import
 from mmbal.data import mmimdb  # pylint: disable=unused-import
 from mmbal.data import kinetics_sounds  # pylint: disable=unused-import
 from mmbal.data import synthetic_imbalance  # pylint: disable=unused-import
+from mmbal.data import ucf101
 from mmbal.data import upmc_food101
 from mmbal.data import uci_mfeat  # pylint: disable=unused-import
 from mmbal.data import vggsound  # pylint: disable=unused-import
 
 # mmbal names of builders registered with TFDS under another name (TFDS's own catalog
-# already has a `crema_d` and a `food101`).
+# already has a `crema_d`, a `food101` and a `ucf101`).
 BUILDER_NAMES = {"crema_d": crema_d.CremaD.name,
                  "upmc_food101": upmc_food101.UpmcFood101.name,
-                 "food101": upmc_food101.UpmcFood101.name}
+                 "food101": upmc_food101.UpmcFood101.name,
+                 "ucf101": ucf101.Ucf101.name}
 
 # The batches are produced by a few threads with a short read-ahead (grain's
 # default is 16 threads and 500 elements, which is too much for whole batches).
