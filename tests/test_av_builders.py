@@ -743,3 +743,24 @@ def test_ucf_config(ucf3, ucf_data_dir):
   builder = tfds.builder("mmbal_ucf101_fixture3", config=c.data.builder_config,
                          data_dir=str(ucf_data_dir))
   assert frames.input_decoder(builder).shapes == {"visual": (224, 224, 9), "flow": (224, 224, 6)}
+
+
+def test_ucf_config_trains_end_to_end(ucf3, ucf_data_dir, ucf_manual, tmp_path):
+  """The trainer on two decoded modalities (RGB frames, flow) with fresh draws per epoch."""
+  del ucf3
+  import json  # pylint: disable=import-outside-toplevel
+  from mmbal.train.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  downloads = ucf_data_dir / "downloads"
+  os.makedirs(downloads, exist_ok=True)
+  if not os.path.exists(downloads / "manual"):
+    os.symlink(ucf_manual, downloads / "manual")  # TFDS's default manual dir.
+  c = train_config.load_config(f"{ROOT}/configs/ucf101/joint.py")
+  train_config.apply_overrides(c, [
+      f"data.data_dir={ucf_data_dir}", "data.name=mmbal_ucf101_fixture3",
+      "data.builder_config=split1:visual_layout=channels,image_size=16", "train.batch_size=2",
+      "train.num_epochs=1", "eval.batch_size=2", "mesh.data=2", "log.progress=False",
+      "model.image_encoder=cnn"])   # ResNet-18 itself: tests/test_resnet.py
+  train_and_evaluate(c, tmp_path / "run")
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert set(results["test"]["unimodal"]) == {"visual", "flow"}
+  assert 0.0 <= results["test"]["fused"]["accuracy"] <= 1.0

@@ -2,8 +2,10 @@
 
 from mmbal.data._image_text import read_embeddings
 from mmbal.data._split import stratified_split
+from mmbal.data.ave import Ave
 from mmbal.data.crema_d import CremaD
 from mmbal.data.hateful_memes import HatefulMemes
+from mmbal.data.kinetics_sounds import KineticsSounds
 from mmbal.data.mmimdb import MmImdb
 from mmbal.data.pipeline import DataSpec
 from mmbal.data.pipeline import DEFAULT_READ_OPTIONS
@@ -18,13 +20,17 @@ from mmbal.data.synthetic_imbalance import SyntheticImbalance
 from mmbal.data.synthetic_imbalance import SyntheticImbalanceConfig
 from mmbal.data.synthetic_imbalance import SyntheticModality
 from mmbal.data.uci_mfeat import UciMfeat
+from mmbal.data.ucf101 import Ucf101
 from mmbal.data.upmc_food101 import UpmcFood101
+from mmbal.data.vggsound import VggSound
 
 __all__ = [
+    "Ave",
     "CremaD",
     "DEFAULT_READ_OPTIONS",
     "DataSpec",
     "HatefulMemes",
+    "KineticsSounds",
     "MmImdb",
     "Source",
     "Splits",
@@ -32,7 +38,9 @@ __all__ = [
     "SyntheticImbalanceConfig",
     "SyntheticModality",
     "UciMfeat",
+    "Ucf101",
     "UpmcFood101",
+    "VggSound",
     "eval_batches",
     "load",
     "read_embeddings",
