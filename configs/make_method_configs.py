@@ -25,7 +25,13 @@ METHODS = {
 }
 
 
+# Methods whose scores assume one class per example (mmbal.train.methods.SINGLE_LABEL_ONLY).
+SINGLE_LABEL_ONLY = ("agm", "msam", "balgrad", "mnl", "pmr")
+
+
 def write(dataset: str, title: str, skip=()):
+  """Writes the missing method configs; ``skip``: methods to leave out (multi-label data sets
+  skip `SINGLE_LABEL_ONLY`: ``python configs/make_method_configs.py mmimdb MM-IMDb multilabel``)."""
   folder = pathlib.Path("configs") / dataset
   assert (folder / "joint.py").is_file(), folder
   for name, (what, model, method) in METHODS.items():
@@ -42,6 +48,6 @@ def write(dataset: str, title: str, skip=()):
 
 
 if __name__ == "__main__":
-  if len(sys.argv) != 3:
+  if len(sys.argv) not in (3, 4):
     sys.exit(__doc__)
-  write(sys.argv[1], sys.argv[2])
+  write(sys.argv[1], sys.argv[2], SINGLE_LABEL_ONLY if sys.argv[3:] == ["multilabel"] else ())

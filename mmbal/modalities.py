@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-KINDS = ("vector", "sequence", "image")
+KINDS = ("vector", "sequence", "image", "video")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED = ("shared", "label", "mask")
 
@@ -35,7 +35,7 @@ class Modality:
     if not shape or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
       raise ValueError(f"modality {self.name!r}: shape must be positive ints, got {self.shape!r}")
     object.__setattr__(self, "shape", tuple(int(d) for d in shape))
-    kind = self.kind or {1: "vector", 2: "sequence", 3: "image"}.get(len(shape))
+    kind = self.kind or {1: "vector", 2: "sequence", 3: "image", 4: "video"}.get(len(shape))
     if kind not in KINDS:
       raise ValueError(f"modality {self.name!r}: kind must be one of {KINDS}, got {self.kind!r} "
                        f"for shape {shape}")

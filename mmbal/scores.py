@@ -100,3 +100,22 @@ def dominant_modality(unimodal_logits, labels, competitor_logits=None):
   target_prob = jnp.take_along_axis(probs, labels[None, :, None], axis=-1)[..., 0]
   by_margin, by_prob = margins.argmax(0), target_prob.argmax(0)
   return jnp.where(by_margin == by_prob, by_margin, -1).astype(jnp.int32)
+
+
+def multilabel_confidence(unimodal_logits, labels, names: Sequence[str]) -> dict:
+  """OGM-GE's confidence for multi-hot labels ``[B, C]``: ``s_m = sum_i mean_{c in Y_i}
+  sigmoid(z^m_{i,c})``, the mean probability given to each example's true labels (examples
+  without a positive label contribute 0)."""
+  positive = (labels > 0).astype(jnp.float32)[None]
+  probs = jax.nn.sigmoid(unimodal_logits)
+  per_example = (probs * positive).sum(-1) / jnp.maximum(positive.sum(-1), 1.0)
+  return _by_name(names, per_example.sum(axis=1))
+
+
+def multilabel_f1(unimodal_logits, labels, names: Sequence[str]) -> dict:
+  """Batch micro-F1 of each modality's ``logit > 0`` decisions against multi-hot labels: the
+  multi-label stand-in for accuracy (CGGM's ``epsilon_m``)."""
+  guess, truth = unimodal_logits > 0, (labels > 0)[None]
+  tp = (guess & truth).sum((1, 2))
+  wrong = (guess != truth).sum((1, 2))
+  return _by_name(names, 2.0 * tp / jnp.maximum(2.0 * tp + wrong, 1.0))

@@ -681,3 +681,26 @@ def test_mmimdb_hdf5_config(tmp_path, mm_manual):
       np.testing.assert_array_equal(r["label"], _expected_multi_hot(i))
       np.testing.assert_array_equal(r["image"], vectors[key][0])
       np.testing.assert_array_equal(r["text"], vectors[key][1])
+
+
+def test_mmimdb_trains_multilabel_end_to_end(tmp_path, mm_manual):
+  """Sigmoid losses, micro/macro F1 in the results; single-label-only methods refuse clearly."""
+  from mmbal.train import config as train_config  # pylint: disable=import-outside-toplevel
+  from mmbal.train.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  data_dir = tmp_path / "tfds"
+  (data_dir / "downloads").mkdir(parents=True)
+  os.symlink(mm_manual[0], data_dir / "downloads" / "manual")
+  overrides = [f"data.data_dir={data_dir}", "train.batch_size=2", "train.num_epochs=2",
+               "eval.batch_size=2", "mesh.data=2", "log.progress=False"]
+  c = train_config.apply_overrides(train_config.load_config(f"{ROOT}/configs/mmimdb/ogm_ge.py"),
+                                   overrides)
+  train_and_evaluate(c, tmp_path / "run")
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert results["task"] == "multilabel" and "probe" not in results["test"]
+  fused = results["test"]["fused"]
+  assert {"accuracy", "f1_macro", "hamming", "loss"} <= set(fused)
+  assert 0.0 <= fused["accuracy"] <= 1.0 and 0.0 <= fused["f1_macro"] <= 1.0
+  c = train_config.apply_overrides(train_config.load_config(f"{ROOT}/configs/mmimdb/joint.py"),
+                                   overrides + ["method.name=pmr"])
+  with pytest.raises(ValueError, match="multi-label"):
+    train_and_evaluate(c, tmp_path / "pmr")

@@ -38,3 +38,14 @@ def test_classifier_uses_resnet18_for_images_when_asked():
   assert out.logits.shape == (2, 3) and np.isfinite(np.asarray(out.logits)).all()
   with pytest.raises(ValueError, match="image_encoder"):
     MultimodalClassifier({"a": (8, 8, 1)}, 2, image_encoder="vgg", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("image_encoder", ["cnn", "resnet18"])
+def test_video_modalities_are_encoded_per_frame(image_encoder):
+  model = MultimodalClassifier({"clip": (3, 16, 16, 3), "feat": (5,)}, 3, feature_dim=8,
+                               image_encoder=image_encoder, rngs=nnx.Rngs(0))
+  clip = jax.random.normal(jax.random.key(1), (2, 3, 16, 16, 3))
+  encoder = model.encoders["clip"]
+  per_frame = jnp.stack([encoder(clip[:, k]) for k in range(3)], axis=1).mean(1)
+  np.testing.assert_allclose(encoder(clip), per_frame, rtol=1e-5, atol=1e-6)
+  assert model({"clip": clip, "feat": jnp.ones((2, 5))}).logits.shape == (2, 3)

@@ -1,4 +1,5 @@
-"""Small encoders for the three kinds of modality: vectors, sequences, images.
+"""Small encoders for the kinds of modality: vectors, sequences, images and video clips
+(``[K, H, W, C]``: the image encoder applied per frame, averaged over frames).
 
 Each maps a batch ``[B, *shape]`` to features ``[B, feature_dim]``.
 """
@@ -54,6 +55,9 @@ class CNNEncoder(nnx.Module):
     self.out = nnx.Linear(chans[-1], feature_dim, rngs=rngs)
 
   def __call__(self, x):
+    if x.ndim == 5:   # a clip [B, K, H, W, C]: encode each frame, average over frames
+      b, k = x.shape[:2]
+      return self(x.reshape((b * k,) + x.shape[2:])).reshape(b, k, -1).mean(axis=1)
     for conv, norm in zip(self.convs, self.norms):
       x = jax.nn.gelu(norm(conv(x)))
     return self.out(x.mean(axis=(1, 2)))

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mmbal.train.step import TrainState
+from mmbal.train.step import TrainState, task_correct, task_loss
 
 
 def alternating_optimizer(encoder_tx: optax.GradientTransformation,
@@ -40,7 +40,7 @@ def alternating_optimizer(encoder_tx: optax.GradientTransformation,
 def make_alternating_step(unimodal_forward: Callable, names: Sequence[str],
                           encoder_tx: optax.GradientTransformation,
                           head_tx: optax.GradientTransformationExtraArgs, *,
-                          steps_per_epoch: int, fuse: Callable):
+                          steps_per_epoch: int, fuse: Callable, task: str = "classification"):
   """``train_step(state, batch) -> (state, metrics)`` for params ``{"encoders", "head"}``.
 
   ``unimodal_forward(params, name, x) -> ([B, C] logits, [B, D] features)``;
@@ -53,7 +53,7 @@ def make_alternating_step(unimodal_forward: Callable, names: Sequence[str],
     def run(encoders, head):
       def loss(encoders, head):
         logits, features = unimodal_forward({"encoders": encoders, "head": head}, name, batch[name])
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        ce = task_loss(logits, batch["label"], task).mean()
         return ce, (logits, features.mean(0))
       (ce, (logits, mean)), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
           encoders, head)
@@ -83,9 +83,9 @@ def make_alternating_step(unimodal_forward: Callable, names: Sequence[str],
 
     labels = batch["label"]
     fused = fuse(uni_logits)
-    fused_loss = optax.softmax_cross_entropy_with_integer_labels(fused, labels).mean()
+    fused_loss = task_loss(fused, labels, task).mean()
     values = jnp.concatenate([fused_loss[None], uni_losses])
-    correct = lambda logits: (logits.argmax(-1) == labels).mean(-1)
+    correct = lambda logits: task_correct(logits, labels, task).mean(-1)
     # MLA's per-sample entropy weights softmax_m(-H_m), batch-averaged: who the fusion trusts.
     logp = jax.nn.log_softmax(uni_logits, axis=-1)
     trust = jax.nn.softmax((jnp.exp(logp) * logp).sum(-1), axis=0).mean(-1)

@@ -118,6 +118,8 @@ def _diagnose(args):
     sys.exit(f"mmbal: error: {err}")
   c, names = run.config, run.model.names
   apply_fn = run.apply_fn
+  if getattr(run.dataset.spec, "task", "classification") != "classification":
+    sys.exit("mmbal: error: mmbal diagnose scores single-label accuracy; this run is multi-label")
   if args.fill == "present":
     apply = lambda params, inputs, present: apply_fn(params, inputs, present).logits
     fill = "present"
@@ -177,6 +179,9 @@ def _eval(args):
   except (ValueError, FileNotFoundError) as err:
     sys.exit(f"mmbal: error: {err}")
   names, c = run.model.names, run.config
+  if getattr(run.dataset.spec, "task", "classification") != "classification":
+    sys.exit("mmbal: error: mmbal eval scores single-label accuracy; this run is multi-label "
+             "(its results.json has micro/macro F1)")
   native = args.fill == "present"
 
   @jax.jit

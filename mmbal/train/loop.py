@@ -49,7 +49,8 @@ def make_optimizer(cfg, total_steps: int, updates_per_step: int = 1) -> optax.Gr
       else base
 
 
-def build_model_and_method(c, modalities, num_classes, steps_per_epoch, total_steps):
+def build_model_and_method(c, modalities, num_classes, steps_per_epoch, total_steps,
+                           task: str = "classification"):
   """``(model, params, labels, apply_fn, method)`` for a config."""
   model = MultimodalClassifier(modalities, num_classes, **c.model, rngs=nnx.Rngs(c.seed))
   graphdef, params, rest = split(model)
@@ -58,11 +59,11 @@ def build_model_and_method(c, modalities, num_classes, steps_per_epoch, total_st
   method = build_method(c.method.name, MethodContext(
       config=c.method.get(c.method.name), model=model, labels=labels,
       encoder_labels=encoder_labels(model), apply_fn=apply_fn,
-      steps_per_epoch=steps_per_epoch, total_steps=total_steps))
+      steps_per_epoch=steps_per_epoch, total_steps=total_steps, task=task))
   return model, params, labels, apply_fn, method
 
 
-def assemble(method, model, apply_fn, labels, c, total_steps):
+def assemble(method, model, apply_fn, labels, c, total_steps, task: str = "classification"):
   """``(tx, train_step)`` for a method: its transform, the base optimizer, its
   ``after_optimizer``, and the (unjitted) step computing the gradients it needs."""
   if method.step_builder is not None:
@@ -76,12 +77,13 @@ def assemble(method, model, apply_fn, labels, c, total_steps):
     tx = optax.chain(combine_objectives(method.weights), tx)
   if method.transform is not None:
     tx = optax.chain(method.transform, tx)
-  losses_fn = (method.losses or classification_objectives)(apply_fn, model.names)
+  losses_fn = (method.losses or functools.partial(classification_objectives, task=task))(
+      apply_fn, model.names)
   step_fn = make_train_step(
       losses_fn, tx, method.weights, grad_mode=grad_mode,
       objectives=method.objectives or ("fused",) + model.names, labels=labels,
       supports=method.supports if method.objectives else model.objective_supports(),
-      extra_args=method.extra_args)
+      extra_args=method.extra_args, task=task)
   return tx, step_fn
 
 
@@ -126,9 +128,10 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
 
   # ---- model, method, optimizer, state.
   modalities = as_modalities({n: spec.modalities[n] for n in c.data.modalities})
+  task = getattr(spec, "task", "classification")   # "multilabel": multi-hot labels
   model, params, labels, apply_fn, method = build_model_and_method(
-      c, modalities, spec.num_classes, steps_per_epoch, total_steps)
-  tx, step_fn = assemble(method, model, apply_fn, labels, c, total_steps)
+      c, modalities, spec.num_classes, steps_per_epoch, total_steps, task)
+  tx, step_fn = assemble(method, model, apply_fn, labels, c, total_steps, task)
   params = jax.device_put(params, shd.param_sharding(mesh, params))
   param_sh = jax.tree.map(lambda x: x.sharding, params)
 
@@ -138,7 +141,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   state_sh = jax.tree.map(lambda x: x.sharding, state)
   train_step = jax.jit(step_fn, in_shardings=(state_sh, shd.batch_sharding(mesh)),
                        out_shardings=(state_sh, shd.replicated(mesh)), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(apply_fn, model.names),
+  eval_step = jax.jit(make_eval_step(apply_fn, model.names, task),
                       in_shardings=(param_sh, shd.batch_sharding(mesh)),
                       out_shardings=shd.replicated(mesh))
   select_best = jax.jit(keep_best, in_shardings=(state_sh, shd.replicated(mesh)),
@@ -158,7 +161,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
     for batch in mmdata.eval_batches(dataset[split_name], c.eval.batch_size):
       sums = eval_step(params, shd.global_batch(mesh, batch))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    return report_from_sums(jax.device_get(totals), model.names, c.method.name == "unimodal")
+    return report_from_sums(jax.device_get(totals), model.names, c.method.name == "unimodal", task)
 
   features_step = jax.jit(lambda params, batch: apply_fn(params, {n: batch[n] for n in model.names}).features,
                           in_shardings=(param_sh, shd.batch_sharding(mesh)))
@@ -243,8 +246,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   # ---- final evaluation of the model selected on validation.
   results = dict(validation=evaluate(state.best_params, "validation"),
                  test=evaluate(state.best_params, "test"),
-                 steps=total_steps, modalities=list(model.names), config=c.to_dict())
-  if c.eval.linear_probe:
+                 steps=total_steps, modalities=list(model.names), task=task, config=c.to_dict())
+  if c.eval.linear_probe and task == "classification":   # the probes are softmax classifiers
     add_linear_probes(state.best_params, results)
   if jax.process_index() == 0:
     (workdir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
@@ -252,19 +255,43 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   return Run(results, state)
 
 
-def report_from_sums(totals, names, fused_untrained=False) -> dict:
-  """Accuracies, mean losses and utilisation from the eval step's summed counts."""
+def f1_scores(tp, fp, fn) -> tuple[np.ndarray, np.ndarray]:
+  """``(micro F1, macro F1)`` over the last axis of per-class counts (a class with no
+  positives and no predictions scores 0 in the macro mean, as scikit-learn's default)."""
+  tp, fp, fn = (np.asarray(x, np.float64) for x in (tp, fp, fn))
+  micro = 2 * tp.sum(-1) / np.maximum(2 * tp.sum(-1) + fp.sum(-1) + fn.sum(-1), 1e-12)
+  macro = (2 * tp / np.maximum(2 * tp + fp + fn, 1e-12)).mean(-1)
+  return micro, macro
+
+
+def report_from_sums(totals, names, fused_untrained=False, task="classification") -> dict:
+  """Scores, mean losses and utilisation from the eval step's summed counts.
+
+  ``accuracy`` is the task's score: accuracy, or micro-F1 for ``"multilabel"`` (which also
+  reports ``f1_macro`` and the Hamming accuracy ``hamming``).
+  """
   n = max(float(totals["count"]), 1.0)
-  fused = float(totals["fused"]) / n
-  without = {m: float(v) / n for m, v in zip(names, totals["without"])}
+  score = lambda key, i=None: float(totals[key] if i is None else totals[key][i]) / n
+  extra = lambda key, i=None: {}
+  if task == "multilabel":
+    counts = {k: tuple(totals[f"{k}_{c}"] for c in ("tp", "fp", "fn"))
+              for k in ("fused", "unimodal", "without")}
+    f1 = {k: f1_scores(*v) for k, v in counts.items()}
+    hamming = score
+    score = lambda key, i=None: float(f1[key][0] if i is None else f1[key][0][i])
+    extra = lambda key, i=None: dict(
+        f1_macro=float(f1[key][1] if i is None else f1[key][1][i]), hamming=hamming(key, i))
+  fused = score("fused")
+  without = {m: score("without", i) for i, m in enumerate(names)}
   return dict(
       count=int(totals["count"]),
-      fused=dict(accuracy=None if fused_untrained else fused, loss=float(totals["fused_loss"]) / n),
-      unimodal={m: dict(accuracy=float(a) / n, loss=float(l) / n)
-                for m, a, l in zip(names, totals["unimodal"], totals["unimodal_loss"])},
-      # Fused accuracy with modality m absent, and m's conditional utilisation
+      fused=dict(accuracy=None if fused_untrained else fused, loss=float(totals["fused_loss"]) / n,
+                 **extra("fused")),
+      unimodal={m: dict(accuracy=score("unimodal", i), loss=float(totals["unimodal_loss"][i]) / n,
+                        **extra("unimodal", i)) for i, m in enumerate(names)},
+      # The fused score with modality m absent, and m's conditional utilisation
       # u_m = (A_all - A_without_m) / A_all (Wu et al., 2022; MILES).
-      without={m: dict(accuracy=a) for m, a in without.items()},
+      without={m: dict(accuracy=a, **extra("without", i)) for i, (m, a) in enumerate(without.items())},
       utilisation={m: (fused - a) / max(fused, 1e-8) for m, a in without.items()})
 
 

@@ -49,6 +49,7 @@ class MethodContext(NamedTuple):
   apply_fn: Callable        # apply_fn(params, inputs, present=None) -> Outputs
   steps_per_epoch: int
   total_steps: int
+  task: str = "classification"   # or "multilabel" (multi-hot labels)
 
 
 def joint_weights(model) -> np.ndarray:
@@ -74,8 +75,9 @@ def _ogm_ge(ctx: MethodContext) -> MethodSpec:
   tx = transforms.ogm_ge(ctx.encoder_labels, alpha=c.alpha, leaves=c.leaves, noise=c.noise,
                          start_step=c.start_epoch * epoch,
                          end_step=c.end_epoch * epoch if c.end_epoch else None, ratio=c.ratio)
-  confidence = lambda aux, key: dict(confidence=scores.true_class_confidence(
-      aux["unimodal_logits"], aux["labels"], names))
+  score = (scores.multilabel_confidence if ctx.task == "multilabel"
+           else scores.true_class_confidence)
+  confidence = lambda aux, key: dict(confidence=score(aux["unimodal_logits"], aux["labels"], names))
   return MethodSpec(weights=joint_weights(ctx.model), transform=tx, extra_args=confidence)
 
 
@@ -154,11 +156,12 @@ def _cggm(ctx: MethodContext) -> MethodSpec:
     raise ValueError("method.cggm.lam > 0 (the direction term) needs model.fusion='concat'")
   if c.direction not in ("gradient", "weights"):
     raise ValueError(f"method.cggm.direction must be 'gradient' or 'weights', got {c.direction!r}")
-  accuracy = lambda aux: scores.accuracy(aux["unimodal_logits"], aux["labels"], names)
+  score = scores.multilabel_f1 if ctx.task == "multilabel" else scores.accuracy
+  accuracy = lambda aux: score(aux["unimodal_logits"], aux["labels"], names)
   tx = transforms.cggm(ctx.encoder_labels, rho=c.rho, guard=c.guard)
 
   def losses_builder(apply_fn, names):
-    base = classification_objectives(apply_fn, names)
+    base = classification_objectives(apply_fn, names, ctx.task)
 
     def losses(params, batch, opt_state=None, step=None):
       values, aux = base(params, batch)
@@ -353,7 +356,7 @@ def _mla(ctx: MethodContext) -> MethodSpec:
     if c.projection != "none":
       head_tx = optax.chain(
           transforms.owm_projection(kernel_only, model.feature_dim, mode=c.projection), head_tx)
-    step = make_alternating_step(forward, names, encoder_tx, head_tx,
+    step = make_alternating_step(forward, names, encoder_tx, head_tx, task=ctx.task,
                                  steps_per_epoch=ctx.steps_per_epoch,
                                  fuse=model.fuse_logits)  # uses no parameters
     return alternating_optimizer(encoder_tx, head_tx), step
@@ -385,7 +388,14 @@ def encoder_labels(model):
   return param_labels(model, {n: model.encoders[n] for n in model.names})
 
 
+# Their scores or losses assume one class per example (softmax outputs, a target class).
+SINGLE_LABEL_ONLY = ("agm", "msam", "balgrad", "mnl", "pmr")
+
+
 def build_method(name: str, ctx: MethodContext) -> MethodSpec:
   if name not in BUILDERS:
     raise ValueError(f"config field 'method.name' must be one of {sorted(BUILDERS)}, got {name!r}")
+  if ctx.task == "multilabel" and name in SINGLE_LABEL_ONLY:
+    raise ValueError(f"method.name={name!r} assumes one class per example; this data set is "
+                     f"multi-label (methods for it: {sorted(set(BUILDERS) - set(SINGLE_LABEL_ONLY))})")
   return BUILDERS[name](ctx)

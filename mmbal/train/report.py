@@ -20,7 +20,8 @@ def format_table(results: dict) -> str:
     rows.append((f"fused without {name}", val["without"][name]["accuracy"],
                  test["without"][name]["accuracy"]))
   width = max(len(r[0]) for r in rows) + 2
-  lines = [f"{'accuracy (%)':<{width}} {'val':>6}  {'test':>6}",
+  score = "micro-F1 (%)" if results.get("task") == "multilabel" else "accuracy (%)"
+  lines = [f"{score:<{width}} {'val':>6}  {'test':>6}",
            f"{'-' * width} {'-' * 6}  {'-' * 6}"]
   lines += [f"{name:<{width}} {_pct(v)}  {_pct(t)}" for name, v, t in rows]
   lines.append(f"val n={val['count']}, test n={test['count']}, model selected on validation.")

@@ -48,7 +48,30 @@ def epoch_losses(state: TrainState):
                              loss_count=jnp.zeros_like(state.loss_count))
 
 
-def classification_objectives(apply_fn: Callable, names: tuple[str, ...]):
+TASKS = ("classification", "multilabel")
+
+
+def task_loss(logits, labels, task: str = "classification"):
+  """Per-example loss ``[..., B]``: softmax cross-entropy with integer labels, or for
+  ``"multilabel"`` (multi-hot labels ``[B, C]``) the sigmoid binary cross-entropy averaged
+  over classes (PyTorch's ``BCEWithLogitsLoss``). ``logits`` may carry leading axes."""
+  if task == "multilabel":
+    labels = jnp.broadcast_to(labels, logits.shape).astype(logits.dtype)
+    return optax.sigmoid_binary_cross_entropy(logits, labels).mean(-1)
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits, jnp.broadcast_to(labels, logits.shape[:-1]))
+
+
+def task_correct(logits, labels, task: str = "classification"):
+  """Per-example correctness in [0, 1]: ``argmax == y``, or for ``"multilabel"`` the share of
+  classes whose ``logit > 0`` decision matches the label (Hamming accuracy)."""
+  if task == "multilabel":
+    return ((logits > 0) == (labels > 0)).astype(jnp.float32).mean(-1)
+  return (logits.argmax(-1) == labels).astype(jnp.float32)
+
+
+def classification_objectives(apply_fn: Callable, names: tuple[str, ...],
+                              task: str = "classification"):
   """``losses(params, batch, opt_state) -> ([K] losses, aux)``, K = 1 + M (fused, then each modality).
 
   ``aux`` holds the outputs the balancing methods score: ``logits``, ``unimodal_logits``
@@ -61,8 +84,8 @@ def classification_objectives(apply_fn: Callable, names: tuple[str, ...]):
     del opt_state, step
     out = apply_fn(params, {n: batch[n] for n in names})
     labels = batch["label"]
-    fused = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
-    uni = optax.softmax_cross_entropy_with_integer_labels(out.unimodal_logits, labels[None]).mean(-1)
+    fused = task_loss(out.logits, labels, task).mean()
+    uni = task_loss(out.unimodal_logits, labels[None], task).mean(-1)
     aux = dict(logits=out.logits, unimodal_logits=out.unimodal_logits, labels=labels,
                features=out.features)
     return jnp.concatenate([fused[None], uni]), aux
@@ -79,7 +102,8 @@ def make_apply(graphdef, rest):
 def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, grad_mode: str = "sum",
                     objectives: tuple[str, ...] = (), labels=None, supports=None,
                     extra_args: Callable[[dict, jax.Array], dict] | None = None,
-                    backward: str = "vmap", grads_fn: Callable | None = None):
+                    backward: str = "vmap", grads_fn: Callable | None = None,
+                    task: str = "classification"):
   """Returns ``train_step(state, batch) -> (state, metrics)`` (not yet jitted).
 
   ``weights``: ``[K]`` weights of the objectives in the summed loss (``grad_mode="sum"``).
@@ -115,7 +139,7 @@ def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, gra
     values = aux.get("log_losses", values)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
     params = optax.apply_updates(state.params, updates)
-    correct = lambda logits: (logits.argmax(-1) == aux["labels"]).mean(-1)
+    correct = lambda logits: task_correct(logits, aux["labels"], task).mean(-1)
     metrics = dict(losses=values, fused_correct=correct(aux["logits"]),
                    unimodal_correct=correct(aux["unimodal_logits"]),
                    method=aux.get("method_metrics", {}))
@@ -125,11 +149,13 @@ def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, gra
   return train_step
 
 
-def make_eval_step(apply_fn, names: tuple[str, ...]):
+def make_eval_step(apply_fn, names: tuple[str, ...], task: str = "classification"):
   """``eval_step(params, batch) -> sums`` over real (masked) examples.
 
-  Sums of correct predictions and cross-entropy of the fused and unimodal outputs, and
-  the fused accuracy with each modality absent in turn (masked-modality dependence).
+  Sums of correct predictions and losses of the fused and unimodal outputs, and the fused
+  correctness with each modality absent in turn (masked-modality dependence). For
+  ``"multilabel"`` also per-class true/false positives and false negatives (``*_tp``,
+  ``*_fp``, ``*_fn``: ``[C]`` fused, ``[M, C]`` unimodal and without-m) for F1 scores.
   """
   num = len(names)
 
@@ -141,12 +167,20 @@ def make_eval_step(apply_fn, names: tuple[str, ...]):
     without = 1.0 - jnp.eye(num)
     logits_without = jax.vmap(lambda p: apply_fn(
         params, inputs, jnp.broadcast_to(p, (labels.shape[0], num))).logits)(without)
-    correct = lambda logits: ((logits.argmax(-1) == labels) * mask).sum(-1)
-    ce = lambda logits: (optax.softmax_cross_entropy_with_integer_labels(
-        logits, jnp.broadcast_to(labels, logits.shape[:-1])) * mask).sum(-1)
-    return dict(count=mask.sum(), fused=correct(out.logits), unimodal=correct(out.unimodal_logits),
-                fused_loss=ce(out.logits), unimodal_loss=ce(out.unimodal_logits),
+    correct = lambda logits: (task_correct(logits, labels, task) * mask).sum(-1)
+    loss = lambda logits: (task_loss(logits, labels, task) * mask).sum(-1)
+    sums = dict(count=mask.sum(), fused=correct(out.logits), unimodal=correct(out.unimodal_logits),
+                fused_loss=loss(out.logits), unimodal_loss=loss(out.unimodal_logits),
                 without=correct(logits_without))
+    if task == "multilabel":
+      truth = (labels > 0) & (mask[:, None] > 0)
+      for key, logits in (("fused", out.logits), ("unimodal", out.unimodal_logits),
+                          ("without", logits_without)):
+        guess = (logits > 0) & (mask[:, None] > 0)
+        sums[f"{key}_tp"] = (guess & truth).sum(-2).astype(jnp.float32)
+        sums[f"{key}_fp"] = (guess & ~truth).sum(-2).astype(jnp.float32)
+        sums[f"{key}_fn"] = (~guess & truth).sum(-2).astype(jnp.float32)
+    return sums
 
   return eval_step
 

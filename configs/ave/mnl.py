@@ -1,0 +1,12 @@
+"""MNL (Gong et al., NeurIPS 2025), on late fusion of unimodal heads.
+
+On AVE, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/ave/mnl.py --workdir runs/ave_mnl
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(fusion="late", unimodal="heads"), method=dict(name="mnl"))

@@ -1,0 +1,12 @@
+"""MILES (Guerra-Manzanares & Shamout, IJCNN 2025).
+
+On Hateful Memes, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/hateful_memes/miles.py --workdir runs/hateful_memes_miles
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="probe"), method=dict(name="miles"))

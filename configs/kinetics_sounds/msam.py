@@ -1,0 +1,12 @@
+"""M-SAM (Nowdeh et al., NeurIPS 2025).
+
+On Kinetics-Sounds, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/kinetics_sounds/msam.py --workdir runs/kinetics_sounds_msam
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="probe"), method=dict(name="msam"))

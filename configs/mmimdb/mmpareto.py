@@ -1,0 +1,12 @@
+"""MMPareto (Wei & Hu, ICML 2024).
+
+On MM-IMDb, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/mmimdb/mmpareto.py --workdir runs/mmimdb_mmpareto
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="heads"), method=dict(name="mmpareto"))

@@ -1,0 +1,12 @@
+"""PCGrad (Yu et al., NeurIPS 2020).
+
+On MM-IMDb, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/mmimdb/pcgrad.py --workdir runs/mmimdb_pcgrad
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="heads"), method=dict(name="pcgrad"))

@@ -1,0 +1,12 @@
+"""M-SAM (Nowdeh et al., NeurIPS 2025).
+
+On UCF-101, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/ucf101/msam.py --workdir runs/ucf101_msam
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="probe"), method=dict(name="msam"))
