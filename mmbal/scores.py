@@ -119,3 +119,17 @@ def multilabel_f1(unimodal_logits, labels, names: Sequence[str]) -> dict:
   tp = (guess & truth).sum((1, 2))
   wrong = (guess != truth).sum((1, 2))
   return _by_name(names, 2.0 * tp / jnp.maximum(2.0 * tp + wrong, 1.0))
+
+
+def regression_confidence(unimodal_logits, labels, names: Sequence[str]) -> dict:
+  """OGM-GE's confidence for regression (single output ``z[..., 0]``, float labels ``[B]``):
+  ``s_m = sum_i exp(-|z^m_i - y_i|)``, 1 for an exact prediction, falling with the error."""
+  error = jnp.abs(unimodal_logits[..., 0] - labels[None])
+  return _by_name(names, jnp.exp(-error).sum(axis=1))
+
+
+def sign_agreement(unimodal_logits, labels, names: Sequence[str]) -> dict:
+  """Batch share of examples whose prediction has the label's sign, ``(z >= 0) == (y >= 0)``:
+  the regression stand-in for accuracy (CGGM's choice on MOSI)."""
+  agree = ((unimodal_logits[..., 0] >= 0) == (labels[None] >= 0)).astype(jnp.float32)
+  return _by_name(names, agree.mean(axis=1))

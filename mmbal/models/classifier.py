@@ -61,8 +61,8 @@ class MultimodalClassifier(nnx.Module):
       raise ValueError(f"unimodal must be one of {UNIMODAL_MODES}, got {unimodal!r}")
     if unimodal == "split_head" and fusion not in ("concat", "sum"):
       raise ValueError(f"unimodal='split_head' needs fusion 'concat' or 'sum', got {fusion!r}")
-    if num_classes < 2:
-      raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if num_classes < 1:   # 1: a single regression output
+      raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     self.names = tuple(m.name for m in self.modalities)
     self.fusion_kind, self.unimodal = fusion, unimodal
     self.num_classes, self.feature_dim = num_classes, feature_dim

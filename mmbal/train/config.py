@@ -74,10 +74,12 @@ def default_config() -> ml_collections.ConfigDict:
       checkpoint_every_steps=0,  # 0 = at every evaluation
       keep_checkpoints=2,
       stop_after_steps=0,      # > 0: stop early (simulated preemption); resume continues
+      regression_loss="l1",    # regression data sets: l1 | mse
   )
   c.eval = dict(
       batch_size=256,
       linear_probe=True,       # after training, fit a linear probe per encoder (train split)
+      regression_bins="mosi",  # regression metrics: mosi (MOSI/MOSEI, labels in [-3, 3]) | sims
   )
   c.mesh = dict(data=-1, model=1)   # -1 = all remaining devices; model > 1 shards parameters
   c.log = dict(tensorboard=False, progress=True)
@@ -204,6 +206,8 @@ def check_config(c: ml_collections.ConfigDict):
   need(len(set(c.data.modalities)) == len(c.data.modalities), "data.modalities", "unique names")
   need(c.mesh.model >= 1, "mesh.model", ">= 1")
   need(c.mesh.data == -1 or c.mesh.data >= 1, "mesh.data", "-1 or >= 1")
+  need(c.train.regression_loss in ("l1", "mse"), "train.regression_loss", "'l1' or 'mse'")
+  need(c.eval.regression_bins in ("mosi", "sims"), "eval.regression_bins", "'mosi' or 'sims'")
   if c.method.name == "unimodal":
     need(c.model.unimodal == "heads", "model.unimodal", "'heads' for method.name='unimodal'")
 

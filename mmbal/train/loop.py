@@ -24,6 +24,7 @@ from mmbal.train import sharding as shd
 from mmbal.train.checkpoint import Checkpoints
 from mmbal.train.config import check_config
 from mmbal.train.distributed import PreemptionWatch
+from mmbal.train.regression import add_regression_metrics
 from mmbal.train.report import format_table
 from mmbal.train.methods import MethodContext, build_method, encoder_labels
 from mmbal.train.step import (TrainState, classification_objectives, epoch_losses,
@@ -129,6 +130,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   # ---- model, method, optimizer, state.
   modalities = as_modalities({n: spec.modalities[n] for n in c.data.modalities})
   task = getattr(spec, "task", "classification")   # "multilabel": multi-hot labels
+  if task == "regression" and c.train.regression_loss == "mse":
+    task = "regression_mse"
   model, params, labels, apply_fn, method = build_model_and_method(
       c, modalities, spec.num_classes, steps_per_epoch, total_steps, task)
   tx, step_fn = assemble(method, model, apply_fn, labels, c, total_steps, task)
@@ -157,11 +160,17 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   epoch_end = jax.jit(end_of_epoch, out_shardings=state_sh, donate_argnums=0)
 
   def evaluate(params, split_name):
-    totals = None
+    totals, examples = None, []
     for batch in mmdata.eval_batches(dataset[split_name], c.eval.batch_size):
       sums = eval_step(params, shd.global_batch(mesh, batch))
+      per_example = {k: sums.pop(k) for k in list(sums) if k.startswith("pred_") or k in ("label", "mask")}
+      if per_example:
+        examples.append(jax.device_get(per_example))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    return report_from_sums(jax.device_get(totals), model.names, c.method.name == "unimodal", task)
+    report = report_from_sums(jax.device_get(totals), model.names, c.method.name == "unimodal", task)
+    if examples:   # regression: the standard metrics from every prediction of the split
+      add_regression_metrics(report, examples, model.names, c.eval.regression_bins)
+    return report
 
   features_step = jax.jit(lambda params, batch: apply_fn(params, {n: batch[n] for n in model.names}).features,
                           in_shardings=(param_sh, shd.batch_sharding(mesh)))

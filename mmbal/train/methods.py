@@ -75,8 +75,8 @@ def _ogm_ge(ctx: MethodContext) -> MethodSpec:
   tx = transforms.ogm_ge(ctx.encoder_labels, alpha=c.alpha, leaves=c.leaves, noise=c.noise,
                          start_step=c.start_epoch * epoch,
                          end_step=c.end_epoch * epoch if c.end_epoch else None, ratio=c.ratio)
-  score = (scores.multilabel_confidence if ctx.task == "multilabel"
-           else scores.true_class_confidence)
+  score = {"multilabel": scores.multilabel_confidence, "regression": scores.regression_confidence,
+           "regression_mse": scores.regression_confidence}.get(ctx.task, scores.true_class_confidence)
   confidence = lambda aux, key: dict(confidence=score(aux["unimodal_logits"], aux["labels"], names))
   return MethodSpec(weights=joint_weights(ctx.model), transform=tx, extra_args=confidence)
 
@@ -154,9 +154,13 @@ def _cggm(ctx: MethodContext) -> MethodSpec:
                      "features, as CGGM's)")
   if c.lam and model.fusion_kind != "concat":
     raise ValueError("method.cggm.lam > 0 (the direction term) needs model.fusion='concat'")
+  if c.lam and c.direction == "gradient" and ctx.task != "classification":
+    raise ValueError("method.cggm.direction='gradient' uses softmax head gradients; for "
+                     f"{ctx.task} data set method.cggm.direction='weights' or method.cggm.lam=0")
   if c.direction not in ("gradient", "weights"):
     raise ValueError(f"method.cggm.direction must be 'gradient' or 'weights', got {c.direction!r}")
-  score = scores.multilabel_f1 if ctx.task == "multilabel" else scores.accuracy
+  score = {"multilabel": scores.multilabel_f1, "regression": scores.sign_agreement,
+           "regression_mse": scores.sign_agreement}.get(ctx.task, scores.accuracy)
   accuracy = lambda aux: score(aux["unimodal_logits"], aux["labels"], names)
   tx = transforms.cggm(ctx.encoder_labels, rho=c.rho, guard=c.guard)
 
@@ -395,7 +399,8 @@ SINGLE_LABEL_ONLY = ("agm", "msam", "balgrad", "mnl", "pmr")
 def build_method(name: str, ctx: MethodContext) -> MethodSpec:
   if name not in BUILDERS:
     raise ValueError(f"config field 'method.name' must be one of {sorted(BUILDERS)}, got {name!r}")
-  if ctx.task == "multilabel" and name in SINGLE_LABEL_ONLY:
+  if ctx.task != "classification" and name in SINGLE_LABEL_ONLY:
+    kind = "multi-label" if ctx.task == "multilabel" else "a regression task"
     raise ValueError(f"method.name={name!r} assumes one class per example; this data set is "
-                     f"multi-label (methods for it: {sorted(set(BUILDERS) - set(SINGLE_LABEL_ONLY))})")
+                     f"{kind} (methods for it: {sorted(set(BUILDERS) - set(SINGLE_LABEL_ONLY))})")
   return BUILDERS[name](ctx)

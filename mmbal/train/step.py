@@ -48,13 +48,22 @@ def epoch_losses(state: TrainState):
                              loss_count=jnp.zeros_like(state.loss_count))
 
 
-TASKS = ("classification", "multilabel")
+TASKS = ("classification", "multilabel", "regression", "regression_mse")
+
+
+def is_regression(task: str) -> bool:
+  return task.startswith("regression")
 
 
 def task_loss(logits, labels, task: str = "classification"):
   """Per-example loss ``[..., B]``: softmax cross-entropy with integer labels, or for
   ``"multilabel"`` (multi-hot labels ``[B, C]``) the sigmoid binary cross-entropy averaged
-  over classes (PyTorch's ``BCEWithLogitsLoss``). ``logits`` may carry leading axes."""
+  over classes (PyTorch's ``BCEWithLogitsLoss``); for ``"regression"`` (``"regression_mse"``)
+  the L1 (squared) error of the single output ``logits[..., 0]`` against float labels.
+  ``logits`` may carry leading axes."""
+  if is_regression(task):
+    error = logits[..., 0] - jnp.broadcast_to(labels, logits.shape[:-1]).astype(logits.dtype)
+    return error ** 2 if task == "regression_mse" else jnp.abs(error)
   if task == "multilabel":
     labels = jnp.broadcast_to(labels, logits.shape).astype(logits.dtype)
     return optax.sigmoid_binary_cross_entropy(logits, labels).mean(-1)
@@ -64,7 +73,10 @@ def task_loss(logits, labels, task: str = "classification"):
 
 def task_correct(logits, labels, task: str = "classification"):
   """Per-example correctness in [0, 1]: ``argmax == y``, or for ``"multilabel"`` the share of
-  classes whose ``logit > 0`` decision matches the label (Hamming accuracy)."""
+  classes whose ``logit > 0`` decision matches the label (Hamming accuracy), or for regression
+  sign agreement ``(pred >= 0) == (y >= 0)`` (the binary negative / non-negative accuracy)."""
+  if is_regression(task):
+    return ((logits[..., 0] >= 0) == (labels >= 0)).astype(jnp.float32)
   if task == "multilabel":
     return ((logits > 0) == (labels > 0)).astype(jnp.float32).mean(-1)
   return (logits.argmax(-1) == labels).astype(jnp.float32)
@@ -172,6 +184,9 @@ def make_eval_step(apply_fn, names: tuple[str, ...], task: str = "classification
     sums = dict(count=mask.sum(), fused=correct(out.logits), unimodal=correct(out.unimodal_logits),
                 fused_loss=loss(out.logits), unimodal_loss=loss(out.unimodal_logits),
                 without=correct(logits_without))
+    if is_regression(task):   # per-example outputs: the metrics need the whole split
+      sums.update(pred_fused=out.logits[..., 0], pred_unimodal=out.unimodal_logits[..., 0],
+                  pred_without=logits_without[..., 0], label=labels, mask=mask)
     if task == "multilabel":
       truth = (labels > 0) & (mask[:, None] > 0)
       for key, logits in (("fused", out.logits), ("unimodal", out.unimodal_logits),
