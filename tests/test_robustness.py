@@ -104,3 +104,33 @@ def test_mmbal_eval_robustness_end_to_end(tfds_dir, tmp_path, capsys):
     assert curve["effective_robustness"] == pytest.approx(0.0, abs=1e-9)
   with pytest.raises(SystemExit, match="kinds"):
     main(["eval", "--workdir", str(tmp_path), "--robustness", "--kinds", "blur"])
+
+
+def test_learned_fill_stands_in_for_an_absent_modality():
+  import jax.numpy as jnp
+  from flax import nnx
+  from mmbal.models import MultimodalClassifier
+  model = MultimodalClassifier({"a": (3,), "b": (2,)}, 4, feature_dim=5, hidden_dim=8,
+                               missing="learned", rngs=nnx.Rngs(0))
+  model.fill[...] = jnp.arange(10.0).reshape(2, 5)
+  x = {"a": jnp.ones((2, 3)), "b": jnp.ones((2, 2))}
+  out = model(x, jnp.array([[1.0, 0.0], [1.0, 1.0]]))
+  h_a = model.encoders["a"](x["a"])
+  expected = model.head(model.fusion(jnp.stack([h_a[:1], model.fill[...][1:2]]), None))
+  np.testing.assert_allclose(out.logits[:1], expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out.logits[1:], model(x).logits[1:], rtol=1e-5, atol=1e-6)
+
+
+def test_modality_dropout_trains_the_learned_fill(tfds_dir, tmp_path):
+  config = lambda *extra: apply_overrides(default_config(), [
+      f"data.data_dir={tfds_dir}", "log.progress=False", "train.num_steps=12",
+      "train.batch_size=32", "train.eval_every_steps=6", "eval.batch_size=64",
+      "model.hidden_dim=16", "model.feature_dim=8", "eval.linear_probe=False",
+      "model.missing=learned", "train.modality_dropout=0.3", *extra])
+  run = train_and_evaluate(config(), tmp_path)
+  assert np.abs(np.asarray(run.state.params["fill"])).sum() > 0   # it received gradients
+  stopped = train_and_evaluate(config("train.stop_after_steps=6"), tmp_path / "resumed")
+  assert stopped.results is None
+  resumed = train_and_evaluate(config(), tmp_path / "resumed")   # the same drops after resuming
+  np.testing.assert_array_equal(np.asarray(resumed.state.params["fill"]),
+                                np.asarray(run.state.params["fill"]))

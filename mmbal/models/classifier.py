@@ -13,6 +13,10 @@ come in three flavours (``unimodal=``):
 * ``"shared_head"``: one head ``h`` for every modality, ``z_m = h(h_m)`` (MLA's shared head);
   needs a late fusion.
 
+``missing="learned"``: where ``present`` marks a modality absent, its features are replaced by
+a learned vector (trained when `train.modality_dropout` drops modalities); the default
+``"zero"`` zeroes it in the fusion.
+
 Late fusions combine the unimodal logits instead of features (``unimodal`` "heads" or
 "shared_head"): ``fusion="late"`` averages them (MNL's late-fusion baseline);
 ``fusion="late_entropy"`` weights them per sample by ``softmax_m(-H(softmax(z_m)))``, MLA's
@@ -46,7 +50,8 @@ class MultimodalClassifier(nnx.Module):
 
   def __init__(self, modalities: Sequence[Modality] | Mapping[str, Sequence[int]], num_classes: int,
                *, feature_dim: int = 64, hidden_dim: int = 128, fusion: str = "concat",
-               unimodal: str = "probe", image_encoder: str = "cnn", rngs: nnx.Rngs):
+               unimodal: str = "probe", image_encoder: str = "cnn", missing: str = "zero",
+               rngs: nnx.Rngs):
     self.modalities = as_modalities(modalities)
     if fusion not in FUSIONS and fusion not in LATE_FUSIONS:
       raise ValueError(f"fusion must be one of {sorted(FUSIONS) + list(LATE_FUSIONS)}, "
@@ -61,10 +66,14 @@ class MultimodalClassifier(nnx.Module):
       raise ValueError(f"unimodal must be one of {UNIMODAL_MODES}, got {unimodal!r}")
     if unimodal == "split_head" and fusion not in ("concat", "sum"):
       raise ValueError(f"unimodal='split_head' needs fusion 'concat' or 'sum', got {fusion!r}")
+    if missing not in ("zero", "learned"):
+      raise ValueError(f"missing must be 'zero' or 'learned', got {missing!r}")
     if num_classes < 1:   # 1: a single regression output
       raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     self.names = tuple(m.name for m in self.modalities)
-    self.fusion_kind, self.unimodal = fusion, unimodal
+    self.fusion_kind, self.unimodal, self.missing = fusion, unimodal, missing
+    if missing == "learned":   # an absent modality's features: a learned vector per modality
+      self.fill = nnx.Param(jnp.zeros((len(self.modalities), feature_dim)))
     self.num_classes, self.feature_dim = num_classes, feature_dim
     self.encoders = nnx.Dict({m.name: make_encoder(m, feature_dim, hidden_dim=hidden_dim,
                                                    image_encoder=image_encoder, rngs=rngs)
@@ -82,6 +91,9 @@ class MultimodalClassifier(nnx.Module):
     """``inputs``: ``{modality: [B, *shape]}``; ``present``: optional ``[B, M]`` 0/1 mask."""
     per_modality = [self.encoders[n](inputs[n]) for n in self.names]
     features = jnp.stack(per_modality)
+    if present is not None and self.missing == "learned":
+      features = jnp.where(present.T[..., None] > 0, features, self.fill[...][:, None, :])
+      per_modality, present = list(features), None   # the fill stands in for the modality
     unimodal = self._unimodal_logits(features, per_modality)
     if self.fusion_kind in LATE_FUSIONS:
       return Outputs(self.fuse_logits(unimodal, present), unimodal, features)

@@ -31,6 +31,7 @@ def default_config() -> ml_collections.ConfigDict:
       fusion="concat",         # concat | sum | film | gated | attention | late | late_entropy
       unimodal="probe",        # probe | heads | split_head | shared_head (mmbal.models.classifier)
       image_encoder="cnn",     # cnn | resnet18: the encoder of image-shaped modalities
+      missing="zero",          # an absent modality: zero | learned (a learned feature vector)
   )
   c.method = dict(
       name="joint",            # see METHODS
@@ -75,6 +76,8 @@ def default_config() -> ml_collections.ConfigDict:
       keep_checkpoints=2,
       stop_after_steps=0,      # > 0: stop early (simulated preemption); resume continues
       regression_loss="l1",    # regression data sets: l1 | mse
+      modality_dropout=0.0,    # each example drops each modality with this probability
+                               # (seeded per step; the model sees it as absent)
   )
   c.eval = dict(
       batch_size=256,
@@ -207,6 +210,7 @@ def check_config(c: ml_collections.ConfigDict):
   need(c.mesh.model >= 1, "mesh.model", ">= 1")
   need(c.mesh.data == -1 or c.mesh.data >= 1, "mesh.data", "-1 or >= 1")
   need(c.train.regression_loss in ("l1", "mse"), "train.regression_loss", "'l1' or 'mse'")
+  need(0.0 <= c.train.modality_dropout < 1.0, "train.modality_dropout", "in [0, 1)")
   need(c.eval.regression_bins in ("mosi", "sims"), "eval.regression_bins", "'mosi' or 'sims'")
   if c.method.name == "unimodal":
     need(c.model.unimodal == "heads", "model.unimodal", "'heads' for method.name='unimodal'")

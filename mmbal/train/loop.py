@@ -17,6 +17,7 @@ import tqdm
 from flax import nnx
 
 from mmbal import data as mmdata
+from mmbal.data import corrupt
 from mmbal.diagnostics import fit_linear_probes, probe_accuracy
 from mmbal.modalities import as_modalities
 from mmbal.models import MultimodalClassifier, labels_for, split
@@ -220,7 +221,12 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
                   disable=not c.log.progress or jax.process_index() != 0, dynamic_ncols=True)
   preemption, preempted = PreemptionWatch(), False
   for step in range(start + 1, stop_at + 1):
-    state, metrics = train_step(state, shd.global_batch(mesh, next(train_iter)))
+    batch = next(train_iter)
+    if c.train.modality_dropout:   # seeded by (seed, step): a resumed run drops the same
+      rng = np.random.default_rng([c.seed, step, jax.process_index()])
+      for m in model.names:
+        batch = corrupt.drop_modality(batch, model.names, m, c.train.modality_dropout, rng)
+    state, metrics = train_step(state, shd.global_batch(mesh, batch))
     pending.append(metrics)
     bar.update(1)
     if step % c.train.log_every_steps == 0 or step == stop_at or step % eval_every == 0:

@@ -87,14 +87,15 @@ def classification_objectives(apply_fn: Callable, names: tuple[str, ...],
   """``losses(params, batch, opt_state) -> ([K] losses, aux)``, K = 1 + M (fused, then each modality).
 
   ``aux`` holds the outputs the balancing methods score: ``logits``, ``unimodal_logits``
-  (``[M, B, C]``) and ``labels``. ``opt_state`` and ``step`` are there for methods whose
+  (``[M, B, C]``) and ``labels``. A ``batch["present"]`` mask (``[B, M]``, modality dropout)
+  reaches the model. ``opt_state`` and ``step`` are there for methods whose
   loss reads their transform's state (e.g. CGGM's direction term) or has a warm-up; this
   one ignores them.
   """
 
   def losses(params, batch, opt_state=None, step=None):
     del opt_state, step
-    out = apply_fn(params, {n: batch[n] for n in names})
+    out = apply_fn(params, {n: batch[n] for n in names}, batch.get("present"))
     labels = batch["label"]
     fused = task_loss(out.logits, labels, task).mean()
     uni = task_loss(out.unimodal_logits, labels[None], task).mean(-1)
