@@ -91,7 +91,8 @@ def check_config(path, builder_name, data_dir, modalities):
   assert tuple(c.data.modalities) == modalities and c.model.image_encoder == "resnet18"
   builder = tfds.builder(builder_name, config=c.data.builder_config, data_dir=str(data_dir))
   shapes = frames.input_decoder(builder).shapes
-  assert all(len(shapes[m]) == 3 for m in modalities)  # [H, W, C] images for the ResNets.
+  # [H, W, C] images and [K, H, W, C] clips (encoded per frame) for the ResNets.
+  assert all(len(shapes[m]) in (3, 4) for m in modalities)
   return c
 
 
@@ -577,7 +578,7 @@ def test_vggsound_config(vgg3, vgg_data_dir, vgg_manual):
   options = c.data.builder_config.partition(":")[2]
   builder = tfds.builder("vggsound_fixture3", config="c3:" + options, data_dir=str(vgg_data_dir))
   shapes = frames.input_decoder(builder).shapes
-  assert shapes == {"audio": (626, 129, 1), "visual": (224, 224, 9)}
+  assert shapes == {"audio": (626, 129, 1), "visual": (3, 224, 224, 3)}
 
 
 # ----------------------------------------------------------------------------- UCF-101
@@ -742,7 +743,7 @@ def test_ucf_config(ucf3, ucf_data_dir):
   assert c.model.image_encoder == "resnet18"
   builder = tfds.builder("mmbal_ucf101_fixture3", config=c.data.builder_config,
                          data_dir=str(ucf_data_dir))
-  assert frames.input_decoder(builder).shapes == {"visual": (224, 224, 9), "flow": (224, 224, 6)}
+  assert frames.input_decoder(builder).shapes == {"visual": (3, 224, 224, 3), "flow": (3, 224, 224, 2)}
 
 
 def test_ucf_config_trains_end_to_end(ucf3, ucf_data_dir, ucf_manual, tmp_path):

@@ -9,10 +9,9 @@ same settings (`data.builder_config=ks34:...`). Put the files in
 
 Encoders: a ResNet-18 per modality trained from scratch, as OGM-GE, PMR, MMPareto and
 BalanceBenchmark (`mmbal.models.resnet`, GroupNorm instead of BatchNorm), fed the fbank
-as a `[1024, 128, 1]` image and the 3 frames stacked on the channel axis, `[224, 224, 9]`
-(pipeline options `audio_layout=image`, `visual_layout=channels`: the trainer's modalities
-are vectors, sequences or images, so a `[K, H, W, C]` clip, which OGM-GE encodes per frame
-and pools, is given to the ResNet as one 9-channel image). `model.image_encoder=cnn` swaps in
+as a `[1024, 128, 1]` image and the 3 frames as a clip `[3, 224, 224, 3]`,
+encoded frame by frame and averaged over frames as OGM-GE does (pipeline option
+`audio_layout=image`). `model.image_encoder=cnn` swaps in
 the small CNN for quick runs.
 
 Optimiser as OGM-GE: SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, batch 64, 100 epochs
@@ -26,7 +25,7 @@ Optimiser as OGM-GE: SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, batch 64, 10
 def get_config():
   return dict(
       data=dict(name="kinetics_sounds",
-                builder_config="ks31:num_frames=3,visual_layout=channels,audio_layout=image",
+                builder_config="ks31:num_frames=3,audio_layout=image",
                 modalities=("audio", "visual"), in_memory=False),
       model=dict(fusion="concat", unimodal="probe", image_encoder="resnet18"),
       method=dict(name="joint"),

@@ -7,11 +7,9 @@ carve from trainlist01, see `mmbal/data/ucf101.py`), test scored once at the end
 files in `<data_dir>/downloads/manual/ucf101/` (README, "Data sets").
 
 Encoders: a ResNet-18 per modality trained from scratch, as BalanceBenchmark
-(`mmbal.models.resnet`, GroupNorm instead of BatchNorm), fed the 3 RGB frames stacked on
-the channel axis, `[224, 224, 9]`, and the 3 flow frames likewise, `[224, 224, 6]`
-(pipeline option `visual_layout=channels`: the trainer's modalities are vectors, sequences
-or images, so a `[K, H, W, C]` clip, which BalanceBenchmark encodes per frame and pools, is
-given to the ResNet as one image). `model.image_encoder=cnn` swaps in the small CNN for
+(`mmbal.models.resnet`, GroupNorm instead of BatchNorm), fed the 3 RGB frames as a clip
+`[3, 224, 224, 3]` and the 3 flow frames as `[3, 224, 224, 2]`, each encoded frame by frame
+and averaged over frames, as BalanceBenchmark does. `model.image_encoder=cnn` swaps in the small CNN for
 quick runs.
 
 Optimiser: SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, batch 64, 100 epochs (the
@@ -24,7 +22,7 @@ OGM-GE-family settings BalanceBenchmark uses; mmbal's schedule is cosine).
 
 def get_config():
   return dict(
-      data=dict(name="ucf101", builder_config="split1:num_frames=3,visual_layout=channels",
+      data=dict(name="ucf101", builder_config="split1:num_frames=3",
                 modalities=("visual", "flow"), in_memory=False),
       model=dict(fusion="concat", unimodal="probe", image_encoder="resnet18"),
       method=dict(name="joint"),

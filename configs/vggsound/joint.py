@@ -8,10 +8,9 @@ files in `<data_dir>/downloads/manual/vggsound/` (README, "Data sets").
 
 Encoders: a ResNet-18 per modality trained from scratch, as OGM-GE
 (`mmbal.models.resnet`, GroupNorm instead of BatchNorm), fed the spectrogram as a
-`[626, 129, 1]` image and the 3 frames stacked on the channel axis, `[224, 224, 9]`
-(pipeline options `audio_layout=image`, `visual_layout=channels`: the trainer's modalities
-are vectors, sequences or images, so a `[K, H, W, C]` clip, which OGM-GE encodes per frame
-and pools, is given to the ResNet as one 9-channel image). `model.image_encoder=cnn` swaps in
+`[626, 129, 1]` image and the 3 frames as a clip `[3, 224, 224, 3]`,
+encoded frame by frame and averaged over frames as OGM-GE does (pipeline option
+`audio_layout=image`). `model.image_encoder=cnn` swaps in
 the small CNN for quick runs.
 
 Optimiser as OGM-GE: SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, batch 64, 100 epochs
@@ -25,7 +24,7 @@ Optimiser as OGM-GE: SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, batch 64, 10
 def get_config():
   return dict(
       data=dict(name="vggsound",
-                builder_config="vggsound:num_frames=3,visual_layout=channels,audio_layout=image",
+                builder_config="vggsound:num_frames=3,audio_layout=image",
                 modalities=("audio", "visual"), in_memory=False),
       model=dict(fusion="concat", unimodal="probe", image_encoder="resnet18"),
       method=dict(name="joint"),
