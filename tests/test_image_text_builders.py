@@ -369,7 +369,10 @@ def test_label_checks_and_task():
       "classification", 4)
   with pytest.raises(ValueError, match="an integer Tensor of shape"):
     pipeline._label_task("x", tensor, "classification")
-  with pytest.raises(ValueError, match=r"task: expected one of \['classification', 'multilabel'\]"):
+  with pytest.raises(ValueError, match=r"task: expected one of \['classification', 'multilabel', "
+                                       r"'regression'\]"):
+    pipeline._label_task("x", tensor, "ranking")
+  with pytest.raises(ValueError, match="a float scalar Tensor"):  # An int vector is no regression.
     pipeline._label_task("x", tensor, "regression")
 
 

@@ -5,8 +5,10 @@ from mmbal.data._split import stratified_split
 from mmbal.data.ave import Ave
 from mmbal.data.crema_d import CremaD
 from mmbal.data.hateful_memes import HatefulMemes
+from mmbal.data.iemocap import Iemocap
 from mmbal.data.kinetics_sounds import KineticsSounds
 from mmbal.data.mmimdb import MmImdb
+from mmbal.data.mmsa import Mmsa
 from mmbal.data.pipeline import DataSpec
 from mmbal.data.pipeline import DEFAULT_READ_OPTIONS
 from mmbal.data.pipeline import eval_batches
@@ -30,8 +32,10 @@ __all__ = [
     "DEFAULT_READ_OPTIONS",
     "DataSpec",
     "HatefulMemes",
+    "Iemocap",
     "KineticsSounds",
     "MmImdb",
+    "Mmsa",
     "Source",
     "Splits",
     "SyntheticImbalance",

@@ -384,6 +384,56 @@ def frame_options(options: dict[str, str], num_frames: int, *, prefix: str = "",
       augment=as_bool(prefix + "augment", get("augment", "true")), **fixed)
 
 
+# ----------------------------------------------------------------------------- plain pickles
+
+
+# The only globals a plain pickle of numpy arrays, dicts, lists and strings refers to:
+# numpy's array / scalar / dtype reconstruction (numpy 1.x `numpy.core`, 2.x `numpy._core`),
+# `_codecs.encode` (how protocol 2 stores bytes) and `collections.OrderedDict`.
+_PLAIN_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("collections", "OrderedDict"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+class _PlainUnpickler(pickle.Unpickler):
+  """Rebuilds numpy arrays / scalars, dicts, lists, tuples, str, bytes and numbers, nothing else."""
+
+  def find_class(self, module, name):
+    if (module, name) not in _PLAIN_GLOBALS:
+      raise pickle.UnpicklingError(
+          f"refusing to load {module}.{name}: only numpy arrays, dicts, lists, strings and "
+          f"numbers are accepted (unpickling anything else could run code)")
+    if module.startswith("numpy.core."):  # numpy 2 warns on the old name; same objects.
+      module = "numpy._core." + module[len("numpy.core."):]
+    return super().find_class(module, name)
+
+
+def read_plain_pickle(path: str | os.PathLike, what: str = "data") -> Any:
+  """A pickle of plain data (numpy arrays, dicts, lists, str, bytes, numbers), read safely.
+
+  Any other object (a class instance, a function, ...) stops the load before it is built,
+  so a pickle cannot run code. Python 2 pickles load too (str as latin-1).
+
+  Raises:
+    ManualDirError: the file is missing, truncated, not a pickle, or refers to anything
+      but plain data; the message names the file (`what`: what it should hold).
+  """
+  path = os.fspath(path)
+  try:
+    with open(path, "rb") as f:
+      return _PlainUnpickler(f, encoding="latin1").load()
+  except FileNotFoundError:
+    raise ManualDirError(f"{path}: missing; expected {what}") from None
+  except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+          ImportError, IndexError, KeyError, MemoryError) as e:
+    raise ManualDirError(f"{path}: not a readable pickle of {what} "
+                         f"({type(e).__name__}: {e})") from None
+
+
 # ----------------------------------------------------------------------------- base builder
 
 

@@ -6,8 +6,9 @@ splits as `Source`s, with the validation split carved, stratified, from train.
 `eval_batches` gives padded, masked evaluation batches that score every example
 exactly once. Batches are dicts of numpy arrays:
 `{<modality>: float32 [B, ...], "label": int32 [B]}` (multi-label data sets:
-`"label": int32 [B, C]`, multi-hot; `DataSpec.task`), plus `"mask": bool [B]` for
-evaluation.
+`"label": int32 [B, C]`, multi-hot; regression: `"label": float32 [B]`; `DataSpec.task`),
+plus `"<modality>_mask": bool [B, T]` (real sequence steps) for the modalities in
+`DataSpec.masks`, and `"mask": bool [B]` for evaluation.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from mmbal.data import frames
 from mmbal.data import ave  # pylint: disable=unused-import
 from mmbal.data import crema_d
 from mmbal.data import hateful_memes  # pylint: disable=unused-import
+from mmbal.data import iemocap  # pylint: disable=unused-import
 from mmbal.data import mmimdb  # pylint: disable=unused-import
+from mmbal.data import mmsa  # pylint: disable=unused-import
 from mmbal.data import kinetics_sounds  # pylint: disable=unused-import
 from mmbal.data import synthetic_imbalance  # pylint: disable=unused-import
 from mmbal.data import ucf101
@@ -55,17 +58,21 @@ class DataSpec:
     modalities: name -> per-example shape, in the order the modalities are used.
     num_classes: labels lie in `[0, num_classes)`.
     split_sizes: split name -> number of examples.
-    task: `"classification"` (one class index per example, `label` int32 `[B]`) or
-      `"multilabel"` (a multi-hot int32 `label` `[B, num_classes]` of 0s and 1s).
+    task: `"classification"` (one class index per example, `label` int32 `[B]`),
+      `"multilabel"` (a multi-hot int32 `label` `[B, num_classes]` of 0s and 1s) or
+      `"regression"` (a finite float32 `label` `[B]`; `num_classes` is 1, the one output).
+    masks: modalities whose batches carry `"<modality>_mask"`, bool `[B, T]`: which of the
+      `T` steps of a sequence are real (the builder's `info.metadata["masks"]`).
   """
 
   modalities: dict[str, tuple[int, ...]]
   num_classes: int
   split_sizes: dict[str, int]
   task: str = "classification"
+  masks: tuple[str, ...] = ()
 
 
-TASKS = ("classification", "multilabel")
+TASKS = ("classification", "multilabel", "regression")
 
 
 def spec_from_builder(builder: tfds.core.DatasetBuilder,
@@ -73,7 +80,8 @@ def spec_from_builder(builder: tfds.core.DatasetBuilder,
   """DataSpec of a builder's data; `modalities` picks which ones (default: all, stored order).
 
   The task is `info.metadata["task"]` when the builder sets it, else `"classification"`
-  for a `ClassLabel` label and `"multilabel"` for an integer label vector `[C]`.
+  for a `ClassLabel` label, `"multilabel"` for an integer label vector `[C]` and
+  `"regression"` for a float scalar label (`num_classes` 1).
   Features of dynamic shape (`None` dims) take their shape from `info.metadata["shapes"]`.
   """
   features = builder.info.features
@@ -89,11 +97,13 @@ def spec_from_builder(builder: tfds.core.DatasetBuilder,
     stored = metadata.get("shapes") or {}
     shapes = {n: stored[n] if None in tuple(features[n].shape) and n in stored
               else features[n].shape for n in names}
+  masked = set(metadata.get("masks") or ())
   return DataSpec(
       modalities={n: tuple(shapes[n]) for n in names},
       num_classes=num_classes,
       split_sizes={k: v.num_examples for k, v in builder.info.splits.items()},
-      task=task)
+      task=task,
+      masks=tuple(n for n in names if n in masked))
 
 
 def _label_task(name: str, label, task: str | None) -> tuple[str, int]:
@@ -103,12 +113,16 @@ def _label_task(name: str, label, task: str | None) -> tuple[str, int]:
   if isinstance(label, tfds.features.ClassLabel) and task in (None, "classification"):
     return "classification", label.num_classes
   shape = tuple(getattr(label, "shape", ()) or ())
+  if (isinstance(label, tfds.features.Tensor) and not shape
+      and np.issubdtype(np.dtype(label.np_dtype), np.floating) and task in (None, "regression")):
+    return "regression", 1
   if (isinstance(label, tfds.features.Tensor) and len(shape) == 1 and shape[0]
       and np.issubdtype(np.dtype(label.np_dtype), np.integer) and task in (None, "multilabel")):
     return "multilabel", int(shape[0])
   raise ValueError(f"label: expected a tfds.features.ClassLabel feature 'label' in {name} "
-                   f"(task 'classification') or an integer Tensor of shape [num_classes] "
-                   f"(task 'multilabel'), got {label!r}" + (f" with task {task!r}" if task else ""))
+                   f"(task 'classification'), an integer Tensor of shape [num_classes] "
+                   f"(task 'multilabel') or a float scalar Tensor (task 'regression'), got "
+                   f"{label!r}" + (f" with task {task!r}" if task else ""))
 
 
 def _select_modalities(available: list[str], requested) -> list[str]:
@@ -131,16 +145,18 @@ class Source:
   `indices[i]` is the record number of the i-th example in the TFDS split. With a
   `decoder` (`mmbal.data.frames.Decoder`), records are decoded into the modalities:
   deterministically by `gather(positions)`, with per-example random draws by
-  `gather(positions, keys)` (training).
+  `gather(positions, keys)` (training). `masks`: modalities whose stored
+  `"<modality>_mask"` is gathered too (bool).
   """
 
   def __init__(self, records, indices: np.ndarray, modalities: Sequence[str], name: str,
-               decoder: frames.Decoder | None = None):
+               decoder: frames.Decoder | None = None, masks: Sequence[str] = ()):
     self.records = records
     self.indices = np.asarray(indices, dtype=np.int64)
     self.modalities = tuple(modalities)
     self.name = name
     self.decoder = decoder
+    self.masks = tuple(masks)
     self._arrays = None
     self._records = None  # A decoded source's stored records, when held in memory.
 
@@ -168,7 +184,11 @@ class Source:
     else:
       batch = {m: np.stack([r[m] for r in records]).astype(np.float32, copy=False)
                for m in self.modalities}
-    batch["label"] = np.array([r["label"] for r in records], dtype=np.int32)
+    for m in self.masks:
+      batch[f"{m}_mask"] = np.stack([r[f"{m}_mask"] for r in records]).astype(bool, copy=False)
+    labels = np.array([r["label"] for r in records])
+    batch["label"] = labels.astype(np.float32 if labels.dtype.kind == "f" else np.int32,
+                                   copy=False)
     return batch
 
   def __getitem__(self, position: int) -> dict[str, np.ndarray]:
@@ -225,12 +245,13 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
     **builder_kwargs: passed on to `tfds.builder` (e.g. `version`).
 
   Returns:
-    `Splits` with elements `{<modality>: float32, "label": int32}`.
+    `Splits` with elements `{<modality>: float32, "label": int32}` (regression: float32
+    labels; `"<modality>_mask"` for the modalities in `spec.masks`).
 
   Raises:
     ValueError: naming the field, for unknown modalities, a `val_fraction` outside
       (0, 1) or one that leaves the validation or train split empty, missing
-      splits, or labels outside `[0, num_classes)`.
+      splits, labels outside `[0, num_classes)`, or (regression) non-finite labels.
   """
   if not 0.0 < val_fraction < 1.0:
     raise ValueError(f"val_fraction: expected a value in (0, 1), got {val_fraction}")
@@ -249,11 +270,12 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   train_labels = _checked_labels(train_records, spec.num_classes, "train", spec.task)
   _checked_labels(test_records, spec.num_classes, "test", spec.task)
   names, decoder = list(spec.modalities), frames.input_decoder(builder)
+  extra = dict(decoder=decoder, masks=spec.masks)
 
   if "validation" in spec.split_sizes:  # The builder's own validation split.
     val_records = builder.as_data_source("validation")
     _checked_labels(val_records, spec.num_classes, "validation", spec.task)
-    val_source = Source(val_records, np.arange(len(val_records)), names, "validation", decoder)
+    val_source = Source(val_records, np.arange(len(val_records)), names, "validation", **extra)
     train_idx = np.arange(len(train_records))
   else:
     num_val = int(round(val_fraction * len(train_labels)))
@@ -261,13 +283,17 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
       raise ValueError(f"val_fraction: {val_fraction} of {len(train_labels)} train examples "
                        f"gives {num_val} validation examples; expected at least 1 validation "
                        f"and 1 remaining train example")
-    strata = (train_labels if spec.task == "classification" else  # Multi-label: by label set.
-              np.unique(train_labels, axis=0, return_inverse=True)[1].reshape(-1))
+    if spec.task == "classification":
+      strata = train_labels
+    elif spec.task == "regression":  # By the label's sign: negative, zero, positive.
+      strata = np.sign(train_labels).astype(np.int64)
+    else:  # Multi-label: by label set.
+      strata = np.unique(train_labels, axis=0, return_inverse=True)[1].reshape(-1)
     val_idx, train_idx = _split.stratified_split(strata, num_val, seed)
-    val_source = Source(train_records, val_idx, names, "validation", decoder)
-  splits = dict(train=Source(train_records, train_idx, names, "train", decoder),
+    val_source = Source(train_records, val_idx, names, "validation", **extra)
+  splits = dict(train=Source(train_records, train_idx, names, "train", **extra),
                 validation=val_source,
-                test=Source(test_records, np.arange(len(test_records)), names, "test", decoder))
+                test=Source(test_records, np.arange(len(test_records)), names, "test", **extra))
   if in_memory:
     for source in splits.values():
       source.load_into_memory()
@@ -277,8 +303,19 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
 
 def _checked_labels(records, num_classes: int, split: str,
                     task: str = "classification") -> np.ndarray:
-  """All labels of a TFDS split, checked: in range, or multi-hot 0/1 vectors `[num_classes]`."""
+  """All labels of a TFDS split, checked: in range, multi-hot 0/1 vectors `[num_classes]`, or
+  (regression) finite float scalars."""
   labels = np.array([r["label"] for r in records.__getitems__(list(range(len(records))))])
+  if task == "regression":
+    if labels.ndim != 1 or labels.dtype.kind != "f":
+      raise ValueError(f"label: expected one float label per example in split '{split}' "
+                       f"(task 'regression'), got labels of dtype {labels.dtype} and shape "
+                       f"{labels.shape}")
+    bad = np.flatnonzero(~np.isfinite(labels))
+    if bad.size:
+      raise ValueError(f"label: expected finite regression labels in split '{split}', found "
+                       f"{labels[bad[0]]} at index {bad[0]} ({bad.size} non-finite labels)")
+    return labels
   if task == "multilabel":
     if labels.ndim != 2 or labels.shape[1] != num_classes:
       raise ValueError(f"label: expected multi-hot vectors of width {num_classes} in split "
