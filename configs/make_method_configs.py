@@ -29,14 +29,18 @@ METHODS = {
 SINGLE_LABEL_ONLY = ("agm", "msam", "balgrad", "mnl", "pmr")
 
 
-def write(dataset: str, title: str, skip=()):
-  """Writes the missing method configs; ``skip``: methods to leave out (multi-label data sets
-  skip `SINGLE_LABEL_ONLY`: ``python configs/make_method_configs.py mmimdb MM-IMDb multilabel``)."""
+def write(dataset: str, title: str, task: str = "classification"):
+  """Writes the missing method configs. For a ``multilabel`` or ``regression`` data set
+  (``python configs/make_method_configs.py mmimdb MM-IMDb multilabel``) the single-label-only
+  methods are left out and CGGM's direction term uses the head weights."""
+  skip = () if task == "classification" else SINGLE_LABEL_ONLY
   folder = pathlib.Path("configs") / dataset
   assert (folder / "joint.py").is_file(), folder
   for name, (what, model, method) in METHODS.items():
     if name in skip or (folder / f"{name}.py").exists():
       continue
+    if name == "cggm" and task != "classification":   # its gradient form needs softmax heads
+      method = 'cggm=dict(direction="weights")'
     extra = f", {method}" if method else ""
     (folder / f"{name}.py").write_text(
         f'"""{what}.\n\nOn {title}, with the data, encoders and optimiser of `joint.py`; the method\'s\n'
@@ -50,4 +54,4 @@ def write(dataset: str, title: str, skip=()):
 if __name__ == "__main__":
   if len(sys.argv) not in (3, 4):
     sys.exit(__doc__)
-  write(sys.argv[1], sys.argv[2], SINGLE_LABEL_ONLY if sys.argv[3:] == ["multilabel"] else ())
+  write(sys.argv[1], sys.argv[2], *sys.argv[3:])

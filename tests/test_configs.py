@@ -9,6 +9,7 @@ from mmbal.train.config import check_config
 from mmbal.train.loop import build_model_and_method
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+TASKS = {"mmsa": "regression", "mmimdb": "multilabel", "iemocap": "multilabel"}
 CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.py") if not p.name.startswith("_"))
 
 
@@ -16,10 +17,13 @@ CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.py") if not p.name.star
 def test_config_builds_its_model_and_method(path):
   c = load_config(str(path))
   check_config(c)
-  # Stand-in vector inputs: this checks the model/method pairing, not the data.
+  # Stand-in vector inputs: this checks the model/method pairing (for the data set's task),
+  # not the data.
   c.model.image_encoder = "cnn"
   mods = [Modality(n, (4,)) for n in c.data.modalities]
-  model, *_ , method = build_model_and_method(c, mods, 3, steps_per_epoch=4, total_steps=8)
+  task = TASKS.get(c.data.name, "classification")
+  model, *_ , method = build_model_and_method(c, mods, 1 if task == "regression" else 3,
+                                              steps_per_epoch=4, total_steps=8, task=task)
   assert model.names == tuple(c.data.modalities)
   assert len(method.weights) == len(mods) + 1
 

@@ -9,4 +9,4 @@ BASE = "joint.py"
 
 
 def get_config():
-  return dict(model=dict(unimodal="probe"), method=dict(name="cggm"))
+  return dict(model=dict(unimodal="probe"), method=dict(name="cggm", cggm=dict(direction="weights")))

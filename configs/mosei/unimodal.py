@@ -1,0 +1,12 @@
+"""Each encoder trained alone by its own head (the unimodal baselines).
+
+On CMU-MOSEI, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/mosei/unimodal.py --workdir runs/mosei_unimodal
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="heads"), method=dict(name="unimodal"))

@@ -1,0 +1,12 @@
+"""MMPareto (Wei & Hu, ICML 2024).
+
+On CMU-MOSI, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/mosi/mmpareto.py --workdir runs/mosi_mmpareto
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="heads"), method=dict(name="mmpareto"))

@@ -1,0 +1,12 @@
+"""SAM (Foret et al., ICLR 2021).
+
+On CMU-MOSI, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/mosi/sam.py --workdir runs/mosi_sam
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="probe"), method=dict(name="sam"))

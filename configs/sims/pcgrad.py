@@ -1,0 +1,12 @@
+"""PCGrad (Yu et al., NeurIPS 2020).
+
+On CH-SIMS, with the data, encoders and optimiser of `joint.py`; the method's
+settings are mmbal's defaults (`mmbal.train.config`).
+
+  mmbal train --config configs/sims/pcgrad.py --workdir runs/sims_pcgrad
+"""
+BASE = "joint.py"
+
+
+def get_config():
+  return dict(model=dict(unimodal="heads"), method=dict(name="pcgrad"))
