@@ -20,7 +20,8 @@ def test_config_builds_its_model_and_method(path):
   # Stand-in vector inputs: this checks the model/method pairing (for the data set's task),
   # not the data.
   c.model.image_encoder = "cnn"
-  mods = [Modality(n, (4,)) for n in c.data.modalities]
+  shape = (6, 4) if c.method.name == "lnln" else (4,)   # LNLN reads sequences
+  mods = [Modality(n, shape) for n in c.data.modalities]
   task = TASKS.get(c.data.name, "classification")
   model, *_ , method = build_model_and_method(c, mods, 1 if task == "regression" else 3,
                                               steps_per_epoch=4, total_steps=8, task=task)

@@ -477,3 +477,31 @@ def test_mosi_config_trains_end_to_end(built, manual_dir, tmp_path):
   results = json.loads((tmp_path / "run" / "results.json").read_text())
   assert set(results["test"]["unimodal"]) == {"text", "audio", "vision"}
   assert np.isfinite(results["test"]["regression"]["fused"]["mae"])
+
+
+def test_lnln_trains_and_sweeps_missing_rates(built, manual_dir, tmp_path):
+  """method.name=lnln on the MOSI fixture: the protocol in training, the sweep at the end."""
+  from mmbal.train import config as train_config  # pylint: disable=import-outside-toplevel
+  from mmbal.train.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  downloads = os.path.join(built["data_dir"], "downloads")
+  os.makedirs(downloads, exist_ok=True)
+  if not os.path.exists(os.path.join(downloads, "manual")):
+    os.symlink(manual_dir[0], os.path.join(downloads, "manual"))
+  c = train_config.load_config(f"{ROOT}/configs/mosi/lnln.py")
+  train_config.apply_overrides(c, [
+      f"data.data_dir={built['data_dir']}", "train.batch_size=2", "train.num_epochs=2",
+      "optimizer.warmup_steps=1", "eval.batch_size=2", "mesh.data=2", "log.progress=False",
+      "method.lnln.dim=16", "method.lnln.num_tokens=2", "method.lnln.heads=2",
+      "method.lnln.head_dim=8", "method.lnln.fusion_depth=1", "method.lnln.eval_seeds=1"])
+  run = train_and_evaluate(c, tmp_path / "run")
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  sweep = results["lnln_missing"]
+  assert list(sweep["rates"]) == [f"{r / 10:.1f}" for r in range(10)]
+  assert np.isfinite(sweep["average"]["mae"]) and 0 <= sweep["average"]["acc2_has0"] <= 1
+  # Rate 0 is the unmodified test split: the same MAE as the plain evaluation.
+  assert sweep["rates"]["0.0"]["mae"] == pytest.approx(results["test"]["regression"]["fused"]["mae"],
+                                                       rel=1e-5)
+  logged = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  train = [r for r in logged if r["split"] == "train"]
+  assert {"cc", "adv", "rec"} <= set(train[-1]["loss"])
+  assert int(run.state.step) > 0

@@ -10,7 +10,7 @@ import pathlib
 import ml_collections
 
 METHODS = ("joint", "unimodal", "ogm_ge", "agm", "cggm", "miles", "gradient_blending", "sam",
-           "msam", "pcgrad", "balgrad", "mmpareto", "mnl", "pmr", "mla")
+           "msam", "pcgrad", "balgrad", "mmpareto", "mnl", "pmr", "mla", "lnln")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -56,6 +56,10 @@ def default_config() -> ml_collections.ConfigDict:
       pmr=dict(alpha=1.0, coefficient="continuous", fraction=0.1, momentum=0.2,
                entropy_weight=0.0, entropy_epochs=0),
       mla=dict(projection="replace"),   # replace (paper) | add (BalanceBenchmark) | none
+      # LNLN (its own model, MMSA data): sizes, the paper's loss weights, task loss (paper: mse),
+      # official_code switches the documented paper-vs-code differences
+      lnln=dict(dim=128, num_tokens=8, heads=8, head_dim=64, fusion_depth=4, official_code=False,
+                cc=0.9, adv=0.8, rec=0.1, task_loss="mse", eval_seeds=3),
   )
   c.optimizer = dict(
       name="adamw",            # adamw | sgd

@@ -54,6 +54,10 @@ def make_optimizer(cfg, total_steps: int, updates_per_step: int = 1) -> optax.Gr
 def build_model_and_method(c, modalities, num_classes, steps_per_epoch, total_steps,
                            task: str = "classification"):
   """``(model, params, labels, apply_fn, method)`` for a config."""
+  if c.method.name == "lnln":   # its own model (mmbal.models.lnln)
+    from mmbal.train.lnln import build_lnln
+    from mmbal.train.methods import MethodSpec
+    return build_lnln(c, modalities, num_classes, steps_per_epoch, total_steps, task, MethodSpec)
   model = MultimodalClassifier(modalities, num_classes, **c.model, rngs=nnx.Rngs(c.seed))
   graphdef, params, rest = split(model)
   labels = labels_for(model, params)
@@ -222,6 +226,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   preemption, preempted = PreemptionWatch(), False
   for step in range(start + 1, stop_at + 1):
     batch = next(train_iter)
+    if method.prepare_batch is not None:
+      batch = method.prepare_batch(batch, step)
     if c.train.modality_dropout:   # seeded by (seed, step): a resumed run drops the same
       rng = np.random.default_rng([c.seed, step, jax.process_index()])
       for m in model.names:
@@ -230,7 +236,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
     pending.append(metrics)
     bar.update(1)
     if step % c.train.log_every_steps == 0 or step == stop_at or step % eval_every == 0:
-      summary = summarize(jax.device_get(pending), model.names, method.weights)
+      summary = summarize(jax.device_get(pending), model.names, method.weights, method.log_names)
       summary.update(step=step, split="train", steps_per_sec=len(pending) / (time.time() - t0))
       metrics_log.write(summary)
       bar.set_postfix(loss=f"{summary['loss']['total']:.3f}")
@@ -262,6 +268,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   results = dict(validation=evaluate(state.best_params, "validation"),
                  test=evaluate(state.best_params, "test"),
                  steps=total_steps, modalities=list(model.names), task=task, config=c.to_dict())
+  if method.extra_results is not None:
+    results.update(method.extra_results(state.best_params, dataset, mesh, c.eval.regression_bins))
   if c.eval.linear_probe and task == "classification":   # the probes are softmax classifiers
     add_linear_probes(state.best_params, results)
   if jax.process_index() == 0:
@@ -348,12 +356,14 @@ def method_state_summary(opt_state) -> dict:
   return found
 
 
-def summarize(history, names, weights):
-  """Means of a list of per-step metric dicts, named by objective."""
+def summarize(history, names, weights, loss_names=None):
+  """Means of a list of per-step metric dicts, named by objective (``loss_names``: of
+  objectives 2..K when they are not the modalities)."""
   losses = np.mean([h["losses"] for h in history], axis=0)
-  uni_acc = np.mean([h["unimodal_correct"] for h in history], axis=0)
+  uni_acc = (np.mean([h["unimodal_correct"] for h in history], axis=0)
+             if "unimodal_correct" in history[0] else [])
   summary = dict(loss=dict(total=float(weights @ losses), fused=float(losses[0]),
-                           **{n: float(v) for n, v in zip(names, losses[1:])}),
+                           **{n: float(v) for n, v in zip(loss_names or names, losses[1:])}),
                  accuracy=dict(fused=float(np.mean([h["fused_correct"] for h in history])),
                                **{n: float(v) for n, v in zip(names, uni_acc)}))
   if history[0].get("method"):   # a method's own per-step quantities (e.g. MNL's dominance)

@@ -39,6 +39,9 @@ class MethodSpec:
   selection: str = "fused"                  # validation score: "fused" | "unimodal_mean"
   # A method with its own step (MLA): (make_optimizer, total_steps) -> (tx, step_fn).
   step_builder: Callable | None = None
+  prepare_batch: Callable | None = None     # (host batch, step) -> batch, before the step (LNLN)
+  log_names: tuple[str, ...] | None = None  # names of objectives 2..K in the logs
+  extra_results: Callable | None = None     # (params, dataset, mesh, bins) -> more results
 
 
 class MethodContext(NamedTuple):

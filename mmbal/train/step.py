@@ -173,7 +173,8 @@ def make_eval_step(apply_fn, names: tuple[str, ...], task: str = "classification
   num = len(names)
 
   def eval_step(params, batch):
-    inputs = {n: batch[n] for n in names}
+    # The modalities and their padding masks ("<m>_mask"), for models that read them.
+    inputs = {k: batch[k] for k in batch if k in names or k[:-5] in names and k.endswith("_mask")}
     out = apply_fn(params, inputs)
     labels, mask = batch["label"], batch["mask"].astype(jnp.float32)
     # Row m: every modality present but m; evaluated in one vmapped forward.
