@@ -173,7 +173,7 @@ def convert_labels(labels, order: Sequence[str]) -> np.ndarray:
 # ----------------------------------------------------------------------------- builder
 
 
-class Ave(manual.ManualBuilder):
+class Ave(manual.AudioVisualBuilder):
   """AVE from a manual directory; see the module docstring."""
 
   name = "ave"
@@ -189,15 +189,6 @@ class Ave(manual.ManualBuilder):
   builder argument manual_dir=): trainSet.txt, valSet.txt and testSet.txt (AVE_Dataset.zip
   or PMR's data/AVE/); audio/<VideoID>.pkl|.npy (PMR's (257, 1004) spectrograms) or
   audio/<VideoID>.wav; frames/<VideoID>/*.jpg (or Image-01-FPS-SE/<VideoID>/)."""
-
-  def __init__(self, *, config=None, manual_dir=None, max_skipped_fraction: float = 0.05,
-               **kwargs):
-    super().__init__(config=config, manual_dir=manual_dir,
-                     max_skipped_fraction=max_skipped_fraction, **kwargs)
-    options = self.pipeline_options
-    self.frame_options = manual.frame_options(options, 3)
-    self.audio_layout = manual.as_choice("audio_layout", options.get("audio_layout", "sequence"),
-                                         ("sequence", "image"))
 
   def input_decoder(self) -> frames.Decoder:
     """Stored records -> `{"audio": [1004, 257] (or [1004, 257, 1]), "visual": [K, S, S, 3]

@@ -322,7 +322,7 @@ def parse_config(config) -> tuple[Any, dict[str, str]]:
   return manual.parse_config(config, _PIPELINE_KEYS)
 
 
-class CremaD(manual.ManualBuilder):
+class CremaD(manual.AudioVisualBuilder):
   """CREMA-D from a manual directory; see the module docstring.
 
   Registered with TFDS as `mmbal_crema_d` (TFDS's catalog has an audio-only `crema_d`
@@ -346,15 +346,8 @@ class CremaD(manual.ManualBuilder):
   MANUAL_EXAMPLE = "crema_d/splits/train.csv"
   PIPELINE_KEYS = _PIPELINE_KEYS
 
-  def __init__(self, *, config=None, manual_dir=None, max_skipped_fraction: float = 0.05,
-               **kwargs):
-    super().__init__(config=config, manual_dir=manual_dir,
-                     max_skipped_fraction=max_skipped_fraction, **kwargs)
-    options = self.pipeline_options
-    self.frame_options = manual.frame_options(options, self.builder_config.num_frames)
-    self.audio_layout = options.get("audio_layout", "sequence")
-    if self.audio_layout not in ("sequence", "image"):
-      raise ValueError(f"audio_layout: expected 'sequence' or 'image', got {self.audio_layout!r}")
+  def default_num_frames(self) -> int:
+    return self.builder_config.num_frames
 
   def input_decoder(self) -> frames.Decoder:
     """Stored records -> `{"audio": [T, F] | [T, F, 1], "visual": [K, S, S, 3] | [S, S, 3K]}`."""

@@ -230,7 +230,7 @@ def assign_splits(list_dir: str, num_classes: int, names: list[str] | None = Non
 # ----------------------------------------------------------------------------- builder
 
 
-class KineticsSounds(manual.ManualBuilder):
+class KineticsSounds(manual.AudioVisualBuilder):
   """Kinetics-Sounds from a manual directory; see the module docstring."""
 
   name = "kinetics_sounds"
@@ -247,15 +247,6 @@ class KineticsSounds(manual.ManualBuilder):
   lists/my_test.txt (OGM-GE's data/KineticSound/ for ks31; lists/<config>/ for one config),
   optionally lists/my_val.txt and lists/class_names.txt; audio/<id>.npy|.pt (fbanks) or
   audio/<id>.wav; visual/<id>/*.jpg (or frames/<id>/*.jpg)."""
-
-  def __init__(self, *, config=None, manual_dir=None, max_skipped_fraction: float = 0.05,
-               **kwargs):
-    super().__init__(config=config, manual_dir=manual_dir,
-                     max_skipped_fraction=max_skipped_fraction, **kwargs)
-    options = self.pipeline_options
-    self.frame_options = manual.frame_options(options, 3)
-    self.audio_layout = manual.as_choice("audio_layout", options.get("audio_layout", "sequence"),
-                                         ("sequence", "image"))
 
   def input_decoder(self) -> frames.Decoder:
     """Stored records -> `{"audio": [1024, 128] (or [1024, 128, 1]), "visual": [K, S, S, 3]

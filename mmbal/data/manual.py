@@ -511,3 +511,26 @@ class ManualBuilder(_builder.ArrayRecordBuilder, skip_registration=True):
       detail = "; ".join(f"{n} x {r} (e.g. {shown[r][0]})" for r, n in skipped.items())
       raise ManualDirError(f"{self.MANUAL_NAME} {split}: {count} of {total} clips skipped, more "
                            f"than max_skipped_fraction={self._max_skipped_fraction}: {detail}")
+
+
+class AudioVisualBuilder(ManualBuilder, skip_registration=True):
+  """A `ManualBuilder` for audio + frames: its pipeline options choose the frames
+  (`frame_options`, ``DEFAULT_NUM_FRAMES`` by default) and the audio layout (``audio_layout``:
+  ``sequence`` ``[T, F]`` or ``image`` ``[T, F, 1]``)."""
+
+  DEFAULT_MAX_SKIPPED = 0.05
+  DEFAULT_NUM_FRAMES = 3
+
+  def __init__(self, *, config=None, manual_dir=None, max_skipped_fraction: float | None = None,
+               **kwargs):
+    if max_skipped_fraction is None:
+      max_skipped_fraction = self.DEFAULT_MAX_SKIPPED
+    super().__init__(config=config, manual_dir=manual_dir,
+                     max_skipped_fraction=max_skipped_fraction, **kwargs)
+    options = self.pipeline_options
+    self.frame_options = frame_options(options, self.default_num_frames())
+    self.audio_layout = as_choice("audio_layout", options.get("audio_layout", "sequence"),
+                                  ("sequence", "image"))
+
+  def default_num_frames(self) -> int:
+    return self.DEFAULT_NUM_FRAMES

@@ -203,7 +203,7 @@ class CropInput:
 # ----------------------------------------------------------------------------- builder
 
 
-class VggSound(manual.ManualBuilder):
+class VggSound(manual.AudioVisualBuilder):
   """VGGSound from a manual directory; see the module docstring."""
 
   name = "vggsound"
@@ -214,20 +214,12 @@ class VggSound(manual.ManualBuilder):
   MANUAL_MARKER = "vggsound.csv"
   MANUAL_EXAMPLE = "vggsound/vggsound.csv"
   PIPELINE_KEYS = PIPELINE_KEYS
+  DEFAULT_MAX_SKIPPED = DEFAULT_MAX_SKIPPED   # every copy of VGGSound misses YouTube clips
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
   Put the VGGSound files in <manual_dir>/vggsound/ (manual_dir: <data_dir>/downloads/manual,
   or the builder argument manual_dir=): vggsound.csv (the official list), audio/<clip>.wav
   and frames/<clip>/*.jpg (or frames/<clip>.mp4/*.jpg), clip = <YouTubeID>_<start> or
   <YouTubeID>_<start:06d>."""
-
-  def __init__(self, *, config=None, manual_dir=None,
-               max_skipped_fraction: float = DEFAULT_MAX_SKIPPED, **kwargs):
-    super().__init__(config=config, manual_dir=manual_dir,
-                     max_skipped_fraction=max_skipped_fraction, **kwargs)
-    options = self.pipeline_options
-    self.frame_options = manual.frame_options(options, 3)
-    self.audio_layout = manual.as_choice("audio_layout", options.get("audio_layout", "sequence"),
-                                         ("sequence", "image"))
 
   def input_decoder(self) -> frames.Decoder:
     """Stored records -> `{"audio": [626, 129] (or [626, 129, 1]), "visual": [K, S, S, 3]
