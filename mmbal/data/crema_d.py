@@ -148,11 +148,7 @@ _CITATION = """\
 
 def convert_labels(labels, from_order: str, to_order: str) -> np.ndarray:
   """Maps integer labels between label orders (`"ogm_ge"`, `"sorted"`)."""
-  for order in (from_order, to_order):
-    if order not in LABEL_ORDERS:
-      raise ValueError(f"label order: expected one of {sorted(LABEL_ORDERS)}, got {order!r}")
-  table = np.array([LABEL_ORDERS[to_order].index(c) for c in LABEL_ORDERS[from_order]])
-  return table[np.asarray(labels)]
+  return manual.convert_labels(labels, from_order, to_order, LABEL_ORDERS)
 
 
 # ----------------------------------------------------------------------------- audio

@@ -360,6 +360,16 @@ def as_int(key: str, value: str) -> int:
     raise ValueError(f"{key}: expected an integer, got {value!r}") from None
 
 
+def convert_labels(labels, from_order: str, to_order: str, orders: dict) -> np.ndarray:
+  """Maps integer labels between two of a data set's class orders (``orders``: ``{name:
+  class names in that order}``)."""
+  for order in (from_order, to_order):
+    if order not in orders:
+      raise ValueError(f"label order: expected one of {sorted(orders)}, got {order!r}")
+  table = np.array([orders[to_order].index(c) for c in orders[from_order]])
+  return table[np.asarray(labels)]
+
+
 def as_choice(key: str, value: str, choices: Sequence[str]) -> str:
   if value not in choices:
     raise ValueError(f"{key}: expected {' or '.join(repr(c) for c in choices)}, got {value!r}")

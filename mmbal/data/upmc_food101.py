@@ -50,6 +50,7 @@ import tensorflow_datasets as tfds
 from mmbal.data import _image_text
 from mmbal.data import _split
 from mmbal.data._image_text import Example
+from mmbal.data import manual
 from mmbal.data.manual import ManualDirError
 
 CLASSES_SORTED = tuple("""
@@ -90,11 +91,7 @@ _CITATION = """\
 
 def convert_labels(labels, from_order: str, to_order: str) -> np.ndarray:
   """Maps integer labels between the class orders `"sorted"` (mmbal's) and `"eth"`."""
-  for order in (from_order, to_order):
-    if order not in LABEL_ORDERS:
-      raise ValueError(f"label order: expected one of {sorted(LABEL_ORDERS)}, got {order!r}")
-  table = np.array([LABEL_ORDERS[to_order].index(c) for c in LABEL_ORDERS[from_order]])
-  return table[np.asarray(labels)]
+  return manual.convert_labels(labels, from_order, to_order, LABEL_ORDERS)
 
 
 def read_titles_csv(path: str) -> list[tuple[int, str, str, str]]:
