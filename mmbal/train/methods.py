@@ -21,7 +21,7 @@ from mmbal import objectives, scores, transforms
 from mmbal.labels import param_labels
 from mmbal.models import LATE_FUSIONS
 from mmbal.train.alternating import alternating_optimizer, make_alternating_step
-from mmbal.train.step import classification_objectives
+from mmbal.train.step import classification_objectives, is_regression
 from mmbal.transforms._state import find_state
 
 
@@ -72,14 +72,21 @@ def _unimodal(ctx: MethodContext) -> MethodSpec:
                     selection="unimodal_mean")
 
 
+def _for_task(task: str, classification, multilabel, regression):
+  """The per-modality score a method uses for the data set's task."""
+  if is_regression(task):
+    return regression
+  return multilabel if task == "multilabel" else classification
+
+
 def _ogm_ge(ctx: MethodContext) -> MethodSpec:
   """OGM-GE: the dominant modality's encoder gradients are damped by 1 - tanh(alpha rho)."""
   c, names, epoch = ctx.config, ctx.model.names, ctx.steps_per_epoch
   tx = transforms.ogm_ge(ctx.encoder_labels, alpha=c.alpha, leaves=c.leaves, noise=c.noise,
                          start_step=c.start_epoch * epoch,
                          end_step=c.end_epoch * epoch if c.end_epoch else None, ratio=c.ratio)
-  score = {"multilabel": scores.multilabel_confidence, "regression": scores.regression_confidence,
-           "regression_mse": scores.regression_confidence}.get(ctx.task, scores.true_class_confidence)
+  score = _for_task(ctx.task, scores.true_class_confidence, scores.multilabel_confidence,
+                    scores.regression_confidence)
   confidence = lambda aux, key: dict(confidence=score(aux["unimodal_logits"], aux["labels"], names))
   return MethodSpec(weights=joint_weights(ctx.model), transform=tx, extra_args=confidence)
 
@@ -162,8 +169,7 @@ def _cggm(ctx: MethodContext) -> MethodSpec:
                      f"{ctx.task} data set method.cggm.direction='weights' or method.cggm.lam=0")
   if c.direction not in ("gradient", "weights"):
     raise ValueError(f"method.cggm.direction must be 'gradient' or 'weights', got {c.direction!r}")
-  score = {"multilabel": scores.multilabel_f1, "regression": scores.sign_agreement,
-           "regression_mse": scores.sign_agreement}.get(ctx.task, scores.accuracy)
+  score = _for_task(ctx.task, scores.accuracy, scores.multilabel_f1, scores.sign_agreement)
   accuracy = lambda aux: score(aux["unimodal_logits"], aux["labels"], names)
   tx = transforms.cggm(ctx.encoder_labels, rho=c.rho, guard=c.guard)
 
