@@ -175,11 +175,11 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
       (``ndim == 4``: 2-D conv kernels only; the official code), or a predicate on the
       gradient leaf.
     noise: add the GE noise (OGM-GE); ``False`` gives plain OGM.
-    start_step, end_step: modulation (scaling and noise) is active for update counts in
-      ``[start_step, end_step)`` (``end_step=None``: no end); outside, updates pass through
-      unchanged. The official code counts epochs, inclusively (``starts <= epoch <= ends``,
-      default 0..50): use ``start_step=starts*steps_per_epoch,
-      end_step=(ends+1)*steps_per_epoch``.
+    start_step: modulation (scaling and noise) is active for update counts in
+      ``[start_step, end_step)``; outside, updates pass through unchanged. The official
+      code counts epochs, inclusively (``starts <= epoch <= ends``, default 0..50): use
+      ``start_step=starts*steps_per_epoch, end_step=(ends+1)*steps_per_epoch``.
+    end_step: the window's exclusive end (``None``: no end).
     ratio: ``"mean_others"`` or ``"min_others"``.
     eps: floor of the ratio's denominator.
     noise_std_eps: added to each leaf's noise std (the official code adds 1e-8; the default
@@ -366,9 +366,10 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
       A float ``beta`` in [0, 1): exponential moving average with weight
       ``max(1/(t+1), 1-beta)`` on the new score (a plain mean until ``t+1 = 1/(1-beta)``,
       so no zero-initialisation bias).
-    start_step, end_step: kappa is applied for update counts in ``[start_step,
-      end_step)``; outside, ``kappa = 1`` (plain sum), while the running means keep
-      updating (the official code's epoch window ``starts <= epoch <= ends``).
+    start_step: kappa is applied for update counts in ``[start_step, end_step)``;
+      outside, ``kappa = 1`` (plain sum), while the running means keep updating (the
+      official code's epoch window ``starts <= epoch <= ends``).
+    end_step: the window's exclusive end (``None``: no end).
 
   Differences from the official code (lihong2303/AGM_ICCV2023, ``run/*_main.py``): the
   coefficients multiply precomputed share gradients instead of acting through backward

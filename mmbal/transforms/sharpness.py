@@ -282,7 +282,9 @@ def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
 
   Args:
     modalities: modality names, the keys of ``shapley_values``.
-    rho, normalize, eps: as in `sam` (``eps`` also floors the Shapley sum).
+    rho: as in `sam`.
+    normalize: as in `sam`.
+    eps: as in `sam`; it also floors the Shapley sum.
     value: the subset value function used when the transform computes the Shapley values
       itself from the extra arguments ``subset_logits`` and ``targets`` (see below):
       ``"accuracy"`` or ``"loss"`` (negative cross-entropy); see `subset_values`.
