@@ -1,11 +1,13 @@
 """Regression task pieces: losses, sign agreement, the benchmark metrics, modality scores."""
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mmbal import scores
+from mmbal import scores, transforms
+from mmbal.tasks import regression_classes
 from mmbal.train.regression import regression_metrics
 from mmbal.train.step import task_correct, task_loss
 
@@ -60,3 +62,107 @@ def test_regression_modality_scores():
   assert float(conf["b"]) == pytest.approx(math.exp(-2.0) + math.exp(-3.0))
   agree = scores.sign_agreement(logits, labels, ("a", "b"))
   assert float(agree["a"]) == 1.0 and float(agree["b"]) == 0.5
+
+
+# ----------------------------------------------------------------------------- methods' forms
+
+
+def test_regression_classes_are_mmsa_bins():
+  y = jnp.array([-3.7, -2.5, -0.5, 0.5, 1.49, 2.6])
+  # round(clip(y, -3, 3)) half to even: (-3, -2, -0, 0, 1, 3), shifted by 3.
+  np.testing.assert_array_equal(regression_classes(y, "mosi"), [0, 1, 3, 3, 4, 6])
+  # SIMS's right-closed Acc-5 bins (-0.7, -0.1, 0.1, 0.7].
+  y = jnp.array([-0.8, -0.7, -0.1, 0.0, 0.1, 0.5, 0.71])
+  np.testing.assert_array_equal(regression_classes(y, "sims"), [0, 0, 1, 2, 2, 3, 4])
+  with pytest.raises(ValueError, match="regression bins"):
+    regression_classes(y, "acc3")
+
+
+# f(a), f(v), f(a, v) for two examples (one output each): o_a = (f(av) - f(v) + f(a)) / 2 =
+# (1.5, 2), o_v = (f(av) - f(a) + f(v)) / 2 = (2.5, 1); they sum to f(av) = (4, 3).
+AGM_SUBSETS = jnp.array([[[1.0], [0.0]], [[2.0], [-1.0]], [[4.0], [3.0]]])
+AGM_LABELS = jnp.array([0.0, 4.0])
+
+
+@pytest.mark.parametrize("task, loss, shares, score_a, score_v", [
+    # L1: z - y = (4, -1), loss 2.5, c = sign / B = (0.5, -0.5); shares <c, o_m>;
+    # scores mean |o_m - y|: a (1.5 + 2) / 2, v (2.5 + 3) / 2.
+    ("regression", 2.5, [0.75 - 1.0, 1.25 - 0.5], 1.75, 2.75),
+    # MSE: loss (16 + 1) / 2, c = 2 (z - y) / B = (4, -1); scores mean (o_m - y)^2.
+    ("regression_mse", 8.5, [6.0 - 2.0, 10.0 - 1.0], (2.25 + 4) / 2, (6.25 + 9) / 2),
+])
+def test_agm_shares_for_regression_by_hand(task, loss, shares, score_a, score_v):
+  res = transforms.agm_shares(AGM_SUBSETS, AGM_LABELS, ("a", "v"), task=task)
+  np.testing.assert_allclose(res.outputs[..., 0], [[1.5, 2.0], [2.5, 1.0]])
+  assert float(res.loss) == pytest.approx(loss)
+  np.testing.assert_allclose(res.shares, shares, rtol=1e-6)
+  assert float(res.scores["a"]) == pytest.approx(score_a)
+  assert float(res.scores["v"]) == pytest.approx(score_v)
+
+
+def test_agm_scores_are_capped_and_finite():
+  cap = -math.log(1e-8)
+  for task in ("regression", "regression_mse"):
+    for scale in (0.0, 1e30):
+      res = transforms.agm_shares(AGM_SUBSETS * scale, AGM_LABELS, ("a", "v"), task=task)
+      assert all(np.isfinite(float(s)) and float(s) <= cap + 1e-4 for s in res.scores.values())
+  huge = transforms.agm_shares(AGM_SUBSETS * 1e30, AGM_LABELS, ("a", "v"), task="regression")
+  assert float(huge.scores["a"]) == pytest.approx(cap) and np.all(np.isfinite(huge.shares))
+  # Multi-label: zero outputs give every class probability 1/2, BCE log 2.
+  res = transforms.agm_shares(jnp.zeros((3, 1, 2)), jnp.array([[1, 0]]), ("a", "v"),
+                              task="multilabel")
+  assert float(res.scores["a"]) == pytest.approx(math.log(2.0))
+
+
+def test_subset_values_for_regression_and_multilabel_by_hand():
+  z = jnp.array([[[0.0], [0.0]], [[1.0], [-1.0]], [[-2.0], [3.0]], [[0.5], [1.0]]])
+  y = jnp.array([1.0, -2.0])
+  # Sign agreement (z >= 0) == (y >= 0): (T, F), (T, T), (F, F), (T, F).
+  np.testing.assert_allclose(transforms.subset_values(z, y, task="regression"), [0.5, 1, 0, 0.5])
+  np.testing.assert_allclose(transforms.subset_values(z, y, value="loss", task="regression"),
+                             [-1.5, -0.5, -4.0, -1.75])
+  np.testing.assert_allclose(transforms.subset_values(z, y, value="loss", task="regression_mse"),
+                             [-2.5, -0.5, -17.0, -4.625])
+  z = jnp.array([[[0.0, 0.0]], [[1.0, -1.0]], [[-1.0, 1.0]], [[2.0, 2.0]]])
+  y = jnp.array([[1, 0]])
+  # Hamming accuracy of z > 0 against (1, 0): 1/2, 1, 0, 1/2.
+  np.testing.assert_allclose(transforms.subset_values(z, y, task="multilabel"), [0.5, 1, 0, 0.5])
+  assert float(transforms.subset_values(z, y, value="loss", task="multilabel")[0]) == \
+      pytest.approx(-math.log(2.0))
+
+
+def test_balgrad_kl_for_regression_by_hand():
+  mu = jnp.array([[[1.0]], [[3.0]]])                      # [M=2, B=1, 1]
+  laplace = 2.0 + math.exp(-2.0) - 1.0                   # |d| + exp(-|d|) - 1, d = 2
+  np.testing.assert_allclose(transforms.balgrad_kl_losses(mu, task="regression"),
+                             [laplace, laplace], rtol=1e-6)
+  np.testing.assert_allclose(transforms.balgrad_kl_losses(mu, task="regression_mse"), [2.0, 2.0])
+  # Only modality m's own prediction is pulled: d KL_0 / d mu_0 = -(1 - exp(-2)), d / d mu_1 = 0.
+  g = jax.grad(lambda m: transforms.balgrad_kl_losses(m, task="regression")[0])(mu)
+  np.testing.assert_allclose(g[:, 0, 0], [-(1.0 - math.exp(-2.0)), 0.0], rtol=1e-6)
+  # Three modalities: the mean over the others of d^2 / 2, mu = (0, 1, 3).
+  mu3 = jnp.array([0.0, 1.0, 3.0])[:, None, None]
+  np.testing.assert_allclose(transforms.balgrad_kl_losses(mu3, task="regression_mse"),
+                             [(0.5 + 4.5) / 2, (0.5 + 2.0) / 2, (4.5 + 2.0) / 2])
+  for task, scale in (("regression", 1e30), ("regression_mse", 1e15), ("regression", 0.0)):
+    assert np.all(np.isfinite(transforms.balgrad_kl_losses(mu3 * scale, task=task)))
+  assert np.all(transforms.balgrad_kl_losses(jnp.zeros((3, 2, 1)), task="regression") == 0)
+
+
+def test_balgrad_kl_for_multilabel_by_hand():
+  logits = jnp.array([[[0.0]], [[math.log(3.0)]]])       # probabilities 0.5 and 0.75
+  kl_a = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)   # KL(Bern(.75) || Bern(.5))
+  kl_v = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+  np.testing.assert_allclose(transforms.balgrad_kl_losses(logits, task="multilabel"),
+                             [kl_a, kl_v], rtol=1e-5)
+
+
+def test_task_limits_are_explained():
+  from mmbal.train.methods import MethodContext, build_method, methods_for  # pylint: disable=import-outside-toplevel
+  assert "mnl" not in methods_for("regression_mse") and "pmr" in methods_for("regression")
+  assert {"agm", "msam", "balgrad"} <= set(methods_for("multilabel")) - {"pmr", "mnl"}
+  ctx = MethodContext(None, None, None, None, None, 1, 1, task="regression")
+  with pytest.raises(ValueError, match="mnl.*classification data only.*non-target classes"):
+    build_method("mnl", ctx)
+  with pytest.raises(ValueError, match="pmr.*multi-hot"):
+    build_method("pmr", ctx._replace(task="multilabel"))

@@ -65,7 +65,8 @@ def build_model_and_method(c, modalities, num_classes, steps_per_epoch, total_st
   method = build_method(c.method.name, MethodContext(
       config=c.method.get(c.method.name), model=model, labels=labels,
       encoder_labels=encoder_labels(model), apply_fn=apply_fn,
-      steps_per_epoch=steps_per_epoch, total_steps=total_steps, task=task))
+      steps_per_epoch=steps_per_epoch, total_steps=total_steps, task=task,
+      regression_bins=c.eval.regression_bins))
   return model, params, labels, apply_fn, method
 
 

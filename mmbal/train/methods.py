@@ -18,6 +18,7 @@ import optax
 from flax import nnx
 
 from mmbal import objectives, scores, transforms
+from mmbal.tasks import REGRESSION_BINS, regression_classes, task_loss
 from mmbal.labels import param_labels
 from mmbal.models import LATE_FUSIONS
 from mmbal.train.alternating import alternating_optimizer, make_alternating_step
@@ -52,7 +53,8 @@ class MethodContext(NamedTuple):
   apply_fn: Callable        # apply_fn(params, inputs, present=None) -> Outputs
   steps_per_epoch: int
   total_steps: int
-  task: str = "classification"   # or "multilabel" (multi-hot labels)
+  task: str = "classification"   # or "multilabel" (multi-hot labels), "regression[_mse]"
+  regression_bins: str = "mosi"  # eval.regression_bins: PMR's classes on regression data
 
 
 def joint_weights(model) -> np.ndarray:
@@ -125,7 +127,10 @@ def _subset_logits(apply_fn, params, batch, names, masks):
 
 
 def _agm(ctx: MethodContext) -> MethodSpec:
-  """AGM: Shapley-style unimodal outputs from all 2^M modality subsets, reweighted by kappa_m."""
+  """AGM: Shapley-style unimodal outputs from all 2^M modality subsets, reweighted by kappa_m.
+
+  On regression / multi-label data the shares and scores use the task's loss (scores: the
+  floored task loss of each unimodal output; see `mmbal.transforms.agm_shares`)."""
   c, model = ctx.config, ctx.model
   names, num = model.names, len(model.names)
   if model.unimodal != "split_head":
@@ -138,8 +143,8 @@ def _agm(ctx: MethodContext) -> MethodSpec:
       del opt_state, step
       labels = batch["label"]
       subset_logits = _subset_logits(apply_fn, params, batch, names, masks)
-      res = transforms.agm_shares(subset_logits, labels, names)
-      uni = optax.softmax_cross_entropy_with_integer_labels(res.outputs, labels[None]).mean(-1)
+      res = transforms.agm_shares(subset_logits, labels, names, task=ctx.task)
+      uni = task_loss(res.outputs, labels, ctx.task).mean(-1)
       aux = dict(logits=subset_logits[-1], unimodal_logits=res.outputs, labels=labels,
                  agm_scores=res.scores, log_losses=jnp.concatenate([res.loss[None], uni]))
       return res.shares, aux
@@ -210,24 +215,29 @@ def _sam(ctx: MethodContext) -> MethodSpec:
 
 
 def _msam(ctx: MethodContext) -> MethodSpec:
-  """M-SAM: SAM on the share of the loss owned by the batch's dominant modality (Shapley)."""
+  """M-SAM: SAM on the share of the loss owned by the batch's dominant modality (Shapley).
+
+  Subset values on regression / multi-label data: ``value="accuracy"`` is the task's
+  correctness (regression: sign agreement; multi-label: Hamming accuracy), ``"loss"`` the
+  negative task loss (`mmbal.transforms.subset_values`)."""
   c, model = ctx.config, ctx.model
   names, num = model.names, len(model.names)
   masks = jnp.asarray(scores.subset_masks(num))
 
   def losses_builder(apply_fn, names):
-    base = classification_objectives(apply_fn, names)
+    base = classification_objectives(apply_fn, names, ctx.task)
 
     def losses(params, batch, opt_state=None, step=None):
       values, aux = base(params, batch)
       # The 2^M subset forwards only score the modalities: no gradient flows through them.
       frozen = jax.lax.stop_gradient(params)
       subset_logits = _subset_logits(apply_fn, frozen, batch, names, masks)
-      subset = transforms.subset_values(subset_logits, batch["label"], value=c.value)
+      subset = transforms.subset_values(subset_logits, batch["label"], value=c.value,
+                                        task=ctx.task)
       return values, dict(aux, shapley_values=transforms.modality_shapley(subset, names))
     return losses
 
-  tx = transforms.msam(names, rho=c.rho, normalize=c.normalize, value=c.value)
+  tx = transforms.msam(names, rho=c.rho, normalize=c.normalize, value=c.value, task=ctx.task)
   return MethodSpec(weights=joint_weights(model), transform=tx, losses=losses_builder,
                     extra_args=lambda aux, key: dict(shapley_values=aux["shapley_values"]))
 
@@ -256,16 +266,21 @@ def _mmpareto(ctx: MethodContext) -> MethodSpec:
 
 
 def _balgrad(ctx: MethodContext) -> MethodSpec:
-  """BalGrad: reweighted inter-modality KL gradients; the task gradient projected off them."""
+  """BalGrad: reweighted inter-modality KL gradients; the task gradient projected off them.
+
+  On regression / multi-label data the task and unimodal losses are the task's, and the KL
+  is between the predictive distributions those losses are the NLL of (regression: unit
+  Laplace for L1, unit Gaussian for MSE; multi-label: per-class Bernoulli); see
+  `mmbal.transforms.balgrad_kl_losses`."""
   _needs_heads(ctx, "balgrad")
   c, names = ctx.config, ctx.model.names
 
   def losses_builder(apply_fn, names):
-    base = classification_objectives(apply_fn, names)
+    base = classification_objectives(apply_fn, names, ctx.task)
 
     def losses(params, batch, opt_state=None, step=None):
       values, aux = base(params, batch)
-      kl = transforms.balgrad_kl_losses(aux["unimodal_logits"])
+      kl = transforms.balgrad_kl_losses(aux["unimodal_logits"], task=ctx.task)
       stacked = jnp.concatenate([values[:1], kl, values[1:]])   # [task, kl_1..kl_M, uni_1..uni_M]
       return stacked, dict(aux, log_losses=values)
     return losses
@@ -286,7 +301,11 @@ def _warmed_up(step, ctx: MethodContext, epochs: int):
 
 
 def _mnl(ctx: MethodContext) -> MethodSpec:
-  """MNL: the per-sample dominant modality guides the others on the non-target classes."""
+  """MNL: the per-sample dominant modality guides the others on the non-target classes.
+
+  Classification only: the guidance is a distribution over the classes other than the one
+  target class, which a regression target or a multi-hot label does not have (see
+  `TASK_LIMITS`)."""
   _needs_heads(ctx, "mnl")
   c = ctx.config
   if c.competitor not in ("own", "fused"):
@@ -311,18 +330,29 @@ def _mnl(ctx: MethodContext) -> MethodSpec:
 
 
 def _pmr(ctx: MethodContext) -> MethodSpec:
-  """PMR: prototype cross-entropy for the modalities whose prototype score lags behind."""
+  """PMR: prototype cross-entropy for the modalities whose prototype score lags behind.
+
+  Regression (mmbal's variant; PMR is a classification method): the prototypes are the
+  feature means of binned labels, MMSA's finest metric bins of the data set
+  (`mmbal.tasks.regression_classes` with ``eval.regression_bins``: MOSI/MOSEI's Acc-7
+  classes ``round(clip(y, -3, 3))``, SIMS's Acc-5 bins), and the prototype cross-entropy
+  and scores are over those bins. The task loss stays the regression loss."""
   c, model = ctx.config, ctx.model
   if c.coefficient not in ("continuous", "binary"):
     raise ValueError(f"method.pmr.coefficient must be 'continuous' or 'binary', got {c.coefficient!r}")
   if not 0 < c.fraction <= 1:
     raise ValueError(f"method.pmr.fraction must be in (0, 1], got {c.fraction}")
-  memory = objectives.prototype_memory(len(model.names), model.num_classes, model.feature_dim,
+  if is_regression(ctx.task):
+    num_classes = REGRESSION_BINS[ctx.regression_bins]
+    classes = lambda labels: regression_classes(labels, ctx.regression_bins)
+  else:
+    num_classes, classes = model.num_classes, lambda labels: labels
+  memory = objectives.prototype_memory(len(model.names), num_classes, model.feature_dim,
                                        steps_per_epoch=ctx.steps_per_epoch, fraction=c.fraction,
                                        momentum=c.momentum)
 
   def losses_builder(apply_fn, names):
-    base = classification_objectives(apply_fn, names)
+    base = classification_objectives(apply_fn, names, ctx.task)
 
     def losses(params, batch, opt_state=None, step=None):
       values, aux = base(params, batch)
@@ -332,7 +362,7 @@ def _pmr(ctx: MethodContext) -> MethodSpec:
       entropy_weight = c.entropy_weight and c.entropy_weight * (
           1.0 - _warmed_up(step, ctx, c.entropy_epochs))   # only for the first epochs
       pmr = objectives.prototype_rebalance(
-          aux["features"], aux["labels"], state.prototypes, alpha=c.alpha,
+          aux["features"], classes(aux["labels"]), state.prototypes, alpha=c.alpha,
           coefficient=c.coefficient, entropy_weight=entropy_weight, seen=state.seen)
       ready = state.seen.any()
       return (values.at[0].add(jnp.where(ready, pmr.loss, 0.0)),
@@ -341,7 +371,7 @@ def _pmr(ctx: MethodContext) -> MethodSpec:
 
   def extra(aux, key):
     del key
-    return dict(features=aux["features"], labels=aux["labels"],
+    return dict(features=aux["features"], labels=classes(aux["labels"]),
                 coefficients=aux.get("pmr_coefficients"))
 
   return MethodSpec(weights=joint_weights(model), transform=memory, losses=losses_builder,
@@ -401,15 +431,33 @@ def encoder_labels(model):
   return param_labels(model, {n: model.encoders[n] for n in model.names})
 
 
-# Their scores or losses assume one class per example (softmax outputs, a target class).
-SINGLE_LABEL_ONLY = ("agm", "msam", "balgrad", "mnl", "pmr")
+# Methods that run on some tasks only ("regression" covers both regression losses), and why.
+TASK_LIMITS = {
+    "mnl": (("classification",), "its negative learning guides the distribution over the "
+            "non-target classes of one target class, which a regression target or a multi-hot "
+            "label does not have"),
+    "pmr": (("classification", "regression"), "its prototypes are feature means of one class "
+            "per example (regression labels are binned), and a multi-hot example has several"),
+}
+
+
+def task_kind(task: str) -> str:
+  """``"classification"``, ``"multilabel"`` or ``"regression"`` (either regression loss)."""
+  return "regression" if is_regression(task) else task
+
+
+def methods_for(task: str) -> list[str]:
+  """The methods that run on a task."""
+  kind = task_kind(task)
+  return sorted(n for n in BUILDERS if n not in TASK_LIMITS or kind in TASK_LIMITS[n][0])
 
 
 def build_method(name: str, ctx: MethodContext) -> MethodSpec:
   if name not in BUILDERS:
     raise ValueError(f"config field 'method.name' must be one of {sorted(BUILDERS)}, got {name!r}")
-  if ctx.task != "classification" and name in SINGLE_LABEL_ONLY:
-    kind = "multi-label" if ctx.task == "multilabel" else "a regression task"
-    raise ValueError(f"method.name={name!r} assumes one class per example; this data set is "
-                     f"{kind} (methods for it: {sorted(set(BUILDERS) - set(SINGLE_LABEL_ONLY))})")
+  if name not in methods_for(ctx.task):
+    tasks, why = TASK_LIMITS[name]
+    raise ValueError(f"method.name={name!r} runs on {' and '.join(tasks)} data only: {why}. "
+                     f"This data set's task is {task_kind(ctx.task)}; methods for it: "
+                     f"{methods_for(ctx.task)}")
   return BUILDERS[name](ctx)

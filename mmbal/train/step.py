@@ -17,6 +17,8 @@ import optax
 from flax import nnx
 
 from mmbal.grads import objective_grads
+# The task's loss and correctness live in mmbal.tasks (the transforms use them too).
+from mmbal.tasks import TASKS, is_regression, task_correct, task_loss  # noqa: F401
 
 
 @flax.struct.dataclass
@@ -46,40 +48,6 @@ def epoch_losses(state: TrainState):
   mean = jnp.where(state.loss_count > 0, mean, jnp.nan)
   return mean, state.replace(loss_sum=jnp.zeros_like(state.loss_sum),
                              loss_count=jnp.zeros_like(state.loss_count))
-
-
-TASKS = ("classification", "multilabel", "regression", "regression_mse")
-
-
-def is_regression(task: str) -> bool:
-  return task.startswith("regression")
-
-
-def task_loss(logits, labels, task: str = "classification"):
-  """Per-example loss ``[..., B]``: softmax cross-entropy with integer labels, or for
-  ``"multilabel"`` (multi-hot labels ``[B, C]``) the sigmoid binary cross-entropy averaged
-  over classes (PyTorch's ``BCEWithLogitsLoss``); for ``"regression"`` (``"regression_mse"``)
-  the L1 (squared) error of the single output ``logits[..., 0]`` against float labels.
-  ``logits`` may carry leading axes."""
-  if is_regression(task):
-    error = logits[..., 0] - jnp.broadcast_to(labels, logits.shape[:-1]).astype(logits.dtype)
-    return error ** 2 if task == "regression_mse" else jnp.abs(error)
-  if task == "multilabel":
-    labels = jnp.broadcast_to(labels, logits.shape).astype(logits.dtype)
-    return optax.sigmoid_binary_cross_entropy(logits, labels).mean(-1)
-  return optax.softmax_cross_entropy_with_integer_labels(
-      logits, jnp.broadcast_to(labels, logits.shape[:-1]))
-
-
-def task_correct(logits, labels, task: str = "classification"):
-  """Per-example correctness in [0, 1]: ``argmax == y``, or for ``"multilabel"`` the share of
-  classes whose ``logit > 0`` decision matches the label (Hamming accuracy), or for regression
-  sign agreement ``(pred >= 0) == (y >= 0)`` (the binary negative / non-negative accuracy)."""
-  if is_regression(task):
-    return ((logits[..., 0] >= 0) == (labels >= 0)).astype(jnp.float32)
-  if task == "multilabel":
-    return ((logits > 0) == (labels > 0)).astype(jnp.float32).mean(-1)
-  return (logits.argmax(-1) == labels).astype(jnp.float32)
 
 
 def classification_objectives(apply_fn: Callable, names: tuple[str, ...],

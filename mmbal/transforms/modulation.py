@@ -33,6 +33,7 @@ import optax
 
 from mmbal.labels import SHARED, label_names
 from mmbal.scores import shapley_matrix
+from mmbal.tasks import task_loss
 
 # exp() arguments are clamped to this (exp(80) ~ 5.5e34 is finite in float32).
 _MAX_EXP = 80.0
@@ -265,13 +266,13 @@ class AgmState(NamedTuple):
 
 class AgmShares(NamedTuple):
   outputs: jax.Array      # [M, B, C] Shapley-style unimodal outputs o_m (sum = full logits)
-  shares: jax.Array       # [M] share losses <stop_gradient(dCE/dz), o_m>
-  scores: dict            # {modality: s_m = mean CE of softmax(o_m)} (stop_gradient)
-  loss: jax.Array         # CE(sum_m o_m), the fused loss
+  shares: jax.Array       # [M] share losses <stop_gradient(dL/dz), o_m>
+  scores: dict            # {modality: s_m = mean floored task loss of o_m} (stop_gradient)
+  loss: jax.Array         # L(sum_m o_m), the fused task loss (CE for classification)
 
 
-def agm_shares(subset_logits, labels, names: Sequence[str], *,
-               min_prob: float = 1e-8) -> AgmShares:
+def agm_shares(subset_logits, labels, names: Sequence[str], *, min_prob: float = 1e-8,
+               task: str = "classification") -> AgmShares:
   r"""AGM's Shapley-style unimodal outputs, share losses and scores from subset logits.
 
   ``subset_logits``: ``[2^M, B, C]`` logits of the model with only the modalities of each
@@ -305,6 +306,21 @@ def agm_shares(subset_logits, labels, names: Sequence[str], *,
   ``s_m = mean_i -log max(softmax(o_m,i)[y_i], min_prob)`` (official: probabilities
   floored at 1e-8).
 
+  Other tasks (`mmbal.tasks`; mmbal's extension, AGM is classification-only): the share
+  losses use the task's loss ``L`` of the fused output in place of CE (``c = dL/dz``), and
+  the score is the same floored negative log-likelihood of ``o_m`` under the predictive
+  distribution whose NLL the task loss is, i.e. the task's per-example loss capped at
+  ``-log min_prob`` (18.4)::
+
+      s_m = mean_i min(loss(o_m,i, y_i), -log min_prob)
+
+  ``"regression"`` (L1): ``|o_m - y|``, the NLL of a unit-scale Laplace ``Lap(o_m, 1)``
+  (up to ``log 2``, which cancels in ``s_k - mean s``; OGM-GE's regression confidence
+  ``exp(-|o - y|)`` is the same likelihood); ``"regression_mse"``: ``(o_m - y)^2``, twice
+  the NLL of ``N(o_m, 1/2)`` (up to a constant); ``"multilabel"``: the per-class-mean
+  sigmoid BCE of ``o_m`` against the multi-hot labels. The outputs ``o_m`` are then scalar
+  predictions (``[M, B, 1]``) or per-class logits.
+
   Difference from the official code: a modality is removed by zeroing its features
   (``present``) rather than by feeding zeros to its encoder, and the subset passes run
   in the model's training mode (the official code switches them to eval mode; this
@@ -323,15 +339,11 @@ def agm_shares(subset_logits, labels, names: Sequence[str], *,
                      f"{num} modalities, got {subset_logits.shape[0]}")
   outputs = jnp.einsum("ms,sbc->mbc", jnp.asarray(weights, subset_logits.dtype), subset_logits)
   fused = outputs.sum(axis=0)
-  batch, classes = fused.shape
-  onehot = jax.nn.one_hot(labels, classes, dtype=fused.dtype)
-  logp = jax.nn.log_softmax(fused, axis=-1)
-  loss = -(onehot * logp).sum(-1).mean()
-  cotangent = jax.lax.stop_gradient((jnp.exp(logp) - onehot) / batch)
-  shares = jnp.einsum("bc,mbc->m", cotangent, outputs)
-  uni_logp = jax.nn.log_softmax(jax.lax.stop_gradient(outputs).astype(jnp.float32), axis=-1)
-  picked = jnp.take_along_axis(uni_logp, labels[None, :, None], axis=-1)[..., 0]
-  scores = -jnp.maximum(picked, np.log(min_prob)).mean(axis=1)
+  mean_loss = lambda z: task_loss(z, labels, task).mean()
+  loss, cotangent = jax.value_and_grad(mean_loss)(fused)   # c = dL/dz (softmax - onehot) / B
+  shares = jnp.einsum("bc,mbc->m", jax.lax.stop_gradient(cotangent), outputs)
+  uni_loss = task_loss(jax.lax.stop_gradient(outputs).astype(jnp.float32), labels, task)
+  scores = jnp.minimum(uni_loss, -np.log(min_prob)).mean(axis=1)
   return AgmShares(outputs, shares, _by_name(names, scores), loss)
 
 

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from mmbal.labels import SHARED, label_names
+from mmbal.tasks import is_regression
 
 # Largest number of objectives for which the min-norm subset enumeration is allowed
 # (2^K - 1 tiny linear solves).
@@ -438,7 +439,8 @@ def balgrad_objective_names(modalities: Sequence[str]) -> tuple[str, ...]:
   return ("task",) + tuple(f"kl_{m}" for m in modalities) + tuple(f"uni_{m}" for m in modalities)
 
 
-def balgrad_kl_losses(unimodal_logits, *, target: str = "others_mean"):
+def balgrad_kl_losses(unimodal_logits, *, target: str = "others_mean",
+                      task: str = "classification"):
   r"""Per-modality KL objectives for `balgrad` from unimodal logits ``[M, B, C]``.
 
   [UNVERIFIED reconstruction] Returns ``[M]`` with::
@@ -451,6 +453,21 @@ def balgrad_kl_losses(unimodal_logits, *, target: str = "others_mean"):
   `mmbal.grads.objective_grads` can share backward passes. The paper (two modalities)
   states only "a KL divergence between the two modalities' predictions"; its direction and
   the M > 2 target are assumptions.
+
+  Other tasks (mmbal's extension; `mmbal.tasks`): ``p_m`` is the predictive distribution
+  whose negative log-likelihood the task loss is, and ``q_m`` the mixture of the others'.
+  ``"multilabel"``: independent Bernoullis ``sigmoid(logits_m)``; a mixture of Bernoullis is
+  the Bernoulli of the mean probability, so the KL is the exact per-class mean
+  ``KL(Bern(q) || Bern(p_m))``. Regression (one output ``mu_m = logits_m[..., 0]``): unit-scale
+  location families, for which ``KL(sg(mixture of p_k) || p_m)`` equals
+  ``mean_{k != m} KL(sg(p_k) || p_m)`` plus a term without ``mu_m`` (same gradient); this
+  pairwise mean is returned (exact for M = 2), with ``d = sg(mu_k) - mu_m``::
+
+      "regression" (L1 ~ Laplace(mu, 1)):        KL = |d| + exp(-|d|) - 1
+      "regression_mse" (MSE ~ N(mu, 1)):         KL = d^2 / 2
+
+  Both are 0 at ``d = 0`` and grow with the disagreement; the Laplace form is linear for
+  large ``|d|`` (finite for huge outputs).
   """
   if target != "others_mean":
     raise ValueError(f"target must be 'others_mean', got {target!r}")
@@ -460,11 +477,20 @@ def balgrad_kl_losses(unimodal_logits, *, target: str = "others_mean"):
   m = logits.shape[0]
   if m < 2:
     raise ValueError("balgrad_kl_losses needs at least two modalities")
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  logits = logits.astype(jnp.float32)
+  if is_regression(task):
+    mu = logits[..., 0]                                        # [M, B]
+    d = jax.lax.stop_gradient(mu)[None, :, :] - mu[:, None, :]  # [m, k, B]: mu_k - mu_m
+    kl = 0.5 * d ** 2 if task == "regression_mse" else jnp.abs(d) + jnp.exp(-jnp.abs(d)) - 1.0
+    others = 1.0 - jnp.eye(m)                                  # k != m
+    return jnp.einsum("mk,mkb->m", others, kl) / ((m - 1) * mu.shape[1])
+  if task == "multilabel":   # two-outcome softmax per class: [M, B, C, 2]
+    logits = jnp.stack([jnp.zeros_like(logits), logits], axis=-1)
+  logp = jax.nn.log_softmax(logits, axis=-1)
   p = jax.lax.stop_gradient(jnp.exp(logp))
   q = (jnp.sum(p, axis=0, keepdims=True) - p) / (m - 1)
-  kl = jnp.sum(jax.scipy.special.xlogy(q, q) - q * logp, axis=-1)  # [M, B]
-  return jnp.mean(kl, axis=-1)
+  kl = jnp.sum(jax.scipy.special.xlogy(q, q) - q * logp, axis=-1)  # [M, B] ([M, B, C] multilabel)
+  return jnp.mean(kl.reshape(m, -1), axis=-1)
 
 
 _REWEIGHTS = ("loss_share", "uniform")

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from mmbal.scores import shapley_matrix
+from mmbal.tasks import task_correct, task_loss
 
 _NORMALIZE = ("l2", "sign")
 _VALUES = ("accuracy", "loss")
@@ -172,7 +173,8 @@ def sam(*, rho: float = 0.05, normalize: str = "l2",
 # --------------------------------------------------------------------------- Shapley helpers
 
 
-def subset_values(subset_logits, labels, *, value: str = "accuracy") -> jax.Array:
+def subset_values(subset_logits, labels, *, value: str = "accuracy",
+                  task: str = "classification") -> jax.Array:
   r"""``[2^M]`` value of each modality subset from the logits of one vmapped forward.
 
   ``subset_logits``: ``[2^M, B, C]`` logits of the model with only the modalities of each
@@ -183,7 +185,13 @@ def subset_values(subset_logits, labels, *, value: str = "accuracy") -> jax.Arra
       value="accuracy":  v(S) = mean_i [argmax_c z^S_{i,c} == y_i]
       value="loss":      v(S) = -mean_i CE(z^S_i, y_i)    (higher is better, as accuracy)
 
-  and carry no gradient (``stop_gradient``). Compute all subsets in ONE forward, e.g.::
+  and carry no gradient (``stop_gradient``). For other tasks (`mmbal.tasks`, mmbal's
+  extension) the same two values use the task's correctness and loss: ``"regression"`` /
+  ``"regression_mse"`` (outputs ``[2^M, B, 1]``, float labels): accuracy = sign agreement
+  ``mean_i [(z^S_i >= 0) == (y_i >= 0)]`` (the trainer's regression accuracy, CGGM's MOSI
+  score), loss = ``-mean_i |z^S_i - y_i|`` (or squared); ``"multilabel"`` (multi-hot labels
+  ``[B, C]``): accuracy = Hamming accuracy of the ``z > 0`` decisions, loss = ``-mean_i``
+  per-class-mean sigmoid BCE. Compute all subsets in ONE forward, e.g.::
 
       masks = jnp.asarray(mmbal.scores.subset_masks(M))                 # [2^M, M], with empty
       subset_logits = jax.vmap(lambda mask: model(
@@ -197,10 +205,8 @@ def subset_values(subset_logits, labels, *, value: str = "accuracy") -> jax.Arra
     raise ValueError(f"subset_logits must be [2^M, B, C], got shape {z.shape}")
   labels = jnp.asarray(labels)
   if value == "accuracy":
-    return jnp.mean((jnp.argmax(z, axis=-1) == labels[None, :]).astype(jnp.float32), axis=-1)
-  logp = jax.nn.log_softmax(z, axis=-1)
-  picked = jnp.take_along_axis(logp, labels[None, :, None], axis=-1)[..., 0]
-  return jnp.mean(picked, axis=-1)
+    return jnp.mean(task_correct(z, labels, task), axis=-1)
+  return -jnp.mean(task_loss(z, labels, task), axis=-1)
 
 
 def modality_shapley(values, names: Sequence[str]) -> dict:
@@ -247,7 +253,8 @@ def _normalised_shapley(v, eps: float):
 
 
 def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
-         value: str = "accuracy", eps: float = 1e-12) -> optax.GradientTransformationExtraArgs:
+         value: str = "accuracy", eps: float = 1e-12,
+         task: str = "classification") -> optax.GradientTransformationExtraArgs:
   r"""M-SAM: modality-aware sharpness-aware minimisation (SAM on the dominant part).
 
   Nowdeh (Rajoli), Ji, Ma, Afghah, "Modality-Aware SAM: Sharpness-Aware-Minimization
@@ -288,6 +295,7 @@ def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
     value: the subset value function used when the transform computes the Shapley values
       itself from the extra arguments ``subset_logits`` and ``targets`` (see below):
       ``"accuracy"`` or ``"loss"`` (negative cross-entropy); see `subset_values`.
+    task: the labels' task for those values (`subset_values`; e.g. ``"regression"``).
 
   Extra arguments of ``update``: ``grad_fn`` (required, as in `sam`), and either
   ``shapley_values`` (``{modality: v_m}``) or both ``subset_logits`` (``[2^M, B, C]``) and
@@ -322,7 +330,8 @@ def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
       if subset_logits is None or targets is None:
         raise ValueError(f"msam: pass the extra argument shapley_values={{modality: v_m}} for "
                          f"modalities {names}, or subset_logits=[2^M, B, C] and targets=[B]")
-      shapley_values = modality_shapley(subset_values(subset_logits, targets, value=value), names)
+      shapley_values = modality_shapley(
+          subset_values(subset_logits, targets, value=value, task=task), names)
     missing = [n for n in names if n not in shapley_values]
     if missing:
       raise ValueError(f"msam: shapley_values lacks modalities {missing}; expected {names}, got "
