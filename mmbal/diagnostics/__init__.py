@@ -2,7 +2,11 @@
 
 Pure functions of ``apply(params, inputs) -> logits`` and data (see
 `mmbal.diagnostics.usage`), and linear probes on frozen encoder features.
+Decoder (VLM) models, ``apply(params, image, tokens) -> logits``: `mmbal.diagnostics.decoder`.
 """
+from mmbal.diagnostics.decoder import (BLINDS, AttentionShare, DecoderDiagnosis, ImageStatistics,
+                                      answer_logits, attention_share, diagnose_decoder,
+                                      gradient_norm_shares, image_statistics, swap_donors)
 from mmbal.diagnostics.probe import fit_linear_probes, probe_accuracy
 from mmbal.diagnostics.usage import (dependence, diagnose, dominance, permutation_shapley,
                                      random_orderings, shapley, shapley_from_values,
