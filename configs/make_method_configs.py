@@ -25,15 +25,24 @@ METHODS = {
 }
 
 
-# Methods whose scores assume one class per example (mmbal.train.methods.SINGLE_LABEL_ONLY).
-SINGLE_LABEL_ONLY = ("agm", "msam", "balgrad", "mnl", "pmr")
+# Methods that run on some tasks only (mmbal.train.methods.TASK_LIMITS).
+TASK_LIMITS = {"mnl": ("classification",), "pmr": ("classification", "regression")}
+
+
+# mmbal's regression forms of classification methods (README, "Regression").
+REGRESSION_FORMS = {
+    "agm": "its scores are the (floored) L1 errors of the Shapley unimodal outputs",
+    "msam": "its subset values are sign agreements (method.msam.value=loss: negative L1 errors)",
+    "balgrad": "its KL is between unit-scale Laplace predictive distributions (L1's)",
+    "pmr": "its prototypes are feature means of the labels' metric bins (eval.regression_bins)",
+}
 
 
 def write(dataset: str, title: str, task: str = "classification"):
   """Writes the missing method configs. For a ``multilabel`` or ``regression`` data set
-  (``python configs/make_method_configs.py mmimdb MM-IMDb multilabel``) the single-label-only
-  methods are left out and CGGM's direction term uses the head weights."""
-  skip = () if task == "classification" else SINGLE_LABEL_ONLY
+  (``python configs/make_method_configs.py mmimdb MM-IMDb multilabel``) the methods that do
+  not run on its task are left out and CGGM's direction term uses the head weights."""
+  skip = [name for name, tasks in TASK_LIMITS.items() if task not in tasks]
   folder = pathlib.Path("configs") / dataset
   assert (folder / "joint.py").is_file(), folder
   for name, (what, model, method) in METHODS.items():
@@ -42,9 +51,11 @@ def write(dataset: str, title: str, task: str = "classification"):
     if name == "cggm" and task != "classification":   # its gradient form needs softmax heads
       method = 'cggm=dict(direction="weights")'
     extra = f", {method}" if method else ""
+    form = (f"On this regression task {REGRESSION_FORMS[name]}.\n"
+            if task == "regression" and name in REGRESSION_FORMS else "")
     (folder / f"{name}.py").write_text(
         f'"""{what}.\n\nOn {title}, with the data, encoders and optimiser of `joint.py`; the method\'s\n'
-        f'settings are mmbal\'s defaults (`mmbal.train.config`).\n\n'
+        f'settings are mmbal\'s defaults (`mmbal.train.config`).\n{form}\n'
         f'  mmbal train --config configs/{dataset}/{name}.py --workdir runs/{dataset}_{name}\n"""\n'
         f'BASE = "joint.py"\n\n\n'
         f'def get_config():\n'

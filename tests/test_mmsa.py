@@ -507,7 +507,31 @@ def test_lnln_trains_and_sweeps_missing_rates(built, manual_dir, tmp_path):
   assert int(run.state.step) > 0
 
 
-@pytest.mark.parametrize("method", ["ogm_ge", "cggm", "pcgrad", "mla"])
+def _method_state_used(method, opt_state):
+  """The method's regression quantity in its optimizer state is finite and was updated."""
+  from mmbal import objectives, transforms  # pylint: disable=import-outside-toplevel
+  from mmbal.transforms._state import find_state  # pylint: disable=import-outside-toplevel
+  if method == "agm":      # running means of the floored L1 scores (0 before any step)
+    s = find_state(opt_state, transforms.AgmState, "test")
+    v = np.array([float(x) for x in s.running_scores.values()])
+    return np.all(np.isfinite(v)) and np.all(v > 0) and int(s.count) > 0
+  if method == "msam":     # normalised Shapley values of the sign-agreement subset values
+    s = find_state(opt_state, transforms.MsamState, "test")
+    v = np.array([float(x) for x in s.shapley.values()])
+    return (np.isfinite(v).all() and abs(v.sum() - 1) < 1e-5 and int(s.count) > 0
+            and float(s.perturbation_norm) > 0)
+  if method == "balgrad":  # KL reweighting from the unimodal L1 losses
+    s = find_state(opt_state, transforms.BalGradState, "test")
+    v = np.array([float(x) for x in s.weights.values()])
+    return np.isfinite(v).all() and abs(v.sum() - 1) < 1e-5 and np.ptp(v) > 0
+  if method == "pmr":      # prototypes of the Acc-7 bins ([M, 7, D]) that occur in the labels
+    s = find_state(opt_state, objectives.PrototypeState, "test")
+    return s.prototypes.shape[1] == 7 and bool(s.seen.any()) and np.isfinite(s.prototypes).all()
+  return True
+
+
+@pytest.mark.parametrize("method", ["ogm_ge", "cggm", "pcgrad", "mla", "agm", "msam", "balgrad",
+                                    "pmr"])
 def test_balancing_methods_run_on_regression(built, manual_dir, tmp_path, method):
   """Each method's MOSI config trains on the regression fixture (their documented scores)."""
   from mmbal.train import config as train_config  # pylint: disable=import-outside-toplevel
@@ -523,3 +547,4 @@ def test_balancing_methods_run_on_regression(built, manual_dir, tmp_path, method
       "model.hidden_dim=8"])
   run = train_and_evaluate(c, tmp_path / "run")
   assert np.isfinite(run.results["test"]["regression"]["fused"]["mae"])
+  assert _method_state_used(method, run.state.opt_state)
