@@ -114,6 +114,16 @@ def test_model_reading_the_image(visual_model):
   assert m.blind_accuracy == 0.5 and m.blind_detail.startswith("mean: the mean image over the 8")
 
 
+@pytest.mark.parametrize("scale", [0.0, 1e30])
+def test_zero_and_huge_logits_stay_finite(scale):
+  r = dd.diagnose_decoder(reads_image, jnp.float32(scale), [make_batch()], answer_ids=IDS)
+  assert all(math.isfinite(getattr(r, k)) for k in ("loss", "blind_loss", "visual_information_gain"))
+  if scale == 0:   # uniform over 3 answers: argmax picks 5 (right on rows 0, 3), CE log 3, no KL
+    assert r.accuracy == 0.25 and r.loss == pytest.approx(math.log(3)) and r.visual_information_gain == 0
+  else:
+    assert r.accuracy == 1.0 and r.blind_accuracy == 0.5
+
+
 def test_permuted_blind_on_two_examples():
   # Two examples: the derangement is the swap; each then sees the other's image -> both wrong.
   r = dd.diagnose_decoder(reads_image, jnp.float32(10.0), [make_batch(slice(0, 2))],
@@ -176,7 +186,7 @@ def test_masks_and_given_leakage(visual_model):
                           blank_value=[0.5, 0.25, 0.0])
   assert r.leakage == 0.0 and r.blind_accuracy == 0.5
   # Split into two padded batches (one pass, a generator): the counts add up.
-  first, second = make_batch(slice(0, 4)), make_batch(slice(4, 9))
+  first, second = make_batch([0, 1, 2, 3, 8]), make_batch(slice(4, 9))   # same shape: one compile
   r = dd.diagnose_decoder(reads_image, jnp.float32(10.0), (b for b in (first, second)),
                           answer_ids=IDS, blank_value=[0.5, 0.25, 0.0])
   assert (r.count, r.accuracy, r.blind_accuracy) == (8, 1.0, 0.5)
@@ -187,6 +197,7 @@ def test_markdown_names_the_blind_method(visual_model):
   md = visual_model.to_markdown()
   assert md.startswith("Image removed for blind scores: blank: constant image")
   assert "| blind accuracy Acc(∅,q) | 50.00 % |" in md and "| swap: follows" in md
+  assert "| visual information gain KL(p(.\\|v,q) ‖ p(.\\|∅,q)) (nats) | " in md   # escaped pipes
   assert visual_model.to_dict()["leakage"] == 0.25
 
 

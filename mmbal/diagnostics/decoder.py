@@ -118,7 +118,7 @@ class DecoderDiagnosis:
              _pct(self.swap_answer_differs))]
     lines = [f"Image removed for blind scores: {self.blind_detail}. Scores over the "
              f"{self.num_answers}-token answer vocabulary.", "", "| measure | value |", "|---|---:|"]
-    return "\n".join(lines + [f"| {k} | {v} |" for k, v in rows])
+    return "\n".join(lines + [f"| {_escape(k)} | {v} |" for k, v in rows])
 
 
 class ImageStatistics(NamedTuple):
@@ -520,6 +520,10 @@ def _mask_of(batch) -> np.ndarray:
 def _vec(x) -> str:
   x = np.atleast_1d(np.asarray(x, np.float64))
   return "(" + ", ".join(f"{v:.4g}" for v in x) + ")" if x.size > 1 else f"{x[0]:.4g}"
+
+
+def _escape(text: str) -> str:
+  return text.replace("|", "\\|")   # a bare | would split the Markdown table cell
 
 
 def _pct(x) -> str:
