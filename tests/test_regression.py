@@ -1,5 +1,7 @@
-"""Regression task pieces: losses, sign agreement, the benchmark metrics, modality scores."""
+"""Regression task pieces: losses, sign agreement, the benchmark metrics, modality scores, and the
+balancing methods' regression (and multi-label) forms."""
 import math
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,8 @@ from mmbal import scores, transforms
 from mmbal.tasks import regression_classes
 from mmbal.train.regression import regression_metrics
 from mmbal.train.step import task_correct, task_loss
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_losses_and_sign_agreement():
@@ -164,5 +168,28 @@ def test_task_limits_are_explained():
   ctx = MethodContext(None, None, None, None, None, 1, 1, task="regression")
   with pytest.raises(ValueError, match="mnl.*classification data only.*non-target classes"):
     build_method("mnl", ctx)
-  with pytest.raises(ValueError, match="pmr.*multi-hot"):
+  with pytest.raises(ValueError, match="pmr.*multi-hot.*is multi-label"):
     build_method("pmr", ctx._replace(task="multilabel"))
+
+
+@pytest.mark.parametrize("method", ["agm", "msam", "balgrad"])
+def test_methods_take_a_multilabel_step(method):
+  """One jitted train step on multi-hot labels: finite losses, the method's state updated."""
+  from mmbal.modalities import Modality  # pylint: disable=import-outside-toplevel
+  from mmbal.train import load_config  # pylint: disable=import-outside-toplevel
+  from mmbal.train.loop import assemble, build_model_and_method  # pylint: disable=import-outside-toplevel
+  from mmbal.train.step import init_train_state  # pylint: disable=import-outside-toplevel
+  c = load_config(f"{ROOT}/configs/mmimdb/{method}.py")
+  c.model.feature_dim, c.model.hidden_dim = 4, 4
+  mods = [Modality(n, (3,)) for n in c.data.modalities]
+  model, params, labels, apply_fn, spec = build_model_and_method(c, mods, 3, 2, 2, "multilabel")
+  tx, step = assemble(spec, model, apply_fn, labels, c, 2, "multilabel")
+  state = init_train_state(params, tx, seed=0, num_objectives=len(spec.weights))
+  rng = np.random.default_rng(0)
+  batch = {n: jnp.asarray(rng.normal(size=(4, 3)), jnp.float32) for n in c.data.modalities}
+  batch["label"] = jnp.asarray([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+  new, metrics = jax.jit(step)(state, batch)
+  assert np.all(np.isfinite(metrics["losses"])) and int(new.step) == 1
+  changed = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+                         new.opt_state, state.opt_state)
+  assert any(jax.tree.leaves(changed))

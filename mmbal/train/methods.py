@@ -457,7 +457,8 @@ def build_method(name: str, ctx: MethodContext) -> MethodSpec:
     raise ValueError(f"config field 'method.name' must be one of {sorted(BUILDERS)}, got {name!r}")
   if name not in methods_for(ctx.task):
     tasks, why = TASK_LIMITS[name]
-    raise ValueError(f"method.name={name!r} runs on {' and '.join(tasks)} data only: {why}. "
-                     f"This data set's task is {task_kind(ctx.task)}; methods for it: "
-                     f"{methods_for(ctx.task)}")
+    spell = lambda kind: "multi-label" if kind == "multilabel" else kind
+    raise ValueError(f"method.name={name!r} runs on {' and '.join(map(spell, tasks))} data "
+                     f"only: {why}. This data set is {spell(task_kind(ctx.task))}; methods for "
+                     f"it: {methods_for(ctx.task)}")
   return BUILDERS[name](ctx)
