@@ -27,6 +27,7 @@ from mmbal.data import frames
 # Imported for their side effect: registering the builders with TFDS.
 from mmbal.data import ave  # pylint: disable=unused-import
 from mmbal.data import crema_d
+from mmbal.data import easy_vqa
 from mmbal.data import hateful_memes  # pylint: disable=unused-import
 from mmbal.data import iemocap  # pylint: disable=unused-import
 from mmbal.data import mmimdb  # pylint: disable=unused-import
@@ -39,11 +40,12 @@ from mmbal.data import uci_mfeat  # pylint: disable=unused-import
 from mmbal.data import vggsound  # pylint: disable=unused-import
 
 # mmbal names of builders registered with TFDS under another name (TFDS's own catalog
-# already has a `crema_d`, a `food101` and a `ucf101`).
+# already has a `crema_d`, a `food101` and a `ucf101`; easy-VQA is `mmbal_easy_vqa` like them).
 BUILDER_NAMES = {"crema_d": crema_d.CremaD.name,
                  "upmc_food101": upmc_food101.UpmcFood101.name,
                  "food101": upmc_food101.UpmcFood101.name,
-                 "ucf101": ucf101.Ucf101.name}
+                 "ucf101": ucf101.Ucf101.name,
+                 "easy_vqa": easy_vqa.EasyVqa.name}
 
 # The batches are produced by a few threads with a short read-ahead (grain's
 # default is 16 threads and 500 elements, which is too much for whole batches).
