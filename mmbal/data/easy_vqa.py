@@ -35,8 +35,9 @@ the question starts with "is"/"does"; 1 "open": a colour or shape), `prior_answe
 (token id of the question's majority answer in `train`, see `question_only_baseline`),
 `image_id`, `question_index` (row in its questions.json), `question` (text), and
 `label` (the answer's index in `ANSWERS`, so `mmbal.data.load` can use the set as
-classification of `image` / `tokens`). `arrays(builder, split)` gives a whole split as
-numpy arrays in file order.
+classification of `image` / `tokens`; it casts both to float32 without rescaling, so
+pixels stay in [0, 255]). `arrays(builder, split)` gives a whole split as numpy arrays in
+file order (reading all 48k questions takes ~20 s; building them once ~2 min on 2 cores).
 
 Measured question-only baseline (`question_only_baseline`, majority answer per question
 string, ties to the smallest token id): package train -> test 66.94% overall, 82.54% on
