@@ -29,8 +29,10 @@ setup(
     packages=find_packages(include=["mmbal", "mmbal.*"]),
     package_data={"mmbal.data": ["resources/*/*"]},
     install_requires=open("requirements.txt").read().split(),
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "tensorboardX>=2.6"],
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "tensorboardX>=2.6",
+                             "easy-vqa==1.0"],
                     "tensorboard": ["tensorboardX>=2.6"],
+                    "vqa": ["easy-vqa==1.0"],
                     "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]},
     entry_points={"console_scripts": ["mmbal=mmbal.train.cli:main"]},
 )
