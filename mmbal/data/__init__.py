@@ -4,6 +4,8 @@ from mmbal.data._image_text import read_embeddings
 from mmbal.data._split import stratified_split
 from mmbal.data.ave import Ave
 from mmbal.data.crema_d import CremaD
+from mmbal.data.easy_vqa import EasyVqa
+from mmbal.data.easy_vqa import question_only_baseline
 from mmbal.data.hateful_memes import HatefulMemes
 from mmbal.data.iemocap import Iemocap
 from mmbal.data.kinetics_sounds import KineticsSounds
@@ -18,6 +20,9 @@ from mmbal.data.pipeline import spec_from_builder
 from mmbal.data.pipeline import Splits
 from mmbal.data.pipeline import steps_per_epoch
 from mmbal.data.pipeline import train_iterator
+from mmbal.data.prior_vqa import generate as generate_prior_vqa
+from mmbal.data.prior_vqa import PriorVQAConfig
+from mmbal.data.prior_vqa import Vocabulary
 from mmbal.data.synthetic_imbalance import SyntheticImbalance
 from mmbal.data.synthetic_imbalance import SyntheticImbalanceConfig
 from mmbal.data.synthetic_imbalance import SyntheticModality
@@ -31,11 +36,13 @@ __all__ = [
     "CremaD",
     "DEFAULT_READ_OPTIONS",
     "DataSpec",
+    "EasyVqa",
     "HatefulMemes",
     "Iemocap",
     "KineticsSounds",
     "MmImdb",
     "Mmsa",
+    "PriorVQAConfig",
     "Source",
     "Splits",
     "SyntheticImbalance",
@@ -45,8 +52,11 @@ __all__ = [
     "Ucf101",
     "UpmcFood101",
     "VggSound",
+    "Vocabulary",
     "eval_batches",
+    "generate_prior_vqa",
     "load",
+    "question_only_baseline",
     "read_embeddings",
     "spec_from_builder",
     "steps_per_epoch",
