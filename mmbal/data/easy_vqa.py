@@ -100,8 +100,9 @@ def question_only_baseline(train: Mapping[str, np.ndarray], test: Mapping[str, n
   look and answer", CVPR 2018, use this kind of baseline to expose language priors).
 
   Args:
-    train, test: dicts with `tokens` [N, T], `answer_position` [N], `answer` [N] and
+    train: a dict with `tokens` [N, T], `answer_position` [N], `answer` [N] and
       `question_type` [N] (as `prior_vqa.generate` and `arrays` give them).
+    test: a dict with the same keys, scored against the answers seen in `train`.
     type_names: names of the question types (keys of `per_type`); default: the ints.
 
   Returns:
