@@ -102,8 +102,10 @@ def counterfactual_objective(*, margin: float = 1.0, shift: int = 1) -> Objectiv
   question asks" (exact for single-object colour questions)."""
 
   def objective(model, batch, out):
-    other = jnp.roll(batch["image"], shift, axis=0)
-    with_other = answer_log_prob(model(other, batch["tokens"]), batch)
+    # Visual tokens do not depend on the text, so rolling them equals encoding the rolled
+    # images (same values and gradients) without a second vision forward.
+    other = jnp.roll(out["visual_tokens"], shift, axis=0)
+    with_other = answer_log_prob(model.decode(other, batch["tokens"]), batch)
     differs = batch["answer"] != jnp.roll(batch["answer"], shift)
     if "question_type" in batch:
       differs &= batch["question_type"] == jnp.roll(batch["question_type"], shift)
@@ -122,10 +124,11 @@ def ogm_ge_confidence(model, batch, out, key=None):
       s_v = sum_i max(p(y_i | v_i, q_i) - p(y_i | mean image, q_i), 0)   (what the image adds)
   """
   del key
-  image = batch["image"]
-  blank = jnp.broadcast_to(image.mean(0, keepdims=True), image.shape)
+  tokens = batch["tokens"]
+  blank = model.encode_image(batch["image"].mean(0, keepdims=True))   # one image, broadcast
+  blank = jnp.broadcast_to(blank, (tokens.shape[0],) + blank.shape[1:])
   p_full = jnp.exp(answer_log_prob(out["logits"], batch))
-  p_blind = jnp.exp(answer_log_prob(model(blank, batch["tokens"]), batch))
+  p_blind = jnp.exp(answer_log_prob(model.decode(blank, tokens), batch))
   scores = {"text": p_blind.sum(), "vision": jax.nn.relu(p_full - p_blind).sum()}
   return {"confidence": jax.lax.stop_gradient(scores)}
 
