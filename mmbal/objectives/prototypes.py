@@ -1,4 +1,4 @@
-"""PMR: Prototypical Modal Rebalance (Fan, Xu, Wei, Hu, Zhang; CVPR 2023)."""
+"""PMR: Prototypical Modal Rebalance for Multimodal Learning (Fan, Xu, Wang, Wang, Guo; CVPR 2023)."""
 from __future__ import annotations
 
 import math
