@@ -145,7 +145,7 @@ class VLMTrainState:
 
 
 class VLMTrainer(NamedTuple):
-  init: Callable[..., VLMTrainState]       # init(seed=0)
+  init: Callable[..., VLMTrainState]       # init(seed=0, params=None)
   step: Callable                           # step(state, batch) -> (state, metrics); donates state
   jitted: Callable                         # the jitted step without the batch checks (.lower())
   apply: Callable                          # apply(params, image, tokens, *, return_attention=False)
@@ -315,8 +315,11 @@ def make_vlm_trainer(model: TinyVLM, optimizer: optax.GradientTransformation, *,
 
   init_jit = jax.jit(init_fn, out_shardings=replicated)
 
-  def init(seed: int = 0) -> VLMTrainState:
-    return init_jit(initial, jax.random.PRNGKey(seed))
+  def init(seed: int = 0, params=None) -> VLMTrainState:
+    """A fresh state; ``params`` (default: the model's weights at construction) lets one
+    compiled trainer serve other initialisations of the same architecture (e.g. seeds)."""
+    start = initial if params is None else jax.device_put(params, replicated)
+    return init_jit(start, jax.random.PRNGKey(seed))
 
   step_jit = jax.jit(train_step, in_shardings=(replicated, batch_sharding),
                      out_shardings=(replicated, replicated), donate_argnums=0)

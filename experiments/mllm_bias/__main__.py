@@ -1,0 +1,3 @@
+from experiments.mllm_bias.run import main
+
+main()

@@ -1,0 +1,280 @@
+"""One training run of the tiny VLM on prior-VQA, evaluated along the way.
+
+A `Setting` says what differs between conditions (the data's visual knobs, the LM and vision
+backbones, extra objectives, a balancing transform); a `Budget` says how big and how long
+(`Budget()` = the pilot's CPU size, `Budget.tiny()` for tests). `run(setting, budget, seed)`
+returns the run's history: one record per evaluation with
+
+* ``id_accuracy`` / ``ood_accuracy``: the ordinary (prior-following) test split and the
+  inverted-prior split (the prior answer is never right there);
+* ``ood_prior_following``: how often the model answers the language prior on the inverted split;
+* ``id_blind_accuracy`` / ``ood_blind_accuracy``: the same with the image removed — replaced by a
+  constant image at the data's mean pixel value ("blank", `mmbal.diagnostics.diagnose_decoder`);
+* ``ood_image_following``: answers that follow a swapped-in image of the same question;
+* ``id_vig``: KL(p(.|image, q) || p(.|blank, q)) over the answer vocabulary (nats);
+* ``grad_ratio``: ||grad vision + projector|| / ||grad LM|| of the answer loss, averaged over the
+  steps since the previous evaluation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from mmbal import transforms
+from mmbal.data.prior_vqa import PriorVQAConfig, generate, vocabulary
+from mmbal.diagnostics.decoder import diagnose_decoder
+from mmbal.models.vlm import TinyVLM, load_pretrained, vlm_modality_labels
+from mmbal.train.vlm import (alignment_objective, counterfactual_objective, make_vlm_trainer,
+                             ogm_ge_confidence)
+
+LM_CHOICES = ("scratch", "pretrained", "frozen")          # frozen = pretrained, then frozen
+LM_TEXT_CHOICES = ("prior", "uniform")                     # what the LM was pretrained on
+VISION_CHOICES = ("trainable", "frozen", "pretrained")    # frozen = random and frozen
+OBJECTIVES = ("align", "counterfactual")
+TRANSFORMS = (None, "ogm_ge")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One experimental condition (``name`` labels it in tables and figures)."""
+  name: str
+  data: tuple[tuple[str, Any], ...] = ()   # PriorVQAConfig overrides, e.g. (("noise", 0.5),)
+  lm: str = "scratch"
+  lm_text: str = "prior"
+  vision: str = "trainable"
+  objectives: tuple[str, ...] = ()
+  transform: str | None = None
+
+  def __post_init__(self):
+    for field, value, choices in (("lm", self.lm, LM_CHOICES),
+                                  ("lm_text", self.lm_text, LM_TEXT_CHOICES),
+                                  ("vision", self.vision, VISION_CHOICES),
+                                  ("transform", self.transform, TRANSFORMS)):
+      if value not in choices:
+        raise ValueError(f"Setting {self.name!r}: {field} must be one of {choices}, got {value!r}")
+    unknown = set(self.objectives) - set(OBJECTIVES)
+    if unknown:
+      raise ValueError(f"Setting {self.name!r}: unknown objectives {sorted(unknown)}; "
+                       f"expected some of {OBJECTIVES}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """Model size, data size and training length (defaults: the pilot's, ~1 min per run on CPU)."""
+  steps: int = 600
+  eval_every: int = 50
+  batch: int = 128
+  learning_rate: float = 1e-3
+  dim: int = 64
+  depth: int = 2
+  heads: int = 4
+  patch: int = 4
+  num_train: int = 6000
+  num_test: int = 1000
+  lm_pretrain_steps: int = 500
+  vision_pretrain_steps: int = 300
+  prior: float = 0.8               # P(answer = the question's prior answer) in train / test_id
+  base_data: tuple[tuple[str, Any], ...] = ()   # overrides every setting shares
+
+  @classmethod
+  def tiny(cls) -> "Budget":
+    """A few seconds per run: for tests and smoke runs (numbers are not meaningful)."""
+    return cls(steps=20, eval_every=10, batch=32, dim=16, depth=1, heads=2, num_train=256,
+               num_test=64, lm_pretrain_steps=10, vision_pretrain_steps=10)
+
+  @classmethod
+  def scaled(cls, factor: float, **changes) -> "Budget":
+    """The default budget with ``factor`` times the steps (evaluations scale along)."""
+    base = cls(**changes)
+    return dataclasses.replace(base, steps=int(base.steps * factor),
+                               eval_every=max(1, int(base.eval_every * factor)))
+
+
+def data_config(setting: Setting, budget: Budget, seed: int, **extra) -> PriorVQAConfig:
+  fields = dict(question_types=("color",), prior=budget.prior, num_train=budget.num_train,
+                num_test=budget.num_test, seed=seed)
+  fields.update(dict(budget.base_data))
+  fields.update(dict(setting.data))
+  fields.update(extra)
+  return PriorVQAConfig(**fields)
+
+
+def _batches(data: dict, batch: int, seed: int):
+  """Endless shuffled minibatches (a fresh permutation per epoch, seeded)."""
+  rng = np.random.default_rng(seed)
+  size = len(next(iter(data.values())))
+  while True:
+    order = rng.permutation(size)
+    for start in range(0, size - batch + 1, batch):
+      index = order[start:start + batch]
+      yield {k: v[index] for k, v in data.items()}
+
+
+def _eval_batches(data: dict, batch: int):
+  """The split in fixed batches; the tail is padded and masked so every example counts once."""
+  size = len(data["answer"])
+  for start in range(0, size, batch):
+    index = np.arange(start, start + batch)
+    mask = index < size
+    index = np.where(mask, index, 0)
+    chunk = {k: v[index] for k, v in data.items()}
+    chunk["mask"] = mask.astype(np.float32)
+    yield chunk
+
+
+def _model(vocab_size: int, config: PriorVQAConfig, budget: Budget, seed: int) -> TinyVLM:
+  image_size = config.image_size * config.upsample
+  return TinyVLM(vocab_size=vocab_size, image_size=image_size, patch_size=budget.patch,
+                 dim=budget.dim, depth=budget.depth, heads=budget.heads,
+                 max_text_len=16, rngs=nnx.Rngs(seed))
+
+
+def pretrain_lm(setting: Setting, budget: Budget, seed: int, vocab_size: int) -> TinyVLM:
+  """A VLM whose LM was trained on question -> answer text alone (no image): on text with the
+  language prior (``lm_text="prior"``) or with uniform answers (``"uniform"``, the control)."""
+  # The same seed as the VLM's data: the same prior answers (the mapping comes from the seed).
+  config = data_config(setting, budget, seed)
+  if setting.lm_text == "uniform":   # every answer equally likely given the question
+    config = dataclasses.replace(config, prior=1.0 / len(vocabulary(config).answer_ids_for("color")))
+  model = _model(vocab_size, config, budget, seed + 1000)
+  text = {k: v for k, v in generate(config, "train").items() if k != "image"}
+  trainer = _trainer(("lm", vocab_size, config.image_size * config.upsample, budget),
+                     lambda: make_vlm_trainer(model, optax.adam(budget.learning_rate),
+                                              text_only=True))
+  state = trainer.init(seed, _params(model))
+  for _, batch in zip(range(budget.lm_pretrain_steps), _batches(text, budget.batch, seed)):
+    state, _ = trainer.step(state, batch)
+  return trainer.model(state)
+
+
+class _VisionClassifier(nnx.Module):
+  """The VLM's vision encoder with linear colour and shape heads on its mean-pooled patches:
+  image-only pretraining of a "strong" vision backbone (no text, no language prior)."""
+
+  def __init__(self, vision, dim: int, num_colors: int, num_shapes: int, *, rngs: nnx.Rngs):
+    self.vision = vision
+    self.color = nnx.Linear(dim, num_colors, rngs=rngs)
+    self.shape = nnx.Linear(dim, num_shapes, rngs=rngs)
+
+  def __call__(self, image):
+    pooled = self.vision(image).mean(1)
+    return self.color(pooled), self.shape(pooled)
+
+
+@nnx.jit   # module level: compiled once per architecture, reused by every seed and condition
+def _vision_step(classifier, optimizer, image, color, shape):
+  def loss_fn(classifier):
+    color_logits, shape_logits = classifier(image)
+    return (optax.softmax_cross_entropy_with_integer_labels(color_logits, color).mean()
+            + optax.softmax_cross_entropy_with_integer_labels(shape_logits, shape).mean())
+  loss, grads = nnx.value_and_grad(loss_fn)(classifier)
+  optimizer.update(classifier, grads)
+  return loss
+
+
+def pretrain_vision(setting: Setting, budget: Budget, seed: int, vocab_size: int):
+  """A vision encoder trained to classify the object's colour and shape from the image."""
+  config = data_config(setting, budget, seed)
+  vocab = vocabulary(config)
+  data = generate(config, "train")
+  colors = np.searchsorted(vocab.answer_ids_for("color"), data["answer"])
+  shape_ids = np.asarray([vocab.id(w) for w in _shape_words(config)])
+  shape_token = data["tokens"][np.arange(len(colors)), data["answer_position"] - 1]
+  shapes = np.searchsorted(shape_ids, shape_token)
+  host = _model(vocab_size, config, budget, seed + 2000)
+  vision_dim = host.vision(jnp.zeros((1,) + data["image"].shape[1:])).shape[-1]
+  classifier = _VisionClassifier(host.vision, vision_dim, len(vocab.answer_ids_for("color")),
+                                 len(shape_ids), rngs=nnx.Rngs(seed))
+  optimizer = nnx.Optimizer(classifier, optax.adam(budget.learning_rate), wrt=nnx.Param)
+
+  labelled = dict(image=data["image"], color=colors, shape=shapes)
+  for _, batch in zip(range(budget.vision_pretrain_steps), _batches(labelled, budget.batch, seed)):
+    _vision_step(classifier, optimizer, batch["image"], batch["color"], batch["shape"])
+  return classifier.vision
+
+
+def _shape_words(config: PriorVQAConfig):
+  from mmbal.data.prior_vqa import shape_words
+  return shape_words(config)
+
+
+def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
+  """Trains one condition with one seed; returns its evaluation history (module docstring)."""
+  config = data_config(setting, budget, seed)
+  vocab = vocabulary(config)
+  train = generate(config, "train")
+  tests = {"id": generate(config, "test_id"), "ood": generate(config, "test_ood")}
+  model = _model(vocab.size, config, budget, seed)
+  if setting.lm != "scratch":
+    load_pretrained(model, lm=pretrain_lm(setting, budget, seed, vocab.size).lm)
+  if setting.vision == "pretrained":
+    load_pretrained(model, vision=pretrain_vision(setting, budget, seed, vocab.size))
+  freeze = (("lm",) if setting.lm == "frozen" else ()) + (
+      ("vision",) if setting.vision != "trainable" else ())
+  objectives = {}
+  if "align" in setting.objectives:
+    objectives["align"] = (alignment_objective(), 1.0)
+  if "counterfactual" in setting.objectives:
+    objectives["counterfactual"] = (counterfactual_objective(), 1.0)
+  transform, extra_args = None, None
+  if setting.transform == "ogm_ge":
+    transform = transforms.ogm_ge(vlm_modality_labels(model), alpha=0.5)
+    extra_args = ogm_ge_confidence
+  key = ("vlm", vocab.size, config.image_size * config.upsample, budget, freeze,
+         setting.objectives, setting.transform)
+  trainer = _trainer(key, lambda: make_vlm_trainer(
+      model, optax.adam(budget.learning_rate), freeze=freeze, objectives=objectives,
+      transform=transform, extra_args=extra_args))
+  state = trainer.init(seed, _params(model))
+  answer_ids = vocab.answer_ids_for("color")
+  eval_batch = min(budget.batch, 256)
+  evaluate = functools.partial(diagnose_decoder, trainer.apply, answer_ids=answer_ids,
+                               blind="blank", seed=seed, blank_value=_blank(train))
+
+  history, ratios = [], []
+  batches = _batches(train, budget.batch, seed)
+  for step in range(1, budget.steps + 1):
+    state, metrics = trainer.step(state, next(batches))
+    ratios.append(metrics["answer_grad_norm_ratio"])
+    if step % budget.eval_every == 0 or step == budget.steps:
+      found = {name: evaluate(state.params, list(_eval_batches(split, eval_batch)))
+               for name, split in tests.items()}
+      history.append(dict(
+          step=step,
+          id_accuracy=found["id"].accuracy, ood_accuracy=found["ood"].accuracy,
+          ood_prior_following=found["ood"].prior_following,
+          id_blind_accuracy=found["id"].blind_accuracy,
+          ood_blind_accuracy=found["ood"].blind_accuracy,
+          ood_image_following=found["ood"].image_following_rate,
+          id_vig=found["id"].visual_information_gain,
+          grad_ratio=float(np.mean(jax.device_get(ratios)))))
+      ratios = []
+  return history
+
+
+_TRAINERS: dict = {}
+
+
+def _trainer(key, build):
+  """One compiled trainer per architecture and training recipe, reused by every seed (and
+  condition) that shares them: compiling dominates a CPU-sized run otherwise."""
+  if key not in _TRAINERS:
+    _TRAINERS[key] = build()
+  return _TRAINERS[key]
+
+
+def _params(model) -> dict:
+  return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def _blank(train: dict):
+  """The blank image's value: the training images' mean pixel per channel (fixed per run, so
+  every evaluation removes the image the same way)."""
+  return train["image"].reshape(-1, train["image"].shape[-1]).mean(0)

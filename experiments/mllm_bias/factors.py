@@ -1,0 +1,163 @@
+"""The three factors of "MLLMs are Deeply Affected by Modality Bias" (Zheng et al., 2025,
+arXiv:2505.18657) as experiments on the tiny VLM: their conditions and the claims checked.
+
+Each `Experiment` lists its conditions (`Setting`s) and its *claims*: a claim compares two
+conditions on one summary (``T_escape``, the first evaluated step with inverted-prior
+accuracy >= 0.5, counting a run that never escapes as ``steps + eval_every``; or a metric at
+a step) and says "reproduced" or "not reproduced" with the numbers, over seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+
+from experiments.mllm_bias.common import Budget, Setting
+from experiments.mllm_bias.report import at_step, escape_step
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  """``better`` beats ``worse`` on ``summary`` (lower T_escape, or higher value)."""
+  text: str
+  better: str
+  worse: str
+  summary: str = "escape"        # "escape" | a metric name (compared at ``step``)
+  step: str = "end"              # "end" | "early" (the evaluation closest to a third of the run)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  name: str
+  title: str
+  question: str
+  conditions: tuple[Setting, ...]
+  claims: tuple[Claim, ...]
+  groups: tuple[tuple[str, tuple[str, ...]], ...]   # figure panels: (title, condition names)
+  base_data: tuple = ()                                # data overrides shared by all conditions
+
+
+def _escape_or_budget(history, budget: Budget) -> float:
+  step = escape_step(history)
+  return float(budget.steps + budget.eval_every if step is None else step)
+
+
+def early_step(budget: Budget) -> int:
+  """The evaluated step closest to a third of the budget (the "early" comparisons)."""
+  steps = [s for s in range(budget.eval_every, budget.steps + 1, budget.eval_every)]
+  return min(steps, key=lambda s: abs(s - budget.steps / 3))
+
+
+def claim_values(claim: Claim, histories: Sequence, budget: Budget) -> list[float]:
+  if claim.summary == "escape":
+    return [_escape_or_budget(h, budget) for h in histories]
+  step = None if claim.step == "end" else early_step(budget)
+  return at_step(histories, claim.summary, step)
+
+
+def judge(claim: Claim, results: dict, budget: Budget) -> tuple[bool, float, float]:
+  """``(reproduced, better's mean, worse's mean)``: reproduced when the means are ordered as
+  claimed by more than the seeds' pooled standard deviation (a conservative, visible rule)."""
+  a = np.asarray(claim_values(claim, results[claim.better], budget))
+  b = np.asarray(claim_values(claim, results[claim.worse], budget))
+  spread = float(np.sqrt((a.var() + b.var()) / 2))
+  margin = (b.mean() - a.mean()) if claim.summary == "escape" else (a.mean() - b.mean())
+  return bool(margin > spread and margin > 0), float(a.mean()), float(b.mean())
+
+
+def data_experiment() -> Experiment:
+  clean = Setting("clean (16 tokens)")
+  conditions = (
+      clean,
+      Setting("duplicated x4 tokens", data=(("upsample", 2),)),
+      Setting("small object, 32x32 canvas", data=(("image_size", 32),)),
+      Setting("3 grey distractors", data=(("distractors", 3),)),
+      Setting("low contrast (0.6)", data=(("color_similarity", 0.6),)),
+      Setting("pixel noise 0.5", data=(("noise", 0.5),)),
+      Setting("hard: noise 0.4 + distractors + contrast 0.5",
+              data=(("noise", 0.4), ("distractors", 3), ("color_similarity", 0.5))),
+  )
+  escape = "escapes the language prior later than the clean images"
+  claims = (
+      Claim(f"thin evidence (small object on a large canvas) {escape}", clean.name, conditions[2].name),
+      Claim(f"low colour contrast {escape}", clean.name, conditions[4].name),
+      Claim(f"pixel noise {escape}", clean.name, conditions[5].name),
+      Claim(f"noise + distractors + low contrast {escape}", clean.name, conditions[6].name),
+      Claim("pure redundancy (the same image over 4x the tokens) escapes later than the clean "
+            "images (the paper's 'redundant vision'; the pilot found the opposite)",
+            clean.name, conditions[1].name),
+      Claim("grey distractors alone (nuisance that does not touch the queried colour) delay "
+            "the escape", clean.name, conditions[3].name),
+  )
+  groups = (("thin or noisy visual evidence",
+             (clean.name, conditions[2].name, conditions[4].name, conditions[5].name,
+              conditions[6].name)),
+            ("pure redundancy and nuisance", (clean.name, conditions[1].name, conditions[3].name)))
+  return Experiment(
+      "data", "Factor 1 — data characteristics: compact text, costly vision",
+      "Does visual evidence that is thin, noisy or spread over many tokens keep the model on "
+      "the language prior for longer, with the text side unchanged?",
+      conditions, claims, groups)
+
+
+def backbone_experiment() -> Experiment:
+  lms = (("scratch", "random LM"), ("pretrained", "text-pretrained LM, fine-tuned"),
+         ("frozen", "text-pretrained LM, frozen"))
+  visions = (("trainable", "random vision"), ("frozen", "random frozen vision"),
+             ("pretrained", "pretrained frozen vision"))
+  conditions = tuple(Setting(f"{lm_text} + {v_text}", lm=lm, vision=v)
+                     for lm, lm_text in lms for v, v_text in visions)
+  control = Setting("prior-free text LM, frozen + random vision", lm="frozen", lm_text="uniform")
+  conditions = conditions + (control,)
+  name = {(c.lm, c.vision): c.name for c in conditions[:-1]}
+  claims = (
+      Claim("a frozen text-pretrained LM stays on the prior longer than a random LM "
+            "(random trainable vision)", name["scratch", "trainable"], name["frozen", "trainable"]),
+      Claim("... and reaches a lower inverted-prior accuracy by the end of the budget",
+            name["scratch", "trainable"], name["frozen", "trainable"], "ood_accuracy"),
+      Claim("a frozen prior-laden LM stays on the prior even with a pretrained vision encoder",
+            name["scratch", "pretrained"], name["frozen", "pretrained"]),
+      Claim("a strong (pretrained) vision encoder with a random LM escapes earlier than a random "
+            "vision encoder", name["scratch", "pretrained"], name["scratch", "trainable"]),
+      Claim("control: a frozen LM pretrained on prior-FREE text escapes earlier than one "
+            "pretrained on text with the prior (the lock-in comes from the stored prior)",
+            control.name, name["frozen", "trainable"]),
+      Claim("initialising from the text-pretrained LM and fine-tuning it delays the escape "
+            "(the pilot found no effect at this scale)", name["scratch", "trainable"],
+            name["pretrained", "trainable"]),
+  )
+  groups = (("LM: random vs text-pretrained (fine-tuned / frozen); random trainable vision",
+             (name["scratch", "trainable"], name["pretrained", "trainable"],
+              name["frozen", "trainable"], control.name)),
+            ("vision: random / frozen / pretrained; random vs frozen LM",
+             (name["scratch", "trainable"], name["scratch", "pretrained"],
+              name["frozen", "trainable"], name["frozen", "pretrained"])))
+  return Experiment(
+      "backbones", "Factor 2 — imbalanced backbones: a strong language model, a weak vision side",
+      "Does a language model pretrained on text that carries the prior keep the VLM on that "
+      "prior (frozen or fine-tuned), and does a stronger vision side counter it?",
+      conditions, claims, groups, base_data=(("color_similarity", 0.5),))
+
+
+def objective_experiment() -> Experiment:
+  base = Setting("next-token CE")
+  conditions = (base,
+                Setting("+ InfoNCE image-question alignment", objectives=("align",)),
+                Setting("+ counterfactual-image hinge", objectives=("counterfactual",)),
+                Setting("+ OGM-GE (mmbal.transforms.ogm_ge)", transform="ogm_ge"))
+  claims = tuple(
+      Claim(f"{c.name.lstrip('+ ')} makes the model leave the prior earlier than CE alone",
+            c.name, base.name) for c in conditions[1:]) + tuple(
+      Claim(f"{c.name.lstrip('+ ')}: higher inverted-prior accuracy early in training",
+            c.name, base.name, "ood_accuracy", "early") for c in conditions[1:])
+  groups = (("objectives", tuple(c.name for c in conditions)),)
+  return Experiment(
+      "objectives", "Factor 3 — training objectives: next-token prediction alone",
+      "Does adding a cross-modal term (alignment, counterfactual image) or one of mmbal's "
+      "balancing transforms to next-token CE shorten the language-shortcut phase?",
+      conditions, claims, groups, base_data=(("color_similarity", 0.5),))
+
+
+EXPERIMENTS: dict[str, Callable[[], Experiment]] = {
+    "data": data_experiment, "backbones": backbone_experiment, "objectives": objective_experiment}
