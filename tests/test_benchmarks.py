@@ -36,3 +36,14 @@ def test_method_overhead_runs_and_reports_every_variant(tmp_path):
                      ("pmr", "plain")}
   for record in config["variants"].values():
     assert record["ms"] > 0 and record["compile_s"] > 0
+
+
+def test_vlm_step_runs_and_reports(tmp_path):
+  out = tmp_path / "vlm.json"
+  subprocess.run([sys.executable, "benchmarks/vlm_step.py", "--variants", "ce",
+                  "--batch", "8", "--dim", "16", "--depth", "1", "--rounds", "1", "--steps", "1",
+                  "--out", str(out)], check=True, capture_output=True)
+  result = json.loads(out.read_text())
+  assert set(result["variants"]) == {"ce"} and result["setup"]["visual_tokens"] == 16
+  for record in result["variants"].values():
+    assert record["ms"] > 0 and record["compile_s"] > 0
