@@ -8,7 +8,8 @@ import optax
 import pytest
 from flax import nnx
 
-from mmbal.models.vlm import TinyVLM, lm_only_logits, make_vlm_apply, vlm_groups, vlm_modality_labels
+from mmbal.models.vlm import (TinyVLM, lm_only_logits, load_pretrained, make_vlm_apply, vlm_groups,
+                              vlm_modality_labels)
 from mmbal.objectives import counterfactual_hinge, infonce_alignment, same_rows_targets
 from mmbal.train.vlm import (alignment_objective, answer_cross_entropy, answer_log_prob,
                              counterfactual_objective, make_vlm_trainer, ogm_ge_confidence)
@@ -149,6 +150,13 @@ def test_text_only_pretraining_trains_the_lm_alone(devices):
   for group in ("vision", "projector"):
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params[group]), first[group])
   assert np.abs(np.asarray(state.params["lm"]["embed"]["embedding"]) - first["lm"]["embed"]["embedding"]).max() > 1e-3
+  # Plug the pretrained LM into a fresh VLM: its text-only logits are the trained LM's.
+  trained = trainer.model(state)
+  fresh = load_pretrained(TinyVLM(**KW, rngs=nnx.Rngs(2)), lm=trained.lm)
+  tokens = jnp.asarray(batch["tokens"])
+  np.testing.assert_allclose(lm_only_logits(fresh, tokens), lm_only_logits(trained, tokens), atol=1e-6)
+  state, _ = trainer.step(state, trainer.shard_batch(batch))   # donates the state; the copy stays
+  assert np.isfinite(np.asarray(fresh.lm.embed.embedding[...])).all()
 
 
 def test_bad_configuration_and_batches_are_clear(run):

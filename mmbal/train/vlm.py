@@ -40,7 +40,7 @@ from mmbal.train import sharding as shd
 # An objective: fn(model, batch, out) -> scalar, with out = {"logits": [B, T, V] float32,
 # "visual_tokens": [B, N, D] (absent in text-only training)}.
 Objective = Callable[[TinyVLM, Mapping[str, jax.Array], Mapping[str, jax.Array]], jax.Array]
-RESERVED_METRICS = ("loss", "answer", "accuracy")
+RESERVED_METRICS = ("loss", "answer", "accuracy", "grad_norm_ratio", "answer_grad_norm_ratio")
 
 
 # --------------------------------------------------------------------------- losses
@@ -150,7 +150,7 @@ class VLMTrainer(NamedTuple):
   jitted: Callable                         # the jitted step without the batch checks (.lower())
   apply: Callable                          # apply(params, image, tokens, *, return_attention=False)
   model: Callable[[VLMTrainState], TinyVLM]  # the module view of a state (shares its arrays)
-  shard_batch: Callable[[dict], dict]      # host batch -> arrays sharded over "data"
+  shard_batch: Callable[[dict], dict]      # host batch -> global arrays sharded over "data"
   groups: Any                              # vision | projector | lm labels over the params
   mesh: jax.sharding.Mesh
 
@@ -329,7 +329,7 @@ def make_vlm_trainer(model: TinyVLM, optimizer: optax.GradientTransformation, *,
     return step_jit(state, batch)
 
   def shard_batch(batch):
-    return jax.device_put(dict(batch), batch_sharding)
+    return shd.global_batch(mesh, batch)   # this process's rows -> global arrays over "data"
 
   return VLMTrainer(init=init, step=step, jitted=step_jit, apply=apply,
                     model=lambda state: merge(state.params), shard_batch=shard_batch,
