@@ -324,12 +324,14 @@ def make_vlm_trainer(model: TinyVLM, optimizer: optax.GradientTransformation, *,
   step_jit = jax.jit(train_step, in_shardings=(replicated, batch_sharding),
                      out_shardings=(replicated, replicated), donate_argnums=0)
 
-  def step(state: VLMTrainState, batch):
-    _check_batch(batch, model, data_size, text_only)
-    return step_jit(state, batch)
-
   def shard_batch(batch):
     return shd.global_batch(mesh, batch)   # this process's rows -> global arrays over "data"
+
+  def step(state: VLMTrainState, batch):
+    _check_batch(batch, model, data_size, text_only)
+    if not all(isinstance(v, jax.Array) for v in batch.values()):
+      batch = shard_batch(batch)   # host arrays: one placement, one compiled signature
+    return step_jit(state, batch)
 
   return VLMTrainer(init=init, step=step, jitted=step_jit, apply=apply,
                     model=lambda state: merge(state.params), shard_batch=shard_batch,
