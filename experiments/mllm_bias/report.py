@@ -94,3 +94,35 @@ def plot_curves(path: pathlib.Path, conditions: Mapping[str, Sequence[History]],
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def plot_escape_bars(path: pathlib.Path, conditions: Mapping[str, Sequence[History]],
+                     budget_steps: int, title: str, threshold: float = 0.5):
+  """T_escape per condition (mean ± std over seeds; a run that never escapes counts as the
+  budget and is marked with a hatched bar and its count)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  names = list(conditions)
+  steps = [[escape_step(h, threshold) for h in conditions[n]] for n in names]
+  values = [[budget_steps if s is None else s for s in runs] for runs in steps]
+  fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.2))
+  y = np.arange(len(names))
+  bars = ax.barh(y, [np.mean(v) for v in values], xerr=[np.std(v) for v in values],
+                 color="tab:blue", alpha=0.7)
+  for bar, runs in zip(bars, steps):
+    never = sum(s is None for s in runs)
+    if never:
+      bar.set_hatch("//")
+      ax.annotate(f"{never}/{len(runs)} never", (bar.get_width(), bar.get_y() + 0.4),
+                  fontsize=7, xytext=(3, 0), textcoords="offset points")
+  ax.set_yticks(y, names, fontsize=8)
+  ax.invert_yaxis()
+  ax.set_xlim(0, budget_steps * 1.15)
+  ax.set_xlabel(f"T_escape: first step with inverted-prior accuracy ≥ {threshold}")
+  ax.set_title(title, fontsize=10)
+  ax.grid(axis="x", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

@@ -37,8 +37,9 @@ def slug(text: str) -> str:
 
 
 def run_experiment(experiment: Experiment, budget: Budget, seeds, out: pathlib.Path,
-                   only: str | None = None, log=print) -> dict:
-  """``{condition: [history per seed]}``, running (or loading) every condition x seed."""
+                   only: str | None = None, log=print, saved_only: bool = False) -> dict:
+  """``{condition: [history per seed]}``, running (or loading) every condition x seed
+  (``saved_only``: only the runs already saved; conditions without any are left out)."""
   budget = dataclasses.replace(budget, base_data=experiment.base_data)
   folder = out / experiment.name / "runs"
   folder.mkdir(parents=True, exist_ok=True)
@@ -52,9 +53,11 @@ def run_experiment(experiment: Experiment, budget: Budget, seeds, out: pathlib.P
       path = folder / f"{slug(setting.name)}__seed{seed}.json"
       if path.exists():
         saved = json.loads(path.read_text())
-        if saved["budget"] == dataclasses.asdict(budget):
+        if saved["budget"] == json.loads(json.dumps(dataclasses.asdict(budget))):
           results[setting.name].append(saved["history"])
           continue
+      if saved_only:
+        continue
       start = time.time()
       history = run(setting, budget, seed)
       saved = dict(condition=setting.name, seed=seed, budget=dataclasses.asdict(budget),
@@ -66,8 +69,8 @@ def run_experiment(experiment: Experiment, budget: Budget, seeds, out: pathlib.P
       results[setting.name].append(history)
       log(f"[{experiment.name}] {i + 1}/{len(conditions)} {setting.name} seed {seed}: "
           f"T_escape={report.escape_step(history)} OOD={history[-1]['ood_accuracy']:.2f} "
-          f"({time.time() - start:.0f} s)")
-  return results
+          f"({time.time() - start:.0f} s)", flush=True)
+  return {name: runs for name, runs in results.items() if runs}
 
 
 def condition_rows(experiment: Experiment, results: dict, budget: Budget):
@@ -103,6 +106,9 @@ def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, o
     report.plot_curves(path, present, METRICS, title,
                        reference={f"blind prior ({budget.prior:.2f})": budget.prior})
     figures.append((title, path.name))
+  report.plot_escape_bars(folder / "escape.png", results, budget.steps,
+                          f"{experiment.title.split(' — ')[0]}: how long the prior holds")
+  figures.insert(0, ("T_escape per condition", "escape.png"))
   claims = [(c, *judge(c, results, budget)) for c in experiment.claims
             if c.better in results and c.worse in results]
   header, rows = condition_rows(experiment, results, budget)
@@ -160,6 +166,8 @@ def main(argv=None):
   parser.add_argument("--scale", type=float, default=1.0, help="multiply the training steps")
   parser.add_argument("--tiny", action="store_true", help="seconds-sized smoke run")
   parser.add_argument("--only", help="regex: run only the conditions whose name matches")
+  parser.add_argument("--report-only", action="store_true",
+                      help="write the report from the runs saved so far (no training)")
   args = parser.parse_args(argv)
   budget = Budget.tiny() if args.tiny else Budget.scaled(args.scale)
   out = pathlib.Path(args.out)
@@ -167,7 +175,8 @@ def main(argv=None):
   names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
   for name in names:
     experiment = EXPERIMENTS[name]()
-    results = run_experiment(experiment, budget, args.seeds, out, args.only)
+    results = run_experiment(experiment, budget, args.seeds, out, args.only,
+                             saved_only=args.report_only)
     print(f"wrote {write_report(experiment, results, budget, args.seeds, out, command)}")
 
 

@@ -1,0 +1,88 @@
+"""The modality-bias experiments: summaries on hand-written histories, and a tiny end-to-end
+run of each experiment (two conditions, two seeds) that writes its report."""
+import json
+
+import pytest
+
+from experiments.mllm_bias import report
+from experiments.mllm_bias.common import Budget, Setting
+from experiments.mllm_bias.factors import Claim, EXPERIMENTS, early_step, judge
+from experiments.mllm_bias.run import main
+
+
+def history(ood):
+  return [dict(step=50 * (i + 1), ood_accuracy=v) for i, v in enumerate(ood)]
+
+
+def test_escape_step_and_summary():
+  assert report.escape_step(history([0.0, 0.3, 0.5, 0.9])) == 150
+  assert report.escape_step(history([0.0, 0.49])) is None
+  runs = [history([0.0, 0.6]), history([0.6, 0.9]), history([0.1, 0.2])]
+  # escaped runs: 100 and 50 -> mean 75, std 25; one never escaped
+  assert report.escape_summary(runs) == "75 ± 25 (2/3 escaped)"
+  assert report.escape_summary([history([0.0])]) == "never (0/1 escaped)"
+
+
+def test_judge_counts_never_as_budget_and_needs_a_margin():
+  budget = Budget(steps=200, eval_every=50)
+  fast = [history([0.0, 0.6, 0.9, 1.0]), history([0.0, 0.7, 0.9, 1.0])]   # T = 100, 100
+  stuck = [history([0.0, 0.0, 0.1, 0.2]), history([0.0, 0.1, 0.2, 0.3])]  # never -> 250, 250
+  claim = Claim("fast beats stuck", "fast", "stuck")
+  assert judge(claim, dict(fast=fast, stuck=stuck), budget) == (True, 100.0, 250.0)
+  assert judge(Claim("reverse", "stuck", "fast"), dict(fast=fast, stuck=stuck), budget)[0] is False
+  # at the end: 1.0 vs 0.25 on OOD accuracy
+  end = Claim("end", "fast", "stuck", "ood_accuracy")
+  ok, a, b = judge(end, dict(fast=fast, stuck=stuck), budget)
+  assert ok and a == 1.0 and b == pytest.approx(0.25)
+  # overlapping seeds (means 0.5 vs 0.45, pooled std 0.25) do not count as reproduced
+  noisy = dict(a=[history([0.25]), history([0.75])], b=[history([0.2]), history([0.7])])
+  assert judge(Claim("noisy", "a", "b", "ood_accuracy"), noisy, Budget(steps=50))[0] is False
+
+
+def test_early_step_is_the_evaluation_nearest_a_third():
+  assert early_step(Budget(steps=600, eval_every=50)) == 200
+  assert early_step(Budget(steps=20, eval_every=10)) == 10
+
+
+def test_settings_reject_unknown_choices():
+  with pytest.raises(ValueError, match="lm must be one of"):
+    Setting("x", lm="huge")
+  with pytest.raises(ValueError, match="unknown objectives"):
+    Setting("x", objectives=("dpo",))
+
+
+def test_every_claim_names_conditions_of_its_experiment():
+  for build in EXPERIMENTS.values():
+    experiment = build()
+    names = {c.name for c in experiment.conditions}
+    assert len(names) == len(experiment.conditions)
+    for claim in experiment.claims:
+      assert {claim.better, claim.worse} <= names, claim.text
+    for _, group in experiment.groups:
+      assert set(group) <= names
+
+
+@pytest.mark.parametrize("name,only", [
+    ("data", "clean|duplicated"),
+    ("backbones", r"^random LM \+ random vision|^text-pretrained LM, frozen \+ random vision"),
+    ("objectives", "^next-token|OGM"),
+])
+def test_tiny_experiment_writes_its_report(tmp_path, name, only):
+  main([name, "--tiny", "--seeds", "0", "1", "--out", str(tmp_path), "--only", only])
+  folder = tmp_path / name
+  text = (folder / "report.md").read_text()
+  assert "inverted-prior" in text and "blind=\"blank\"" in text
+  assert "## Claims" in text and "reproduced" in text
+  assert list(folder.glob("curves_*.png"))
+  results = json.loads((folder / "results.json").read_text())
+  assert len(results["conditions"]) == 2
+  for histories in results["conditions"].values():
+    assert len(histories) == 2                                  # two seeds
+    last = histories[0][-1]
+    assert last["step"] == Budget.tiny().steps
+    assert 0.0 <= last["ood_accuracy"] <= 1.0 and last["id_vig"] >= 0.0
+  # A second invocation loads the saved runs instead of training again.
+  runs = sorted((folder / "runs").glob("*.json"))
+  stamps = [p.stat().st_mtime_ns for p in runs]
+  main([name, "--tiny", "--seeds", "0", "1", "--out", str(tmp_path), "--only", only])
+  assert [p.stat().st_mtime_ns for p in runs] == stamps
