@@ -38,6 +38,7 @@ def badge(name: str) -> str:
 
 INSTALL_CELL = (
     "# Installs mmbal from its repository (skipped when INSTALL is False, e.g. in a checkout).\n"
+    "# On a GPU runtime, if JAX then reports no GPU: %pip install -q -U \"jax[cuda12]\"\n"
     "if INSTALL:\n"
     f"    %pip install -q \"git+https://github.com/{REPOSITORY}\"")
 
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     sys.exit("usage: python notebooks/build.py [--check]")
   stale = []
   for path, text in targets().items():
-    if path.is_file() and path.read_text() == text:
+    if path.is_file() and json.loads(path.read_text()) == json.loads(text):
       continue
     stale.append(path.name)
     if not check:

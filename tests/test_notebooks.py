@@ -45,7 +45,8 @@ def test_sources_build_to_the_committed_notebooks():
   assert sorted(p.stem for p in expected) == sorted(PROBES)
   assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(p.name for p in expected)
   for path, text in expected.items():
-    assert path.read_text() == text, f"{path.name} is out of date: run python notebooks/build.py"
+    assert json.loads(path.read_text()) == json.loads(text), \
+        f"{path.name} is out of date: run python notebooks/build.py"
     nb = nbformat.reads(text, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), path.name

@@ -120,10 +120,11 @@ plt.show()
 # %%
 phi = diagnosis["shapley"]["accuracy"]
 fig, ax = plt.subplots(figsize=(5, 3.2))
-ax.bar(names, [100 * phi[m] for m in names], color="tab:blue")
+bars = ax.bar(names, [100 * phi[m] for m in names], color="tab:blue")
+ax.bar_label(bars, fmt="%.1f")
 ax.set(ylabel="Shapley value (accuracy points)",
-       title=f"sum = {100 * sum(phi.values()):.1f} = {100 * diagnosis['accuracy']:.1f} "
-             f"- {100 * diagnosis['empty']['accuracy']:.1f} (no input)")
+       title=f"sum {100 * sum(phi.values()):.1f} = accuracy {100 * diagnosis['accuracy']:.1f} "
+             f"- {100 * diagnosis['empty']['accuracy']:.1f} with no input")
 ax.grid(axis="y", alpha=0.3)
 fig.tight_layout()
 plt.show()
