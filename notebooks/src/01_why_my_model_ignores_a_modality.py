@@ -28,7 +28,6 @@ import pathlib
 import shutil
 
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 
 from mmbal import data as mmdata
