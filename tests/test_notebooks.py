@@ -77,8 +77,25 @@ def test_readme_links_every_notebook_on_colab():
     assert f"({build.colab_url(name)})" in readme, name
 
 
+KERNEL = "mmbal-notebook-test"
+
+
 @pytest.fixture(scope="module")
-def kernel_env(tmp_path_factory):
+def kernelspec(tmp_path_factory):
+  """A kernelspec running ipykernel on pytest's own Python, found first (JUPYTER_PATH), so
+  no other installed "python3" kernel can stand in for it."""
+  root = tmp_path_factory.mktemp("jupyter")
+  (root / "kernels" / KERNEL).mkdir(parents=True)
+  (root / "kernels" / KERNEL / "kernel.json").write_text(json.dumps(dict(
+      argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+      display_name="mmbal notebook tests", language="python")))
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [str(root), os.environ.get("JUPYTER_PATH")])))
+    yield KERNEL
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory, kernelspec):
   """The kernels' environment: this checkout first on the path, one CPU device, a
   compilation cache shared by the four kernels, and XLA's cheapest CPU compilation."""
   env = dict(os.environ)
@@ -103,7 +120,7 @@ def run_notebook(name, env, data_dir, workdir):
   nb.cells.append(nbformat.v4.new_code_cell(
       "import json as _json, sys as _sys\n"
       f"print('PROBE ' + _json.dumps(dict(executable=_sys.executable, value={PROBES[name]})))"))
-  client = NotebookClient(nb, kernel_name="python3", timeout=180,
+  client = NotebookClient(nb, kernel_name=KERNEL, timeout=180,
                           resources={"metadata": {"path": str(workdir)}})
   start = time.perf_counter()
   client.execute(env=env)

@@ -46,7 +46,7 @@ from mmbal.transforms import combine_objectives
 
 NAMES = ("pix", "fou", "mor")
 WEAK = "fou"              # the view notebook 1 found the joint model under-trains most
-STEPS = 40 if SMALL else 400          # about 20 epochs of 1,275 training examples at full size
+STEPS = 30 if SMALL else 400          # about 20 epochs of 1,275 training examples at full size
 SEEDS = (0,) if SMALL else (0, 1, 2)
 BATCH, LEARNING_RATE = 64, 1e-3
 HIDDEN, FEATURES = (32, 16) if SMALL else (128, 64)
