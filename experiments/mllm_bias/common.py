@@ -90,11 +90,16 @@ class Budget:
                num_test=64, lm_pretrain_steps=10, vision_pretrain_steps=10)
 
   @classmethod
-  def scaled(cls, factor: float, **changes) -> "Budget":
-    """The default budget with ``factor`` times the steps (evaluations scale along)."""
-    base = cls(**changes)
-    return dataclasses.replace(base, steps=int(base.steps * factor),
-                               eval_every=max(1, int(base.eval_every * factor)))
+  def large(cls) -> "Budget":
+    """For an accelerator: a 4-block d=128 LM, 4x the data, 2.5x the steps, batch 256."""
+    return cls(steps=1500, eval_every=100, batch=256, dim=128, depth=4, heads=4,
+               num_train=24000, num_test=2000, lm_pretrain_steps=1000,
+               vision_pretrain_steps=600)
+
+  def scaled(self, factor: float) -> "Budget":
+    """This budget with ``factor`` times the steps (evaluations scale along)."""
+    return dataclasses.replace(self, steps=int(self.steps * factor),
+                               eval_every=max(1, int(self.eval_every * factor)))
 
 
 def data_config(setting: Setting, budget: Budget, seed: int, **extra) -> PriorVQAConfig:

@@ -4,6 +4,7 @@
     python -m experiments.mllm_bias backbones --out results/mllm_bias     # factor 2
     python -m experiments.mllm_bias objectives --out results/mllm_bias    # factor 3
     python -m experiments.mllm_bias all --seeds 0 1 2 --scale 2           # longer runs
+    python -m experiments.mllm_bias all --large                            # on an accelerator
 
 Every finished run is saved as ``<out>/<experiment>/runs/<condition>__seed<k>.json`` and
 skipped when the command is run again, so an interrupted experiment resumes where it stopped
@@ -164,12 +165,17 @@ def main(argv=None):
   parser.add_argument("--out", default="results/mllm_bias")
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--scale", type=float, default=1.0, help="multiply the training steps")
-  parser.add_argument("--tiny", action="store_true", help="seconds-sized smoke run")
+  size = parser.add_mutually_exclusive_group()
+  size.add_argument("--tiny", action="store_true", help="seconds-sized smoke run")
+  size.add_argument("--large", action="store_true",
+                    help="a bigger model and budget, for an accelerator (Budget.large)")
   parser.add_argument("--only", help="regex: run only the conditions whose name matches")
   parser.add_argument("--report-only", action="store_true",
                       help="write the report from the runs saved so far (no training)")
   args = parser.parse_args(argv)
-  budget = Budget.tiny() if args.tiny else Budget.scaled(args.scale)
+  budget = Budget.tiny() if args.tiny else Budget.large() if args.large else Budget()
+  if args.scale != 1.0:
+    budget = budget.scaled(args.scale)
   out = pathlib.Path(args.out)
   command = "python -m experiments.mllm_bias " + " ".join(argv if argv is not None else sys.argv[1:])
   names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
