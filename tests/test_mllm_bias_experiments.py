@@ -86,3 +86,13 @@ def test_tiny_experiment_writes_its_report(tmp_path, name, only):
   stamps = [p.stat().st_mtime_ns for p in runs]
   main([name, "--tiny", "--seeds", "0", "1", "--out", str(tmp_path), "--only", only])
   assert [p.stat().st_mtime_ns for p in runs] == stamps
+
+
+def test_headline_figure_from_saved_results(tmp_path):
+  from experiments.mllm_bias.headline import main as headline
+  folder = tmp_path / "objectives"
+  folder.mkdir()
+  runs = [history([0.0, 0.4, 0.9]), history([0.1, 0.6, 1.0])]
+  (folder / "results.json").write_text(json.dumps({"conditions": {"next-token CE": runs}}))
+  headline(["--out", str(tmp_path)])          # the other two experiments are "not run"
+  assert (tmp_path / "headline.png").stat().st_size > 0
