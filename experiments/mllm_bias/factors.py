@@ -119,7 +119,7 @@ def backbone_experiment() -> Experiment:
             "(random trainable vision)", name["scratch", "trainable"], name["frozen", "trainable"]),
       Claim("... and reaches a lower inverted-prior accuracy by the end of the budget",
             name["scratch", "trainable"], name["frozen", "trainable"], "ood_accuracy"),
-      Claim("a frozen prior-laden LM stays on the prior even with a pretrained vision encoder",
+      Claim("a frozen prior-laden LM delays the escape even with a pretrained vision encoder",
             name["scratch", "pretrained"], name["frozen", "pretrained"]),
       Claim("a strong (pretrained) vision encoder with a random LM escapes earlier than a random "
             "vision encoder", name["scratch", "pretrained"], name["scratch", "trainable"]),

@@ -177,7 +177,8 @@ def main(argv=None):
   if args.scale != 1.0:
     budget = budget.scaled(args.scale)
   out = pathlib.Path(args.out)
-  command = "python -m experiments.mllm_bias " + " ".join(argv if argv is not None else sys.argv[1:])
+  command = "python -m experiments.mllm_bias " + " ".join(
+      a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
   names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
   for name in names:
     experiment = EXPERIMENTS[name]()
