@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
@@ -62,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mmbal.diagnostics.variants import shuffle_permutation
+from mmbal.diagnostics.variants import peek_batches, shuffle_permutation
 
 BLINDS = ("blank", "mean", "noise", "permuted")
 REQUIRED = ("image", "tokens", "answer", "answer_position")
@@ -162,12 +161,7 @@ def diagnose_decoder(apply: Callable, params, batches: Iterable[Mapping[str, Any
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
     raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
   text_apply, text_params, given_text = _parse_text_only(text_only)
-  one_pass = iter(batches) is batches
-  iterator = iter(batches)
-  try:
-    first = next(iterator)
-  except StopIteration:
-    raise ValueError("batches: empty") from None
+  first, batches, one_pass = peek_batches(batches)
   has_prior = "prior_answer" in first
   _check_batch(first, "batch 0", ids, has_prior)
   channels = np.shape(first["image"])[-1]
@@ -179,7 +173,6 @@ def diagnose_decoder(apply: Callable, params, batches: Iterable[Mapping[str, Any
   _check_logits(apply, (params, first["image"], first["tokens"]), first, ids, "apply")
   if text_apply is not None:
     _check_logits(text_apply, (text_params, first["tokens"]), first, ids, "text_only")
-  batches = itertools.chain([first], iterator) if one_pass else batches
   fill, detail = _blind_fill(blind, blank_value, batches, one_pass, seed)
 
   put = put_batch or (lambda b: {k: jnp.asarray(v) for k, v in b.items()})

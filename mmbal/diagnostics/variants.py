@@ -35,6 +35,18 @@ KEEP, FILL, SHUFFLE = 0, 1, 2
 FILLS = ("zeros", "mean", "present")
 
 
+def peek_batches(batches):
+  """``(first, batches, one_pass)``: the first batch (to check before compiling) and batches
+  that still yield it (a one-pass iterator is re-chained; a list is returned as is)."""
+  one_pass = iter(batches) is batches
+  iterator = iter(batches)
+  try:
+    first = next(iterator)
+  except StopIteration:
+    raise ValueError("batches: empty") from None
+  return first, (itertools.chain([first], iterator) if one_pass else batches), one_pass
+
+
 class VariantStats(NamedTuple):
   """Dataset-level results of `evaluate_variants` (host numpy arrays and floats)."""
   count: int                   # real (unmasked) examples scored
@@ -156,14 +168,8 @@ def prepare(apply, batches, names, fill):
   whether the model handles absence itself (``fill="present"``).
   """
   names = _check_names(names)
-  one_pass = iter(batches) is batches
-  iterator = iter(batches)
-  try:
-    first = next(iterator)
-  except StopIteration:
-    raise ValueError("batches: empty") from None
+  first, batches, one_pass = peek_batches(batches)
   _check_batch(first, names, where="batch 0")
-  batches = itertools.chain([first], iterator) if one_pass else batches
   shapes = {n: tuple(np.shape(first[n])[1:]) for n in names}
   if isinstance(fill, str):
     if fill not in FILLS:
