@@ -15,25 +15,20 @@ def test_step_overhead_runs_and_reports_every_variant(tmp_path):
     assert variant in text
 
 
-def test_method_overhead_runs_and_reports_every_variant(tmp_path):
+def test_method_overhead_runs_and_reports_its_targets(tmp_path):
+  # A representative subset (every method's step compiles and trains in test_methods_train):
+  # a modulation transform, a projection, the late-fusion reference and MLA's own step.
   out = tmp_path / "methods.json"
   subprocess.run([sys.executable, "benchmarks/method_overhead.py", "--quick", "--modalities", "2",
-                  "--batch", "16", "--rounds", "1", "--steps", "1", "--out", str(out)],
+                  "--batch", "16", "--rounds", "1", "--steps", "1", "--out", str(out),
+                  "--variants", "ogm_ge", "pcgrad", "mnl", "mla"],
                  check=True, capture_output=True)
   result = json.loads(out.read_text())
-  variants = ("plain", "plain_split_head", "plain_heads", "ogm_ge", "ogm_ge_no_noise",
-              "cggm_magnitude", "cggm_direction", "cggm_direction_weights", "miles",
-              "gradient_blending", "agm_unmodulated", "agm", "pcgrad", "mmpareto", "balgrad",
-              "sam", "msam_scores", "msam", "plain_late", "mnl", "pmr", "mla")
   (config,) = result["configs"]
-  assert set(config["variants"]) == set(variants)
-  assert set(result["variants"]) == set(variants)
+  # Each requested variant comes with the counterpart its ratio is measured against.
+  assert {"ogm_ge", "pcgrad", "mnl", "mla", "plain", "plain_late"} <= set(config["variants"])
   checked = {(t["variant"], t["reference"]) for t in config["targets"]}
-  assert checked == {("ogm_ge", "plain_split_head"), ("ogm_ge", "plain"), ("cggm_magnitude", "plain"),
-                     ("cggm_direction", "plain"), ("miles", "plain"), ("agm", "agm_unmodulated"),
-                     ("pcgrad", "plain"), ("mmpareto", "plain"), ("balgrad", "plain"),
-                     ("sam", "plain"), ("msam", "msam_scores"), ("mnl", "plain_late"),
-                     ("pmr", "plain")}
+  assert {("ogm_ge", "plain"), ("pcgrad", "plain"), ("mnl", "plain_late")} <= checked
   for record in config["variants"].values():
     assert record["ms"] > 0 and record["compile_s"] > 0
 
