@@ -32,6 +32,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from mmbal.diagnostics.decoder import gradient_norm_shares
 from mmbal.models.vlm import VLM_GROUPS, TinyVLM, vlm_groups
 from mmbal.objectives.vlm_alignment import (counterfactual_hinge, infonce_alignment,
                                             same_rows_targets)
@@ -156,13 +157,9 @@ class VLMTrainer(NamedTuple):
 
 
 def _group_norms(grads, labels):
-  squares = jax.tree.leaves(jax.tree.map(lambda g: jnp.sum(jnp.square(g.astype(jnp.float32))),
-                                         grads))
-  names = jax.tree.leaves(labels)
-  total = {g: sum((s for s, n in zip(squares, names) if n == g), jnp.zeros(())) for g in VLM_GROUPS}
-  norms = {g: jnp.sqrt(v) for g, v in total.items()}
-  ratio = jnp.sqrt(total["vision"] + total["projector"]) / jnp.maximum(norms["lm"], 1e-30)
-  return norms, ratio
+  """``({group: ||grad_group||}, ||(g_vision, g_projector)|| / ||g_lm||)`` for the metrics."""
+  found = gradient_norm_shares(grads, labels)
+  return found["norms"], found["vision_language_ratio"]
 
 
 def _check_batch(batch, model: TinyVLM, data_size: int, text_only: bool):
