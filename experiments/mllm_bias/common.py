@@ -28,7 +28,7 @@ import optax
 from flax import nnx
 
 from mmbal import transforms
-from mmbal.data.prior_vqa import PriorVQAConfig, generate, vocabulary
+from mmbal.data.prior_vqa import PriorVQAConfig, generate, shape_words, vocabulary
 from mmbal.diagnostics.decoder import diagnose_decoder
 from mmbal.models.vlm import TinyVLM, load_pretrained, vlm_modality_labels
 from mmbal.train.vlm import (alignment_objective, counterfactual_objective, make_vlm_trainer,
@@ -141,15 +141,17 @@ def _model(vocab_size: int, config: PriorVQAConfig, budget: Budget, seed: int) -
                  max_text_len=16, rngs=nnx.Rngs(seed))
 
 
-def pretrain_lm(setting: Setting, budget: Budget, seed: int, vocab_size: int) -> TinyVLM:
-  """A VLM whose LM was trained on question -> answer text alone (no image): on text with the
-  language prior (``lm_text="prior"``) or with uniform answers (``"uniform"``, the control)."""
-  # The same seed as the VLM's data: the same prior answers (the mapping comes from the seed).
-  config = data_config(setting, budget, seed)
-  if setting.lm_text == "uniform":   # every answer equally likely given the question
+def pretrain_lm(config: PriorVQAConfig, train: dict, budget: Budget, seed: int,
+                lm_text: str = "prior") -> TinyVLM:
+  """A VLM whose LM was trained on question -> answer text alone (no image): the VLM's own
+  training text, with the language prior (``lm_text="prior"``), or the same questions with
+  uniform answers (``"uniform"``, the control; the same seed, so the same questions)."""
+  vocab_size = vocabulary(config).size
+  if lm_text == "uniform":   # every answer equally likely given the question
     config = dataclasses.replace(config, prior=1.0 / len(vocabulary(config).answer_ids_for("color")))
+    train = generate(config, "train")
   model = _model(vocab_size, config, budget, seed + 1000)
-  text = {k: v for k, v in generate(config, "train").items() if k != "image"}
+  text = {k: v for k, v in train.items() if k != "image"}
   trainer = _trainer(("lm", vocab_size, config.image_size * config.upsample, budget),
                      lambda: make_vlm_trainer(model, optax.adam(budget.learning_rate),
                                               text_only=True))
@@ -184,18 +186,16 @@ def _vision_step(classifier, optimizer, image, color, shape):
   return loss
 
 
-def pretrain_vision(setting: Setting, budget: Budget, seed: int, vocab_size: int):
-  """A vision encoder trained to classify the object's colour and shape from the image."""
-  config = data_config(setting, budget, seed)
+def pretrain_vision(config: PriorVQAConfig, data: dict, budget: Budget, seed: int):
+  """A vision encoder trained to classify the object's colour and shape from the images of
+  ``data`` (the VLM's training split, questions unused)."""
   vocab = vocabulary(config)
-  data = generate(config, "train")
   colors = np.searchsorted(vocab.answer_ids_for("color"), data["answer"])
-  shape_ids = np.asarray([vocab.id(w) for w in _shape_words(config)])
+  shape_ids = np.asarray([vocab.id(w) for w in shape_words(config)])
   shape_token = data["tokens"][np.arange(len(colors)), data["answer_position"] - 1]
   shapes = np.searchsorted(shape_ids, shape_token)
-  host = _model(vocab_size, config, budget, seed + 2000)
-  vision_dim = host.vision(jnp.zeros((1,) + data["image"].shape[1:])).shape[-1]
-  classifier = _VisionClassifier(host.vision, vision_dim, len(vocab.answer_ids_for("color")),
+  host = _model(vocab.size, config, budget, seed + 2000)
+  classifier = _VisionClassifier(host.vision, budget.dim, len(vocab.answer_ids_for("color")),
                                  len(shape_ids), rngs=nnx.Rngs(seed))
   optimizer = nnx.Optimizer(classifier, optax.adam(budget.learning_rate), wrt=nnx.Param)
 
@@ -203,11 +203,6 @@ def pretrain_vision(setting: Setting, budget: Budget, seed: int, vocab_size: int
   for _, batch in zip(range(budget.vision_pretrain_steps), _batches(labelled, budget.batch, seed)):
     _vision_step(classifier, optimizer, batch["image"], batch["color"], batch["shape"])
   return classifier.vision
-
-
-def _shape_words(config: PriorVQAConfig):
-  from mmbal.data.prior_vqa import shape_words
-  return shape_words(config)
 
 
 def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
@@ -218,9 +213,9 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
   tests = {"id": generate(config, "test_id"), "ood": generate(config, "test_ood")}
   model = _model(vocab.size, config, budget, seed)
   if setting.lm != "scratch":
-    load_pretrained(model, lm=pretrain_lm(setting, budget, seed, vocab.size).lm)
+    load_pretrained(model, lm=pretrain_lm(config, train, budget, seed, setting.lm_text).lm)
   if setting.vision == "pretrained":
-    load_pretrained(model, vision=pretrain_vision(setting, budget, seed, vocab.size))
+    load_pretrained(model, vision=pretrain_vision(config, train, budget, seed))
   freeze = (("lm",) if setting.lm == "frozen" else ()) + (
       ("vision",) if setting.vision != "trainable" else ())
   objectives = {}
