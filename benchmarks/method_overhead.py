@@ -99,8 +99,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from mmbal import methods  # noqa: E402
 from mmbal.train.config import default_config  # noqa: E402
-from mmbal.train.loop import assemble, build_model_and_method  # noqa: E402
+from mmbal.train.run import assemble, build_parts  # noqa: E402
 from mmbal.train.step import init_train_state  # noqa: E402
 from mmbal.transforms import combine_objectives  # noqa: E402
 
@@ -170,6 +171,24 @@ VARIANTS = {
     "mla": Variant("mla", "shared_head", "plain_late", fusion="late_entropy",
                    note="M sequential head steps (scan + switch) + one encoder step; reported"),
 }
+
+
+def _plain_for(model: dict) -> str:
+  """The plain joint variant with the model a method's generated configs use."""
+  unimodal, fusion = model.get("unimodal", "probe"), model.get("fusion", "concat")
+  if fusion != "concat" or unimodal == "shared_head":
+    return "plain_late"
+  return {"probe": "plain", "split_head": "plain_split_head", "heads": "plain_heads"}[unimodal]
+
+
+# Every registered method on the MultimodalClassifier is timed: those without a hand-written
+# variant above get one with its generated configs' model, against the matching plain step.
+VARIANTS.update({
+    name: Variant(name, m.model.get("unimodal", "probe"), _plain_for(m.model),
+                  fusion=m.model.get("fusion", "concat"), note="from the method registry; no target")
+    for name, m in methods.REGISTRY.items()
+    if m.build_model is None and name != "joint"
+    and not any(v.method == name for v in VARIANTS.values())})
 TARGET = 1.05
 STEPS_PER_EPOCH = 7      # mfeat: ~1700 training examples / batch 256
 TOTAL_STEPS = 10_000     # the learning-rate schedule stays away from its end while timing
@@ -200,21 +219,29 @@ def build_step(variant: Variant, mods, args):
   """``(train_step, state, method, model)``, built as `mmbal.train.loop.train_and_evaluate`
   builds them (without mesh shardings: one device)."""
   c = method_config(variant, args)
-  model, params, labels, apply_fn, method = build_model_and_method(
-      c, mods, args.classes, STEPS_PER_EPOCH, TOTAL_STEPS)
+  parts = build_parts(c, mods, args.classes, task="classification",
+                      steps_per_epoch=STEPS_PER_EPOCH, total_steps=TOTAL_STEPS)
+  method = parts.method
   if variant.unmodulated:
     if method.grad_mode != "stacked" or method.transform is None:
       raise ValueError(f"{variant.method}: 'unmodulated' needs a stacked method with a transform")
-    num = len(method.objectives or ("fused",) + model.names)
+    num = len(method.objectives or ("fused",) + parts.model.names)
     method = dataclasses.replace(method, transform=combine_objectives(np.ones(num, np.float32)))
   if variant.shapley_sink:
     method = dataclasses.replace(method, transform=_shapley_sink())
-  tx, step_fn = assemble(method, model, apply_fn, labels, c, TOTAL_STEPS)
+  if method is not parts.method:   # the chain and step again, around the replaced transform
+    parts = build_parts_with(parts, method, c)
+  state = jax.jit(parts.init_state)(parts.params)
+  return parts.step_fn, state, method, parts.model
 
-  init_state = functools.partial(init_train_state, tx=tx, seed=c.seed,   # as in the trainer
+
+def build_parts_with(parts, method, c):
+  """``parts`` with the method's spec replaced (the chain and step rebuilt as the trainer does)."""
+  tx, step_fn = assemble(method, parts.model, parts.apply_fn, parts.labels, c, TOTAL_STEPS,
+                         "classification")
+  init_state = functools.partial(init_train_state, tx=tx, seed=c.seed,
                                  num_objectives=len(method.weights))
-  state = jax.jit(init_state)(params)
-  return step_fn, state, method, model
+  return parts._replace(method=method, tx=tx, step_fn=step_fn, init_state=init_state)
 
 
 def make_batch(mods, args):
@@ -410,8 +437,8 @@ def main(args):
       setup=dict(batch=args.batch, hidden_dim=args.hidden_dim, feature_dim=args.feature_dim,
                  classes=args.classes, encoder="MLP: LayerNorm -> Linear -> GELU -> Linear",
                  fusion="concat", optimizer=cfg.optimizer.to_dict(),
-                 method_settings={m: cfg.method[m].to_dict() for m in
-                                  ("ogm_ge", "agm", "cggm", "miles", "gradient_blending")},
+                 method_settings={m: cfg.method[m].to_dict() for m in methods.REGISTRY
+                                  if m in cfg.method},
                  steps_per_epoch=STEPS_PER_EPOCH, total_steps=TOTAL_STEPS,
                  rounds=rounds, steps_per_sample=steps,
                  statistic="median over rounds of the mean step time of a sample; paired = "

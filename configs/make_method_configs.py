@@ -1,68 +1,77 @@
-"""Writes ``configs/<dataset>/<method>.py`` for every balancing method over the data set's
-``joint.py`` (``BASE = "joint.py"``), with the model each method needs. Existing files are
-kept (hand-tuned ones such as ``ogm_ge.py``).
+"""Writes ``configs/<dataset>/<method>.py`` for every registered method (`mmbal.methods`) that
+runs on the data set, over its ``joint.py`` (``BASE = "joint.py"``), with the model each method's
+registration names. Existing files are kept (hand-tuned ones such as ``ogm_ge.py``).
 
   python configs/make_method_configs.py crema_d "CREMA-D"
+  python configs/make_method_configs.py mmimdb "MM-IMDb" multilabel
+  python configs/make_method_configs.py --all      # every data set folder (its task from joint.py)
 """
-import pathlib, sys
+import json
+import pathlib
+import sys
 
-METHODS = {
-    # name: (title, model overrides, method overrides)
-    "unimodal": ("Each encoder trained alone by its own head (the unimodal baselines)", 'unimodal="heads"', ""),
-    "ogm_ge": ("OGM-GE (Peng et al., CVPR 2022)", 'unimodal="split_head"', ""),
-    "agm": ("AGM (Li et al., ICCV 2023)", 'unimodal="split_head"', ""),
-    "cggm": ("CGGM (Guo et al., NeurIPS 2024)", 'unimodal="probe"', ""),
-    "miles": ("MILES (Guerra-Manzanares & Shamout, IJCNN 2025)", 'unimodal="probe"', ""),
-    "gradient_blending": ("G-Blending (Wang et al., CVPR 2020)", 'unimodal="heads"', ""),
-    "pcgrad": ("PCGrad (Yu et al., NeurIPS 2020)", 'unimodal="heads"', ""),
-    "mmpareto": ("MMPareto (Wei & Hu, ICML 2024)", 'unimodal="heads"', ""),
-    "balgrad": ("BalGrad (Kwon et al., NAACL 2025; mmbal's documented reconstruction)", 'unimodal="heads"', ""),
-    "sam": ("SAM (Foret et al., ICLR 2021)", 'unimodal="probe"', ""),
-    "msam": ("M-SAM (Nowdeh et al., NeurIPS 2025)", 'unimodal="probe"', ""),
-    "mnl": ("MNL (Gong et al., NeurIPS 2025), on late fusion of unimodal heads", 'fusion="late", unimodal="heads"', ""),
-    "pmr": ("PMR (Fan et al., CVPR 2023)", 'unimodal="probe"', ""),
-    "mla": ("MLA (Zhang et al., CVPR 2024): shared head, entropy-weighted late fusion", 'fusion="late_entropy", unimodal="shared_head"', ""),
-}
+from mmbal import methods
+from mmbal.train.config import load_config
+
+ROOT = pathlib.Path(__file__).resolve().parent
+# The task of the data sets whose task is not classification (their builders' DataSpec.task).
+TASKS = {"mmsa": "regression", "mmimdb": "multilabel", "iemocap": "multilabel"}
 
 
-# Methods that run on some tasks only (mmbal.train.methods.TASK_LIMITS).
-TASK_LIMITS = {"mnl": ("classification",), "pmr": ("classification", "regression")}
+def _python(values: dict) -> str:
+  return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
 
 
-# mmbal's regression forms of classification methods (README, "Regression").
-REGRESSION_FORMS = {
-    "agm": "its scores are the (floored) L1 errors of the Shapley unimodal outputs",
-    "msam": "its subset values are sign agreements (method.msam.value=loss: negative L1 errors)",
-    "balgrad": "its KL is between unit-scale Laplace predictive distributions (L1's)",
-    "pmr": "its prototypes are feature means of the labels' metric bins (eval.regression_bins)",
-}
+def config_text(method, dataset: str, title: str, task: str) -> str:
+  """The generated config of ``method`` (a registered `Method`) on a data set."""
+  kind = methods.task_kind(task)
+  settings = method.generated_settings(kind) if method.generated_settings else {}
+  extra = f", {method.name}=dict({_python(settings)})" if settings else ""
+  form = (f"On this regression task {method.regression_form}.\n"
+          if kind == "regression" and method.regression_form else "")
+  return (f'"""{method.title}.\n\nOn {title}, with the data, encoders and optimiser of `joint.py`; '
+          f'the method\'s\nsettings are mmbal\'s defaults (`mmbal/methods/{method.name}.py`).\n{form}\n'
+          f'  mmbal train --config configs/{dataset}/{method.name}.py --workdir runs/{dataset}_{method.name}\n"""\n'
+          f'BASE = "joint.py"\n\n\n'
+          f'def get_config():\n'
+          f'  return dict(model=dict({_python(method.model)}), method=dict(name="{method.name}"{extra}))\n')
 
 
-def write(dataset: str, title: str, task: str = "classification"):
-  """Writes the missing method configs. For a ``multilabel`` or ``regression`` data set
-  (``python configs/make_method_configs.py mmimdb MM-IMDb multilabel``) the methods that do
-  not run on its task are left out and CGGM's direction term uses the head weights."""
-  skip = [name for name, tasks in TASK_LIMITS.items() if task not in tasks]
-  folder = pathlib.Path("configs") / dataset
-  assert (folder / "joint.py").is_file(), folder
-  for name, (what, model, method) in METHODS.items():
-    if name in skip or (folder / f"{name}.py").exists():
-      continue
-    if name == "cggm" and task != "classification":   # its gradient form needs softmax heads
-      method = 'cggm=dict(direction="weights")'
-    extra = f", {method}" if method else ""
-    form = (f"On this regression task {REGRESSION_FORMS[name]}.\n"
-            if task == "regression" and name in REGRESSION_FORMS else "")
-    (folder / f"{name}.py").write_text(
-        f'"""{what}.\n\nOn {title}, with the data, encoders and optimiser of `joint.py`; the method\'s\n'
-        f'settings are mmbal\'s defaults (`mmbal.train.config`).\n{form}\n'
-        f'  mmbal train --config configs/{dataset}/{name}.py --workdir runs/{dataset}_{name}\n"""\n'
-        f'BASE = "joint.py"\n\n\n'
-        f'def get_config():\n'
-        f'  return dict(model=dict({model}), method=dict(name="{name}"{extra}))\n')
+def missing(folder: pathlib.Path, task: str) -> list:
+  """The registered methods that run on the folder's data set and task but have no config."""
+  data = load_config(str(folder / "joint.py")).data.name
+  return [m for m in methods.REGISTRY.values()
+          if m.runs_on(data, task) and not (folder / f"{m.name}.py").exists()]
+
+
+def write(dataset: str, title: str, task: str = "classification", root: pathlib.Path = ROOT) -> list:
+  """Writes the missing generated configs of ``root/<dataset>``; returns their paths."""
+  folder = root / dataset
+  if not (folder / "joint.py").is_file():
+    sys.exit(f"{folder}/joint.py does not exist: write the data set's joint config first")
+  written = []
+  for method in missing(folder, task):
+    if not method.generated:
+      sys.exit(f"{folder}/{method.name}.py is missing and is written by hand "
+               f"(mmbal/methods/{method.name}.py: generated=False)")
+    (folder / f"{method.name}.py").write_text(config_text(method, dataset, title, task))
+    written.append(folder / f"{method.name}.py")
+  return written
+
+
+def write_all(root: pathlib.Path = ROOT) -> list:
+  """`write` for every data set folder; the title is the first line of its joint.py."""
+  written = []
+  for folder in sorted(p.parent for p in root.glob("*/joint.py")):
+    task = TASKS.get(load_config(str(folder / "joint.py")).data.name, "classification")
+    written += write(folder.name, folder.name, task, root)
+  return written
 
 
 if __name__ == "__main__":
-  if len(sys.argv) not in (3, 4):
+  if sys.argv[1:] == ["--all"]:
+    print("\n".join(str(p) for p in write_all()) or "every config is there")
+  elif len(sys.argv) in (3, 4):
+    print("\n".join(str(p) for p in write(*sys.argv[1:])) or "every config is there")
+  else:
     sys.exit(__doc__)
-  write(sys.argv[1], sys.argv[2], *sys.argv[3:])

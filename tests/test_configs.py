@@ -6,7 +6,7 @@ import pytest
 from mmbal.modalities import Modality
 from mmbal.train import load_config
 from mmbal.train.config import check_config
-from mmbal.train.loop import build_model_and_method
+from mmbal.train.run import build_parts
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TASKS = {"mmsa": "regression", "mmimdb": "multilabel", "iemocap": "multilabel"}
@@ -23,10 +23,10 @@ def test_config_builds_its_model_and_method(path):
   shape = (6, 4) if c.method.name == "lnln" else (4,)   # LNLN reads sequences
   mods = [Modality(n, shape) for n in c.data.modalities]
   task = TASKS.get(c.data.name, "classification")
-  model, *_ , method = build_model_and_method(c, mods, 1 if task == "regression" else 3,
-                                              steps_per_epoch=4, total_steps=8, task=task)
-  assert model.names == tuple(c.data.modalities)
-  assert len(method.weights) == len(mods) + 1
+  parts = build_parts(c, mods, 1 if task == "regression" else 3, task=task,
+                      steps_per_epoch=4, total_steps=8)
+  assert parts.model.names == tuple(c.data.modalities)
+  assert len(parts.method.weights) == len(mods) + 1
 
 
 def _write(folder, name, text):

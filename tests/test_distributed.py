@@ -3,7 +3,6 @@
 The same code path as a TPU pod or a GPU cluster: `launch/local_multiprocess.sh` starts
 the processes, each feeds its share of every global batch, orbax coordinates checkpoints.
 """
-import functools
 import json
 import os
 import pathlib
@@ -21,9 +20,9 @@ from mmbal import data as mmdata
 from mmbal.modalities import as_modalities
 from mmbal.train import apply_overrides, default_config
 from mmbal.train import sharding as shd
-from mmbal.train.loop import assemble, build_model_and_method, train_and_evaluate
+from mmbal.train.loop import train_and_evaluate
+from mmbal.train.run import build_parts
 from mmbal.train.restore import restore_run
-from mmbal.train.step import init_train_state
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = 40   # a SIGTERM sent after the first log (step 2) lands mid-run
@@ -179,12 +178,11 @@ def test_one_gradient_all_reduce_per_step(devices, method, overrides, expected):
   c = apply_overrides(default_config(), [f"method.name={method}", "model.hidden_dim=16",
                                          "model.feature_dim=8"] + overrides)
   mods = as_modalities({"pix": (240,), "fou": (76,)})
-  model, params, labels, apply_fn, spec = build_model_and_method(c, mods, 10, 20, 100)
-  tx, step_fn = assemble(spec, model, apply_fn, labels, c, 100)
+  parts = build_parts(c, mods, 10, task="classification", steps_per_epoch=20, total_steps=100)
+  model, step_fn = parts.model, parts.step_fn
   mesh = shd.make_mesh(-1, 1, devices)
-  params = jax.device_put(params, shd.param_sharding(mesh, params))
-  init = functools.partial(init_train_state, tx=tx, seed=0, num_objectives=len(spec.weights))
-  state = jax.jit(init)(params)
+  params = jax.device_put(parts.params, shd.param_sharding(mesh, parts.params))
+  state = jax.jit(parts.init_state)(params)
   state_sh = jax.tree.map(lambda x: x.sharding, state)
   rng = np.random.default_rng(0)
   batch = {n: rng.normal(size=(32,) + m.shape).astype(np.float32) for n, m in zip(model.names, mods)}

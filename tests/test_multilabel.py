@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmbal import scores
-from mmbal.train.loop import f1_scores, report_from_sums
+from mmbal.train.evaluate import f1_scores, report_from_sums
 from mmbal.train.step import make_eval_step, task_correct, task_loss
 from mmbal.models.classifier import Outputs
 

@@ -162,14 +162,13 @@ def test_balgrad_kl_for_multilabel_by_hand():
 
 
 def test_task_limits_are_explained():
-  from mmbal.train.methods import MethodContext, build_method, methods_for  # pylint: disable=import-outside-toplevel
-  assert "mnl" not in methods_for("regression_mse") and "pmr" in methods_for("regression")
-  assert {"agm", "msam", "balgrad"} <= set(methods_for("multilabel")) - {"pmr", "mnl"}
-  ctx = MethodContext(None, None, None, None, None, 1, 1, task="regression")
+  from mmbal import methods  # pylint: disable=import-outside-toplevel
+  assert "mnl" not in methods.methods_for("regression_mse") and "pmr" in methods.methods_for("regression")
+  assert {"agm", "msam", "balgrad"} <= set(methods.methods_for("multilabel")) - {"pmr", "mnl"}
   with pytest.raises(ValueError, match="mnl.*classification data only.*non-target classes"):
-    build_method("mnl", ctx)
+    methods.get("mnl").check_task("regression")
   with pytest.raises(ValueError, match="pmr.*multi-hot.*is multi-label"):
-    build_method("pmr", ctx._replace(task="multilabel"))
+    methods.get("pmr").check_task("multilabel")
 
 
 @pytest.mark.parametrize("method", ["agm", "msam", "balgrad"])
@@ -177,14 +176,12 @@ def test_methods_take_a_multilabel_step(method):
   """One jitted train step on multi-hot labels: finite losses, the method's state updated."""
   from mmbal.modalities import Modality  # pylint: disable=import-outside-toplevel
   from mmbal.train import load_config  # pylint: disable=import-outside-toplevel
-  from mmbal.train.loop import assemble, build_model_and_method  # pylint: disable=import-outside-toplevel
-  from mmbal.train.step import init_train_state  # pylint: disable=import-outside-toplevel
+  from mmbal.train.run import build_parts  # pylint: disable=import-outside-toplevel
   c = load_config(f"{ROOT}/configs/mmimdb/{method}.py")
   c.model.feature_dim, c.model.hidden_dim = 4, 4
   mods = [Modality(n, (3,)) for n in c.data.modalities]
-  model, params, labels, apply_fn, spec = build_model_and_method(c, mods, 3, 2, 2, "multilabel")
-  tx, step = assemble(spec, model, apply_fn, labels, c, 2, "multilabel")
-  state = init_train_state(params, tx, seed=0, num_objectives=len(spec.weights))
+  parts = build_parts(c, mods, 3, task="multilabel", steps_per_epoch=2, total_steps=2)
+  step, state = parts.step_fn, parts.init_state(parts.params)
   rng = np.random.default_rng(0)
   batch = {n: jnp.asarray(rng.normal(size=(4, 3)), jnp.float32) for n in c.data.modalities}
   batch["label"] = jnp.asarray([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mmbal.train.step import TrainState, task_correct, task_loss
+from mmbal.train.step import TrainState, apply_optimizer, task_correct, task_loss
 
 
 def alternating_optimizer(encoder_tx: optax.GradientTransformation,
@@ -69,17 +69,16 @@ def make_alternating_step(unimodal_forward: Callable, names: Sequence[str],
     def modality_step(carry, index):
       head, head_state, encoder_grads = carry
       ce, logits, mean, (g_enc, g_head) = jax.lax.switch(index, branches, encoders, head)
-      updates, head_state = head_tx.update(g_head, head_state, head, feature_mean=mean,
-                                           progress=progress)
-      head = optax.apply_updates(head, updates)
+      head, head_state = apply_optimizer(head_tx, g_head, head_state, head, feature_mean=mean,
+                                         progress=progress)
       encoder_grads = jax.tree.map(jnp.add, encoder_grads, g_enc)
       return (head, head_state, encoder_grads), (ce, logits)
 
     zeros = jax.tree.map(jnp.zeros_like, encoders)
     (head, head_state, encoder_grads), (uni_losses, uni_logits) = jax.lax.scan(
         modality_step, (state.params["head"], head_state, zeros), jnp.arange(len(names)))
-    updates, encoder_state = encoder_tx.update(encoder_grads, encoder_state, encoders)
-    params = {"encoders": optax.apply_updates(encoders, updates), "head": head}
+    encoders, encoder_state = apply_optimizer(encoder_tx, encoder_grads, encoder_state, encoders)
+    params = {"encoders": encoders, "head": head}
 
     labels = batch["label"]
     fused = fuse(uni_logits)
@@ -91,8 +90,6 @@ def make_alternating_step(unimodal_forward: Callable, names: Sequence[str],
     trust = jax.nn.softmax((jnp.exp(logp) * logp).sum(-1), axis=0).mean(-1)
     metrics = dict(losses=values, fused_correct=correct(fused), unimodal_correct=correct(uni_logits),
                    method=dict(entropy_weight={n: trust[i] for i, n in enumerate(names)}))
-    return state.replace(step=state.step + 1, params=params, opt_state=(encoder_state, head_state),
-                         loss_sum=state.loss_sum + values,
-                         loss_count=state.loss_count + 1), metrics
+    return state.advance(params, (encoder_state, head_state), values), metrics
 
   return train_step

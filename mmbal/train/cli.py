@@ -113,13 +113,13 @@ def _diagnose(args):
   from mmbal.train import sharding as shd
   from mmbal.train.restore import restore_run
   try:
+    _refuse_task(args.workdir, "mmbal diagnose")   # before anything is loaded
     run = restore_run(args.workdir)
+    _refuse_task(args.workdir, "mmbal diagnose", run.task)
   except (ValueError, FileNotFoundError) as err:
     sys.exit(f"mmbal: error: {err}")
   c, names = run.config, run.model.names
   apply_fn = run.apply_fn
-  if getattr(run.dataset.spec, "task", "classification") != "classification":
-    sys.exit("mmbal: error: mmbal diagnose scores single-label accuracy; this run is multi-label")
   if args.fill == "present":
     apply = lambda params, inputs, present: apply_fn(params, inputs, present).logits
     fill = "present"
@@ -163,7 +163,10 @@ def _eval(args):
 
   from mmbal import data as mmdata
   from mmbal.diagnostics import mean_inputs, robustness
+  from mmbal.methods import task_kind
+  from mmbal.tasks import task_correct
   from mmbal.train import sharding as shd
+  from mmbal.train.evaluate import split_sums
   from mmbal.train.restore import restore_run
   try:
     run = restore_run(args.workdir)
@@ -179,30 +182,30 @@ def _eval(args):
   except (ValueError, FileNotFoundError) as err:
     sys.exit(f"mmbal: error: {err}")
   names, c = run.model.names, run.config
-  if getattr(run.dataset.spec, "task", "classification") != "classification":
-    sys.exit("mmbal: error: mmbal eval scores single-label accuracy; this run is multi-label "
-             "(its results.json has micro/macro F1)")
   native = args.fill == "present"
+  score_name = SCORE_NAMES[task_kind(run.task)]
 
   @jax.jit
   def correct_and_count(params, batch):
     logits = run.apply_fn(params, {n: batch[n] for n in names},
                           batch["present"] if native else None).logits
     mask = batch["mask"].astype(jnp.float32)
-    return ((logits.argmax(-1) == batch["label"]) * mask).sum(), mask.sum()
+    return dict(correct=(task_correct(logits, batch["label"], run.task) * mask).sum(),
+                count=mask.sum())
 
-  def evaluate(batch):
+  def put(batch):
     batch = dict(batch)
     batch.setdefault("present", np.ones((len(batch["label"]), len(names)), np.float32))
-    correct, count = jax.device_get(correct_and_count(run.params, shd.global_batch(run.mesh, batch)))
-    return float(correct), float(count)
+    return shd.global_batch(run.mesh, batch)
+
+  def evaluate(batch):
+    sums, _ = split_sums(correct_and_count, run.params, [batch], put)
+    return float(sums["correct"]), float(sums["count"])
 
   batches = lambda split: mmdata.eval_batches(run.dataset[split], c.eval.batch_size)
-  correct = count = 0.0
-  for batch in batches(args.split):
-    c_, n_ = evaluate(batch)
-    correct, count = correct + c_, count + n_
-  print(f"{args.split} fused accuracy: {100 * correct / max(count, 1):.2f}% (n={int(count)})")
+  sums, _ = split_sums(correct_and_count, run.params, batches(args.split), put)
+  correct, count = float(sums["correct"]), float(sums["count"])
+  print(f"{args.split} fused {score_name}: {100 * correct / max(count, 1):.2f}% (n={int(count)})")
   if not args.robustness:
     return dict(accuracy=correct / max(count, 1))
   train = list(batches("train"))
@@ -222,6 +225,27 @@ def _eval(args):
   print(robustness.markdown(result))
   print(f"report: {paths['report']}\nplot: {paths['plot']}")
   return result
+
+
+# What `mmbal eval` reports per task kind: the per-example correctness of `mmbal.tasks.task_correct`.
+SCORE_NAMES = {"classification": "accuracy", "multilabel": "Hamming accuracy",
+               "regression": "sign accuracy (negative / non-negative)"}
+
+
+def _refuse_task(workdir, command: str, task: str | None = None):
+  """Errors unless the run is single-label classification; ``task=None`` reads it from the
+  run's ``run.json`` / ``results.json`` (when there is neither, the caller checks later)."""
+  if task is None:
+    for name in ("run.json", "results.json"):
+      file = pathlib.Path(workdir) / name
+      if file.is_file():
+        import json  # pylint: disable=import-outside-toplevel
+        task = json.loads(file.read_text()).get("task")
+        break
+  if task is not None and task != "classification":
+    raise ValueError(f"{command} measures single-label accuracy (Shapley values of the fused "
+                     f"accuracy); this run's task is {task}. `mmbal eval --workdir {workdir} "
+                     f"--robustness` works on every task, with the task's score")
 
 
 if __name__ == "__main__":

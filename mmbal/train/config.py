@@ -9,8 +9,13 @@ import pathlib
 
 import ml_collections
 
-METHODS = ("joint", "unimodal", "ogm_ge", "agm", "cggm", "miles", "gradient_blending", "sam",
-           "msam", "pcgrad", "balgrad", "mmpareto", "mnl", "pmr", "mla", "lnln")
+from mmbal import methods   # read at call time: the method modules import mmbal.train
+
+
+def __getattr__(name):
+  if name == "METHODS":   # every registered method (mmbal/methods/<name>.py)
+    return tuple(methods.REGISTRY)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -37,29 +42,9 @@ def default_config() -> ml_collections.ConfigDict:
       name="joint",            # see METHODS
       grad_mode="sum",         # sum: one backward pass of the weighted loss;
                                # stacked: per-objective gradients through the optax chain
-      # Each method's own settings (used when method.name selects it).
-      ogm_ge=dict(alpha=0.8, leaves="all", noise=True, start_epoch=0, end_epoch=0,
-                  ratio="mean_others"),   # end_epoch 0 = until the end
-      agm=dict(alpha=1.0, clip=0.0, start_epoch=0, end_epoch=0),   # clip 0 = official default
-      cggm=dict(rho=1.3, lam=0.1, guard="clip", direction="gradient"),  # direction: gradient | weights
-      miles=dict(tau=0.2, mu=0.5, cumulative=False),
-      gradient_blending=dict(super_epoch=1),
-      pcgrad=dict(reduction="sum", order="random", project="all"),   # project: all | shared
-      mmpareto=dict(gamma=1.0, rescale="per_leaf"),             # rescale: per_leaf | global | none
-      balgrad=dict(reweight="loss_share", project=True),        # reweight: loss_share | uniform
-      sam=dict(rho=0.05, normalize="l2"),                       # normalize: l2 | sign
-      msam=dict(rho=0.05, normalize="l2", value="accuracy"),    # value: accuracy | loss
-      # competitor: own (paper) | fused (code); released_code: extra weak CE and 1/C scaling
-      mnl=dict(weight=0.7, competitor="own", released_code=False, warmup_epochs=1),
-      # coefficient: continuous (paper) | binary (code); prototypes from the first
-      # `fraction` of each epoch's steps; entropy regulariser for the first entropy_epochs
-      pmr=dict(alpha=1.0, coefficient="continuous", fraction=0.1, momentum=0.2,
-               entropy_weight=0.0, entropy_epochs=0),
-      mla=dict(projection="replace"),   # replace (paper) | add (BalanceBenchmark) | none
-      # LNLN (its own model, MMSA data): sizes, the paper's loss weights, task loss (paper: mse),
-      # official_code switches the documented paper-vs-code differences
-      lnln=dict(dim=128, num_tokens=8, heads=8, head_dim=64, fusion_depth=4, official_code=False,
-                cc=0.9, adv=0.8, rec=0.1, task_loss="mse", eval_seeds=3),
+      # Each method's own settings (used when method.name selects it): the defaults of its
+      # settings dataclass in mmbal/methods/<name>.py, where each field is documented.
+      **{name: m.defaults() for name, m in methods.REGISTRY.items() if m.defaults()},
   )
   c.optimizer = dict(
       name="adamw",            # adamw | sgd
@@ -200,7 +185,9 @@ def check_config(c: ml_collections.ConfigDict):
   def need(ok, field, expected):
     if not ok:
       raise ValueError(f"config field {field!r} must be {expected}, got {_get(c, field)!r}")
-  need(c.method.name in METHODS, "method.name", f"one of {METHODS}")
+  method = methods.get(c.method.name)   # "did you mean" for a misspelled name
+  method.parse(c.method.get(c.method.name))   # each setting's choices / range
+  method.check_model(c.model)
   need(c.method.grad_mode in ("sum", "stacked"), "method.grad_mode", "'sum' or 'stacked'")
   need(c.optimizer.name in ("adamw", "sgd"), "optimizer.name", "'adamw' or 'sgd'")
   need(c.optimizer.schedule in ("cosine", "constant"), "optimizer.schedule", "'cosine' or 'constant'")
@@ -216,8 +203,6 @@ def check_config(c: ml_collections.ConfigDict):
   need(c.train.regression_loss in ("l1", "mse"), "train.regression_loss", "'l1' or 'mse'")
   need(0.0 <= c.train.modality_dropout < 1.0, "train.modality_dropout", "in [0, 1)")
   need(c.eval.regression_bins in ("mosi", "sims"), "eval.regression_bins", "'mosi' or 'sims'")
-  if c.method.name == "unimodal":
-    need(c.model.unimodal == "heads", "model.unimodal", "'heads' for method.name='unimodal'")
 
 
 def _get(c, field):

@@ -7,20 +7,14 @@ evaluation (``best_score >= 0``), else the latest ``params``.
 """
 from __future__ import annotations
 
-import functools
 import json
 import pathlib
 from typing import Any, NamedTuple
 
-import jax
-
-from mmbal import data as mmdata
-from mmbal.modalities import as_modalities
 from mmbal.train import sharding as shd
 from mmbal.train.checkpoint import Checkpoints
 from mmbal.train.config import check_config, load_config
-from mmbal.train.loop import assemble, build_model_and_method
-from mmbal.train.step import init_train_state
+from mmbal.train.run import build_run
 
 
 class RestoredRun(NamedTuple):
@@ -36,6 +30,8 @@ class RestoredRun(NamedTuple):
   finished: bool            # results.json exists
   results: dict | None      # its contents
   mesh: Any                 # the device mesh the params live on
+  task: str                 # classification | multilabel | regression[_mse]
+  run: Any                  # the `mmbal.train.run.BuiltRun` (steps, shardings, method)
 
 
 def restore_run(workdir, *, devices=None) -> RestoredRun:
@@ -52,38 +48,20 @@ def restore_run(workdir, *, devices=None) -> RestoredRun:
                      f"evaluation or checkpoint step); try again later")
   c = load_config(str(workdir / "config.json"))
   check_config(c)
-
-  # The same construction as train_and_evaluate, so the state template matches the checkpoint.
-  dataset = mmdata.load(c.data.name, data_dir=c.data.data_dir or None,
-                        config=c.data.builder_config or None, modalities=tuple(c.data.modalities),
-                        val_fraction=c.data.val_fraction, seed=c.seed, in_memory=c.data.in_memory)
-  spec = dataset.spec
-  mesh = _mesh(c, devices)
-  steps_per_epoch = mmdata.steps_per_epoch(dataset.train, c.train.batch_size)
-  total_steps = c.train.num_steps or c.train.num_epochs * steps_per_epoch
-  modalities = as_modalities({n: spec.modalities[n] for n in c.data.modalities})
-  model, params, labels, apply_fn, method = build_model_and_method(
-      c, modalities, spec.num_classes, steps_per_epoch, total_steps)
-  tx, _ = assemble(method, model, apply_fn, labels, c, total_steps)
-  params = jax.device_put(params, shd.param_sharding(mesh, params))
-  param_sh = jax.tree.map(lambda x: x.sharding, params)
-  init_state = functools.partial(init_train_state, tx=tx, seed=c.seed,
-                                 num_objectives=len(method.weights))
-  template = jax.jit(init_state, in_shardings=(param_sh,))(params)
-
+  run = build_run(c, mesh=_mesh(c, devices))   # as train_and_evaluate built it
   checkpoints = Checkpoints(ckpt_dir, keep=c.train.keep_checkpoints)
   try:
-    state = _restore_latest(checkpoints, template)
+    state = _restore_latest(checkpoints, run.state)
   finally:
     checkpoints.close()
   best = float(state.best_score) >= 0
   results_file = workdir / "results.json"
   results = json.loads(results_file.read_text()) if results_file.is_file() else None
-  return RestoredRun(workdir=workdir, config=c, dataset=dataset, model=model, apply_fn=apply_fn,
-                     params=state.best_params if best else state.params,
+  return RestoredRun(workdir=workdir, config=c, dataset=run.dataset, model=run.model,
+                     apply_fn=run.apply_fn, params=state.best_params if best else state.params,
                      selected="best" if best else "latest", step=int(state.step),
-                     total_steps=int(total_steps), finished=results is not None, results=results,
-                     mesh=mesh)
+                     total_steps=int(run.total_steps), finished=results is not None,
+                     results=results, mesh=run.mesh, task=run.task, run=run)
 
 
 def _restore_latest(checkpoints, template, attempts: int = 3):

@@ -32,6 +32,17 @@ class TrainState:
   loss_sum: jax.Array     # [K] objective losses summed since the last evaluation
   loss_count: jax.Array   # steps in that sum (both checkpointed: resume stays exact)
 
+  def advance(self, params, opt_state, losses) -> "TrainState":
+    """The state after one train step with these ``losses`` (``[K]``, summed for the epoch)."""
+    return self.replace(step=self.step + 1, params=params, opt_state=opt_state,
+                        loss_sum=self.loss_sum + losses, loss_count=self.loss_count + 1)
+
+
+def apply_optimizer(tx, grads, opt_state, params, **extra_args):
+  """``(new params, new optimizer state)``: one optax update applied (every train step's core)."""
+  updates, opt_state = tx.update(grads, opt_state, params, **extra_args)
+  return optax.apply_updates(params, updates), opt_state
+
 
 def init_train_state(params, tx: optax.GradientTransformation, *, seed: int,
                      num_objectives: int) -> TrainState:
@@ -118,14 +129,12 @@ def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, gra
       extra.update(extra_args(aux, key))
     # Methods whose objectives are not cross-entropies (AGM's shares) report it in aux.
     values = aux.get("log_losses", values)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
-    params = optax.apply_updates(state.params, updates)
+    params, opt_state = apply_optimizer(tx, grads, state.opt_state, state.params, **extra)
     correct = lambda logits: task_correct(logits, aux["labels"], task).mean(-1)
     metrics = dict(losses=values, fused_correct=correct(aux["logits"]),
                    unimodal_correct=correct(aux["unimodal_logits"]),
                    method=aux.get("method_metrics", {}))
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         loss_sum=state.loss_sum + values, loss_count=state.loss_count + 1), metrics
+    return state.advance(params, opt_state, values), metrics
 
   return train_step
 

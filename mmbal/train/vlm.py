@@ -37,6 +37,7 @@ from mmbal.models.vlm import VLM_GROUPS, TinyVLM, vlm_groups
 from mmbal.objectives.vlm_alignment import (counterfactual_hinge, infonce_alignment,
                                             same_rows_targets)
 from mmbal.train import sharding as shd
+from mmbal.train.step import apply_optimizer
 
 # An objective: fn(model, batch, out) -> scalar, with out = {"logits": [B, T, V] float32,
 # "visual_tokens": [B, N, D] (absent in text-only training)}.
@@ -193,6 +194,34 @@ def _check_batch(batch, model: TinyVLM, data_size: int, text_only: bool):
     model.check_image(batch["image"])
 
 
+def _step_metrics(weights, values, names, out, batch, grads, answer_grads, groups) -> dict:
+  """Losses, answer accuracy and per-group gradient norms of one VLM train step."""
+  norms, ratio = _group_norms(grads, groups)
+  metrics = dict(loss=weights @ values, answer=values[0],
+                 accuracy=answer_accuracy(out["logits"], batch), grad_norm_ratio=ratio)
+  metrics.update({n: values[1 + i] for i, n in enumerate(names)})
+  metrics.update({f"grad_norm/{g}": v for g, v in norms.items()})
+  if answer_grads is not None:
+    norms, ratio = _group_norms(answer_grads, groups)
+    metrics.update({f"answer_grad_norm/{g}": v for g, v in norms.items()})
+    metrics["answer_grad_norm_ratio"] = ratio
+  return metrics
+
+
+def _checked_objectives(objectives, freeze) -> dict:
+  """The trainer's objectives as a dict, after checking them and the frozen group names."""
+  objectives = dict(objectives or {})
+  for name, spec in objectives.items():
+    if name in RESERVED_METRICS or "/" in name:
+      raise ValueError(f"objective name {name!r} is reserved; avoid {RESERVED_METRICS} and '/'")
+    if not (isinstance(spec, tuple) and len(spec) == 2 and callable(spec[0])):
+      raise ValueError(f"objectives[{name!r}] must be (fn, weight), got {spec!r}")
+  unknown = [g for g in freeze if g not in VLM_GROUPS]
+  if unknown:
+    raise ValueError(f"freeze names unknown groups {unknown}; expected a subset of {VLM_GROUPS}")
+  return objectives
+
+
 def make_vlm_trainer(model: TinyVLM, optimizer: optax.GradientTransformation, *,
                      mesh: jax.sharding.Mesh | None = None, freeze: Sequence[str] = (),
                      objectives: Mapping[str, tuple[Objective, float]] | None = None,
@@ -228,15 +257,7 @@ def make_vlm_trainer(model: TinyVLM, optimizer: optax.GradientTransformation, *,
   ``grad_norm/<group>``, ``grad_norm_ratio``, ``answer_grad_norm/<group>``,
   ``answer_grad_norm_ratio`` (see the module docstring).
   """
-  objectives = dict(objectives or {})
-  for name, spec in objectives.items():
-    if name in RESERVED_METRICS or "/" in name:
-      raise ValueError(f"objective name {name!r} is reserved; avoid {RESERVED_METRICS} and '/'")
-    if not (isinstance(spec, tuple) and len(spec) == 2 and callable(spec[0])):
-      raise ValueError(f"objectives[{name!r}] must be (fn, weight), got {spec!r}")
-  unknown = [g for g in freeze if g not in VLM_GROUPS]
-  if unknown:
-    raise ValueError(f"freeze names unknown groups {unknown}; expected a subset of {VLM_GROUPS}")
+  objectives = _checked_objectives(objectives, freeze)
   frozen_groups = set(freeze) | ({"vision", "projector"} if text_only else set())
   mesh = shd.make_mesh() if mesh is None else mesh
   if "data" not in mesh.axis_names:
@@ -287,19 +308,10 @@ def make_vlm_trainer(model: TinyVLM, optimizer: optax.GradientTransformation, *,
     if extra_args is not None:
       extra.update(extra_args(merge(jax.lax.stop_gradient(state.params)), batch,
                               jax.lax.stop_gradient(out), key))
-    updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
-    new_params = optax.apply_updates(state.params, updates)
+    new_params, opt_state = apply_optimizer(tx, grads, state.opt_state, state.params, **extra)
     new_params = jax.tree.map(lambda f, old, new: old if f else new, frozen, state.params,
                               new_params)
-    norms, ratio = _group_norms(grads, groups)
-    metrics = dict(loss=weights @ values, answer=values[0],
-                   accuracy=answer_accuracy(out["logits"], batch), grad_norm_ratio=ratio)
-    metrics.update({n: values[1 + i] for i, n in enumerate(names)})
-    metrics.update({f"grad_norm/{g}": v for g, v in norms.items()})
-    if answer_grads is not None:
-      norms, ratio = _group_norms(answer_grads, groups)
-      metrics.update({f"answer_grad_norm/{g}": v for g, v in norms.items()})
-      metrics["answer_grad_norm_ratio"] = ratio
+    metrics = _step_metrics(weights, values, names, out, batch, grads, answer_grads, groups)
     return state.replace(step=state.step + 1, params=new_params, opt_state=opt_state), metrics
 
   replicated = NamedSharding(mesh, P())
