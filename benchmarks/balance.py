@@ -85,7 +85,7 @@ def main():
   from mmbal.methods import REGISTRY
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--methods", nargs="+", default=["joint", "joint_heads"] + [
-      m for m, method in REGISTRY.items() if method.generated and m != "unimodal"])
+      m for m, method in REGISTRY.items() if not method.baseline and method.data is None])
   parser.add_argument("--merge", action="store_true",
                       help="add to (or replace rows of) the existing results instead of starting anew")
   parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))

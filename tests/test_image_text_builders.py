@@ -19,6 +19,7 @@ from PIL import Image
 
 import mmbal.data
 from mmbal.data import _image_text
+from restore_check import assert_restores
 from mmbal.data import hateful_memes
 from mmbal.data import mmimdb
 from mmbal.data import upmc_food101
@@ -687,7 +688,8 @@ def test_mmimdb_hdf5_config(tmp_path, mm_manual):
 
 
 def test_mmimdb_trains_multilabel_end_to_end(tmp_path, mm_manual):
-  """Sigmoid losses, micro/macro F1 in the results; single-label-only methods refuse clearly."""
+  """Sigmoid losses, micro/macro F1 in the results; the run restores; single-label-only
+  methods and `mmbal diagnose` refuse clearly."""
   from mmbal.train import config as train_config  # pylint: disable=import-outside-toplevel
   from mmbal.train.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
   data_dir = tmp_path / "tfds"
@@ -695,9 +697,14 @@ def test_mmimdb_trains_multilabel_end_to_end(tmp_path, mm_manual):
   os.symlink(mm_manual[0], data_dir / "downloads" / "manual")
   overrides = [f"data.data_dir={data_dir}", "train.batch_size=2", "train.num_epochs=2",
                "eval.batch_size=2", "mesh.data=2", "log.progress=False"]
-  c = train_config.apply_overrides(train_config.load_config(f"{ROOT}/configs/mmimdb/ogm_ge.py"),
+  c = train_config.apply_overrides(train_config.load_config(f"{ROOT}/configs/mmimdb/joint.py"),
                                    overrides)
   train_and_evaluate(c, tmp_path / "run")
+  assert_restores(tmp_path / "run")   # rebuilt as a multi-label run (micro-F1 again)
+  from mmbal.train.cli import main  # pylint: disable=import-outside-toplevel
+  assert 0.0 <= main(["eval", "--workdir", str(tmp_path / "run")])["accuracy"] <= 1.0  # Hamming
+  with pytest.raises(SystemExit, match="task is multilabel"):
+    main(["diagnose", "--workdir", str(tmp_path / "run")])
   results = json.loads((tmp_path / "run" / "results.json").read_text())
   assert results["task"] == "multilabel" and "probe" not in results["test"]
   fused = results["test"]["fused"]

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmbal import transforms
+from mmbal import methods, transforms
 from mmbal.train import apply_overrides, load_config
 from mmbal.train.loop import train_and_evaluate
 
@@ -19,9 +19,12 @@ def _config(tfds_dir, data, method, *overrides):
   return apply_overrides(config, [f"data.data_dir={tfds_dir}"] + SHORT + list(overrides))
 
 
-@pytest.mark.parametrize("method", ["ogm_ge", "agm", "cggm", "miles", "gradient_blending",
-                                    "pcgrad", "mmpareto", "balgrad", "sam", "msam", "mnl",
-                                    "pmr", "mla"])
+# Every balancing method that runs on mfeat (from the registry: a new method is tested here).
+MFEAT_METHODS = [n for n, m in methods.REGISTRY.items()
+                 if not m.baseline and m.runs_on("uci_mfeat", "classification")]
+
+
+@pytest.mark.parametrize("method", MFEAT_METHODS)
 def test_method_trains_on_mfeat(tfds_dir, tmp_path, method):
   run = train_and_evaluate(_config(tfds_dir, "mfeat", method), tmp_path)
   test = run.results["test"]

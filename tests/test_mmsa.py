@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 import mmbal.data
 from mmbal.data import iemocap
 from mmbal.data import manual
+from restore_check import assert_restores
 from mmbal.data import mmsa
 from mmbal.data import pipeline
 from mmbal.data.manual import ManualDirError
@@ -505,6 +506,7 @@ def test_lnln_trains_and_sweeps_missing_rates(built, manual_dir, tmp_path):
   train = [r for r in logged if r["split"] == "train"]
   assert {"cc", "adv", "rec"} <= set(train[-1]["loss"])
   assert int(run.state.step) > 0
+  assert_restores(tmp_path / "run")   # LNLN's own model, rebuilt for the regression task
 
 
 def _method_state_used(method, opt_state):
@@ -548,3 +550,17 @@ def test_balancing_methods_run_on_regression(built, manual_dir, tmp_path, method
   run = train_and_evaluate(c, tmp_path / "run")
   assert np.isfinite(run.results["test"]["regression"]["fused"]["mae"])
   assert _method_state_used(method, run.state.opt_state)
+  if method in ("agm", "pmr"):   # rebuilt from the workdir as trained (PMR: 7 bins, not 1)
+    assert_restores(tmp_path / "run")
+  if method == "pmr":            # the CLI on a regression run: eval works, diagnose refuses
+    _eval_and_diagnose_a_regression_run(tmp_path / "run")
+
+
+def _eval_and_diagnose_a_regression_run(workdir):
+  from mmbal.train.cli import main  # pylint: disable=import-outside-toplevel
+  result = main(["eval", "--workdir", str(workdir), "--robustness", "--kinds", "missing",
+                 "--seeds", "0"])
+  curve = result["curves"]["missing"]["text"]["accuracy"]   # sign accuracy per missing rate
+  assert len(curve) == len(result["rates"]) and all(0.0 <= a <= 1.0 for a in curve)
+  with pytest.raises(SystemExit, match="task is regression"):
+    main(["diagnose", "--workdir", str(workdir)])

@@ -13,8 +13,8 @@ from mmbal.train import apply_overrides, default_config, load_config
 from mmbal.train.config import METHODS, check_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BASELINES = ("joint", "unimodal")   # not balancing methods: no docs page of their own
-BALANCING = [n for n in methods.REGISTRY if n not in BASELINES]
+# Baselines (joint, unimodal) are not balancing methods: no docs page of their own.
+BALANCING = [n for n, m in methods.REGISTRY.items() if not m.baseline]
 
 
 def _generator():

@@ -171,7 +171,7 @@ def test_task_limits_are_explained():
     methods.get("pmr").check_task("multilabel")
 
 
-@pytest.mark.parametrize("method", ["agm", "msam", "balgrad"])
+@pytest.mark.parametrize("method", ["ogm_ge", "agm", "msam", "balgrad"])
 def test_methods_take_a_multilabel_step(method):
   """One jitted train step on multi-hot labels: finite losses, the method's state updated."""
   from mmbal.modalities import Modality  # pylint: disable=import-outside-toplevel

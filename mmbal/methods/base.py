@@ -90,6 +90,7 @@ class Method:
   # Method settings of generated configs, per task kind (e.g. CGGM's direction on regression).
   generated_settings: Callable[[str], dict] | None = None
   generated: bool = True                     # configs/<data>/<name>.py comes from the generator
+  baseline: bool = False                     # a reference point (joint, unimodal), not a balancer
   data: tuple[str, ...] | None = None        # data builders it runs on (None: any)
   regression_form: str = ""                  # how it works on regression, for generated configs
   # A method with its own model: (run config, modalities, num_classes, task) -> model,

@@ -13,4 +13,4 @@ def build(ctx, settings) -> MethodSpec:
 
 
 METHOD = register(Method(name="joint", title="Joint training (the baseline)", build=build,
-                         generated=False))
+                         generated=False, baseline=True))

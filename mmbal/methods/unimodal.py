@@ -16,5 +16,5 @@ def build(ctx, settings) -> MethodSpec:
 
 METHOD = register(Method(
     name="unimodal", title="Each encoder trained alone by its own head (the unimodal baselines)",
-    build=build, unimodal=("heads",), model_reason="each encoder is trained by its own head",
+    build=build, baseline=True, unimodal=("heads",), model_reason="each encoder is trained by its own head",
     model=dict(unimodal="heads")))
