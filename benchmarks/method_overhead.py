@@ -3,9 +3,9 @@
 For a `MultimodalClassifier` with M = 2 and 3 vector modalities shaped like UCI mfeat's
 views (pix 240, fou 76, mor 6; MLP encoders, hidden 128, features 64, concat fusion,
 10 classes, batch 256) this times the trainer's real step for every method: the method
-spec from `mmbal.train.methods.build_method` with the default per-method settings of
+spec from `mmbal.train.run.build_parts` with the default per-method settings of
 `mmbal.train.config.default_config`, the optax chain assembled exactly as
-`mmbal.train.loop.train_and_evaluate` does (the trainer's adamw with its cosine schedule,
+the trainer does (the trainer's adamw with its cosine schedule,
 the method's transform before it and its ``after_optimizer`` after it), and
 `mmbal.train.step.make_train_step`, jitted with the state donated. Variants:
 
@@ -17,6 +17,8 @@ the method's transform before it and its ``after_optimizer`` after it), and
   ogm_ge_no_noise    OGM-GE with ``noise=False`` (plain OGM): the cost of the GE noise.
   cggm_magnitude     CGGM with ``lam=0``: the magnitude modulation only (probe).
   cggm_direction     CGGM with its default ``lam > 0``: + the direction term in the loss.
+  (any other)        every registered method without a variant here is added from the
+                     registry, with its generated configs' model, against the matching plain.
   cggm_direction_weights  the same with ``direction="weights"`` (the released code's cosine).
   miles              MILES (per-encoder learning-rate scales after the optimizer).
   gradient_blending  G-Blending (heads): stacked fused + unimodal gradients, 2 backward

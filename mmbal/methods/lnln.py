@@ -26,6 +26,7 @@ from mmbal.models.classifier import Outputs
 from mmbal.models.lnln import LNLN, LNLNConfig, lnln_inputs
 from mmbal.objectives.lnln import LNLNLossWeights, lnln_loss
 from mmbal.train import sharding as shd
+from mmbal.train.evaluate import split_sums
 from mmbal.train.regression import regression_metrics
 from mmbal.methods.base import Method, MethodSpec, register, setting
 from mmbal.train.step import TrainState, apply_optimizer, task_correct
@@ -125,19 +126,20 @@ def build(ctx, lc: Settings) -> MethodSpec:
 
 def missing_rate_results(merge, params, dataset, mesh, bins, eval_seeds: int, batch_size: int):
   """The test split at missing rates 0.0 ... 0.9 (``eval_seeds`` seeds), and their mean."""
-  predict = jax.jit(lambda params, batch: merge(params)(**lnln_inputs(batch, train=False)).prediction)
+  predict = jax.jit(lambda params, batch: dict(
+      pred_fused=merge(params)(**lnln_inputs(batch, train=False)).prediction,
+      label=batch["label"], mask=batch["mask"]))
+  put = lambda batch: shd.global_batch(mesh, batch)
   by_rate = {}
   for rate in missing.EVAL_RATES:
     runs = []
     for seed in missing.EVAL_SEEDS[:eval_seeds]:
       rng = np.random.default_rng([seed, int(round(rate * 100))])
-      preds, truth = [], []
-      for batch in mmdata.eval_batches(dataset.test, batch_size):
-        corrupted = missing.fixed_missing(batch, rng, rate)
-        keep = batch["mask"].astype(bool)
-        preds.append(np.asarray(predict(params, shd.global_batch(mesh, corrupted)))[keep])
-        truth.append(np.asarray(batch["label"])[keep])
-      runs.append(regression_metrics(np.concatenate(preds), np.concatenate(truth), bins))
+      batches = (missing.fixed_missing(b, rng, rate) for b in mmdata.eval_batches(dataset.test, batch_size))
+      _, examples = split_sums(predict, params, batches, put)
+      keep = np.concatenate([e["mask"] for e in examples]).astype(bool)
+      runs.append(regression_metrics(np.concatenate([e["pred_fused"] for e in examples])[keep],
+                                     np.concatenate([e["label"] for e in examples])[keep], bins))
     by_rate[f"{rate:.1f}"] = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
   average = {k: float(np.mean([m[k] for m in by_rate.values()])) for k in next(iter(by_rate.values()))}
   return dict(lnln_missing=dict(rates=by_rate, average=average,

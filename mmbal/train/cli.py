@@ -72,7 +72,9 @@ def _parser():
 
 def main(argv=None):
   args = _parser().parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+  # force: an imported library may have configured the root logger already.
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr,
+                      force=True)
   for noisy in ("absl", "orbax", "jax"):  # orbax logs every checkpoint step at INFO through absl
     logging.getLogger(noisy).setLevel(logging.WARNING)
   if args.command == "diagnose":

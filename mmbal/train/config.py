@@ -9,12 +9,18 @@ import pathlib
 
 import ml_collections
 
-from mmbal import methods   # read at call time: the method modules import mmbal.train
+
+
+def _methods():
+  """The method registry, imported when first needed: the method modules import jax, the
+  data sets and mmbal.train, which `mmbal --help` and this module's importers need not pay for."""
+  from mmbal import methods  # pylint: disable=import-outside-toplevel
+  return methods
 
 
 def __getattr__(name):
   if name == "METHODS":   # every registered method (mmbal/methods/<name>.py)
-    return tuple(methods.REGISTRY)
+    return tuple(_methods().REGISTRY)
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -44,7 +50,7 @@ def default_config() -> ml_collections.ConfigDict:
                                # stacked: per-objective gradients through the optax chain
       # Each method's own settings (used when method.name selects it): the defaults of its
       # settings dataclass in mmbal/methods/<name>.py, where each field is documented.
-      **{name: m.defaults() for name, m in methods.REGISTRY.items() if m.defaults()},
+      **{name: m.defaults() for name, m in _methods().REGISTRY.items() if m.defaults()},
   )
   c.optimizer = dict(
       name="adamw",            # adamw | sgd
@@ -185,7 +191,7 @@ def check_config(c: ml_collections.ConfigDict):
   def need(ok, field, expected):
     if not ok:
       raise ValueError(f"config field {field!r} must be {expected}, got {_get(c, field)!r}")
-  method = methods.get(c.method.name)   # "did you mean" for a misspelled name
+  method = _methods().get(c.method.name)   # "did you mean" for a misspelled name
   method.parse(c.method.get(c.method.name))   # each setting's choices / range
   method.check_model(c.model)
   need(c.method.grad_mode in ("sum", "stacked"), "method.grad_mode", "'sum' or 'stacked'")
