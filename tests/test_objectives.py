@@ -33,9 +33,19 @@ Y0 = jnp.array([0])
 
 
 def test_mnl_paper_form_hand_computed():
-  loss, dominant = objectives.negative_learning(GUIDED, Y0, weight=0.7)
+  loss, dominant = objectives.negative_learning(GUIDED, Y0, weight=0.7, normalize="per_sample")
   assert dominant.tolist() == [0]
   _close(loss, 0.7 * LN3 / 2)
+
+
+def test_mnl_default_scale_is_the_released_codes():
+  """The released code's guidance term, transcribed: ``weight * mean over B x C`` of
+  ``-sg(p^d_c) log p^m_c`` on the non-target classes. Here B = 1, C = 3: the two non-target
+  entries are 1/4 ln3 each, so 0.7 * (ln3 / 2) / 3; ``per_sample`` is C = 3 times that."""
+  loss, _ = objectives.negative_learning(GUIDED, Y0, weight=0.7)
+  _close(loss, 0.7 * (LN3 / 2) / 3)
+  with pytest.raises(ValueError, match="normalize must be one of"):
+    objectives.negative_learning(GUIDED, Y0, normalize="per_batch")
 
 
 def test_mnl_released_code_form_adds_weak_ce_and_divides_by_classes():
@@ -45,7 +55,8 @@ def test_mnl_released_code_form_adds_weak_ce_and_divides_by_classes():
 
 
 def test_mnl_only_the_weak_modality_receives_gradient():
-  grads = jax.grad(lambda z: objectives.negative_learning(z, Y0, weight=1.0)[0])(GUIDED)
+  grads = jax.grad(lambda z: objectives.negative_learning(z, Y0, weight=1.0,
+                                                          normalize="per_sample")[0])(GUIDED)
   np.testing.assert_array_equal(np.asarray(grads[0]), 0.0)     # teacher: stop-gradient
   # d/dz^1 of -sum_c q_c log softmax(z^1)_c with q = [0, 1/4, 1/4]: (sum q) p - q
   _close(grads[1, 0], [0.5 / 3, 0.5 / 3 - 0.25, 0.5 / 3 - 0.25])
@@ -66,7 +77,8 @@ def test_mnl_three_modalities_every_weak_one_is_guided_and_batch_averaged():
   z = jnp.array([[[LN2, 0.0, 0.0], [1.0, 0.0, 0.0]],
                  [[0.0, 0.0, 0.0], [3.0, 2.5, -5.0]],
                  [[0.0, 0.0, 0.0], [-9.0, 0.0, 0.0]]])
-  loss, dominant = objectives.negative_learning(z, jnp.array([0, 0]), weight=1.0)
+  loss, dominant = objectives.negative_learning(z, jnp.array([0, 0]), weight=1.0,
+                                                normalize="per_sample")
   assert dominant.tolist() == [0, -1]
   _close(loss, LN3 / 2)
 

@@ -343,3 +343,53 @@ def test_msam_train_step_with_one_vmapped_subset_forward():
   assert int(st.dominant) == int(np.argmax([float(shapley[n]) for n in names]))
   assert float(sum(st.shapley.values())) == pytest.approx(1.0, abs=1e-5) or \
       float(sum(shapley.values())) <= 1e-12
+
+
+# ---- the ascent step moves only the selected parameters (issue: SAM perturbed the probes)
+
+
+def test_sam_and_msam_perturb_only_the_selected_leaves_by_hand():
+  """g_enc = (3, 4), ||g_enc|| = 5, rho = 0.5 -> eps_enc = (0.3, 0.4); the probe leaf, with a
+  gradient 20x larger, is neither moved nor part of the norm."""
+  params = {"enc": jnp.array([1.0, 2.0]), "probe": jnp.array([5.0])}
+  grads = {"enc": jnp.array([3.0, 4.0]), "probe": jnp.array([100.0])}
+  at = lambda p: p   # grad_fn returning the point it is called at: out = params + eps
+  keep = {"enc": True, "probe": False}
+  out, state = sam(rho=0.5, perturb=keep).update(grads, sam(rho=0.5).init(params), params,
+                                                  grad_fn=at)
+  np.testing.assert_allclose(out["enc"] - params["enc"], [0.3, 0.4], rtol=1e-6)
+  np.testing.assert_array_equal(out["probe"], params["probe"])
+  assert float(state.perturbation_norm) == pytest.approx(0.5)
+  tx = msam(("a", "b"), rho=0.5, perturb=keep)   # v_d = 1: the update is the SAM gradient
+  out, _ = tx.update(grads, tx.init(params), params, grad_fn=at,
+                     shapley_values={"a": 1.0, "b": 0.0})
+  np.testing.assert_allclose(out["enc"] - params["enc"], [0.3, 0.4], rtol=1e-6)
+  np.testing.assert_array_equal(out["probe"], params["probe"])
+  with pytest.raises(ValueError, match="perturb must be a tree of bools"):
+    sam(perturb={"enc": True}).update(grads, sam().init(params), params, grad_fn=at)
+
+
+@pytest.mark.parametrize("method", ["sam", "msam"])
+def test_trainer_sam_leaves_the_probes_alone(method):
+  """The trainer's SAM / M-SAM with probes (their shipped configs): the perturbation is exactly
+  zero on every probe leaf and has norm rho over the rest."""
+  from mmbal.modalities import Modality  # pylint: disable=import-outside-toplevel
+  from mmbal.train import load_config  # pylint: disable=import-outside-toplevel
+  from mmbal.train.run import build_parts  # pylint: disable=import-outside-toplevel
+  c = load_config(f"configs/mfeat/{method}.py")
+  c.model.hidden_dim, c.model.feature_dim = 8, 4
+  assert c.model.unimodal == "probe"
+  parts = build_parts(c, [Modality(n, (5,)) for n in c.data.modalities], 3,
+                      task="classification", steps_per_epoch=2, total_steps=4)
+  params, tx = parts.params, parts.method.transform
+  grads = jax.tree.map(jnp.ones_like, params)
+  extra = dict(shapley_values={n: 1.0 for n in c.data.modalities}) if method == "msam" else {}
+  out, _ = tx.update(grads, tx.init(params), params, grad_fn=lambda p: p, **extra)
+  rho = c.method[method].rho
+  eps = jax.tree.map(lambda o, p: o - p, out, params)
+  if method == "msam":   # out = v_d (theta + eps) + (1 - v_d) g with v_d = 1/M
+    v_d = 1.0 / len(c.data.modalities)
+    eps = jax.tree.map(lambda o, p, g: (o - (1 - v_d) * g) / v_d - p, out, params, grads)
+  assert all(float(jnp.abs(e).max()) < 1e-6 for e in jax.tree.leaves(eps["unimodal_heads"]))
+  rest = [e for k, v in eps.items() if k != "unimodal_heads" for e in jax.tree.leaves(v)]
+  assert float(jnp.sqrt(sum(jnp.sum(e ** 2) for e in rest))) == pytest.approx(rho, rel=1e-4)

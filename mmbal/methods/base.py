@@ -71,6 +71,7 @@ class MethodContext(NamedTuple):
   task: str = "classification"   # or "multilabel" (multi-hot labels), "regression[_mse]"
   regression_bins: str = "mosi"  # eval.regression_bins: PMR's classes on regression data
   run_config: Any = None         # the whole run config (seed, eval batch size, ...)
+  params: Any = None             # the initial parameters (a template of their structure)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,3 +212,11 @@ def subset_logits(apply_fn, params, batch, names, masks):
 def warmed_up(step, steps_per_epoch: int, epochs: int):
   """1.0 once ``epochs`` epochs have passed (0.0 before; 1.0 when ``step`` is unknown)."""
   return 1.0 if step is None else (step >= epochs * steps_per_epoch).astype(jnp.float32)
+
+
+def trained_leaves(ctx: MethodContext):
+  """A tree of bools over the parameters: False on the linear probes of
+  ``model.unimodal="probe"`` (they train on detached features and do not shape the model)."""
+  probes = getattr(ctx.model, "unimodal", None) == "probe"
+  return {k: jax.tree.map(lambda _, keep=not (probes and k == "unimodal_heads"): keep, v)
+          for k, v in ctx.params.items()}

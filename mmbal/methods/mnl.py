@@ -21,6 +21,9 @@ class Settings:
                             doc="whom the dominant modality beats: own (paper) | fused (code)")
   released_code: bool = setting(False, doc="the released code's extra weak CE and 1/C scaling")
   warmup_epochs: int = setting(1, low=0, doc="epochs before the guidance starts")
+  normalize: str = setting("per_class", choices=("per_class", "per_sample"),
+                           doc="guidance averaged over B x C (the released code's strength) "
+                               "or over B (C times stronger)")
 
 
 def build(ctx, c: Settings) -> MethodSpec:
@@ -32,7 +35,7 @@ def build(ctx, c: Settings) -> MethodSpec:
       rival = aux["logits"] if c.competitor == "fused" else None
       guidance, dominant = objectives.negative_learning(
           aux["unimodal_logits"], aux["labels"], weight=c.weight, competitor_logits=rival,
-          released_code=c.released_code)
+          released_code=c.released_code, normalize=c.normalize)
       guidance = guidance * warmed_up(step, ctx.steps_per_epoch, c.warmup_epochs)
       shares = {n: (dominant == i).mean() for i, n in enumerate(names)}
       logged = dict(dominant_share=shares, undecided_share=(dominant < 0).mean())

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from mmbal import scores, transforms
 from mmbal.methods.base import (Method, MethodSpec, joint_weights, register, setting,
-                                state_fields, subset_logits)
+                                state_fields, subset_logits, trained_leaves)
 from mmbal.train.step import classification_objectives
 
 
@@ -40,7 +40,8 @@ def build(ctx, c: Settings) -> MethodSpec:
       return values, dict(aux, shapley_values=transforms.modality_shapley(subset, names))
     return losses
 
-  tx = transforms.msam(names, rho=c.rho, normalize=c.normalize, value=c.value, task=ctx.task)
+  tx = transforms.msam(names, rho=c.rho, normalize=c.normalize, value=c.value, task=ctx.task,
+                       perturb=trained_leaves(ctx))   # the probes are not part of the model
   return MethodSpec(weights=joint_weights(ctx.model), transform=tx, losses=losses_builder,
                     extra_args=lambda aux, key: dict(shapley_values=aux["shapley_values"]),
                     log_state=state_fields(transforms.MsamState, "shapley", "dominant_weight",

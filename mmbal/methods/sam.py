@@ -1,11 +1,16 @@
 """SAM (Foret et al., "Sharpness-Aware Minimization for Efficiently Improving Generalization",
 ICLR 2021): the gradient taken at the worst-case point within radius rho,
 ``g_SAM = ∇L(θ + rho g / ||g||)``. Transform: `mmbal.transforms.sam`.
+
+The ascent step moves the model only: the linear probes of ``model.unimodal="probe"`` are
+left out of ``g`` and of its norm (with them in, they took up to 99.5% of ||g||^2 on mfeat
+and the encoders saw a few percent of rho).
 """
 import dataclasses
 
 from mmbal import transforms
-from mmbal.methods.base import Method, MethodSpec, joint_weights, register, setting, state_fields
+from mmbal.methods.base import (Method, MethodSpec, joint_weights, register, setting,
+                                state_fields, trained_leaves)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,7 +21,8 @@ class Settings:
 
 def build(ctx, c: Settings) -> MethodSpec:
   return MethodSpec(weights=joint_weights(ctx.model),
-                    transform=transforms.sam(rho=c.rho, normalize=c.normalize),
+                    transform=transforms.sam(rho=c.rho, normalize=c.normalize,
+                                             perturb=trained_leaves(ctx)),
                     log_state=state_fields(transforms.SamState, "perturbation_norm"))
 
 

@@ -7,8 +7,11 @@ import jax.numpy as jnp
 from mmbal.scores import dominant_modality
 
 
+NORMALIZE = ("per_class", "per_sample")
+
+
 def negative_learning(unimodal_logits, labels, *, weight: float = 0.7, competitor_logits=None,
-                      released_code: bool = False):
+                      released_code: bool = False, normalize: str = "per_class"):
   """MNL's guidance loss: the per-sample dominant modality teaches the others its
   distribution over the NON-target classes. Returns ``(loss, dominant [B])``.
 
@@ -18,7 +21,13 @@ def negative_learning(unimodal_logits, labels, *, weight: float = 0.7, competito
   modality m (any number of modalities, not only two) is guided::
 
       MNL_i = - sum_{m != d} sum_{c != y} sg(p^d_c) log p^m_c
-      loss  = weight * mean_i MNL_i                       (the paper; add it to the CE terms)
+      loss  = weight * mean_i MNL_i / C     (normalize="per_class", the default)
+      loss  = weight * mean_i MNL_i         (normalize="per_sample")
+
+  The scale: the released code averages the guidance over B x C entries, so its strength at
+  a given ``weight`` is that of ``per_class``; ``per_sample`` (the paper's formula read as a
+  per-sample sum) is C times stronger at the same ``weight`` (10x on mfeat), so the paper's
+  ``weight`` means what it does in the code only with ``per_class``.
 
   ``competitor_logits``: None = each modality's own strongest non-target class in the
   margin (the paper); the fused logits = the released code's choice.
@@ -29,6 +38,8 @@ def negative_learning(unimodal_logits, labels, *, weight: float = 0.7, competito
 
   ``unimodal_logits``: ``[M, B, C]``; ``labels``: ``[B]`` integer classes.
   """
+  if normalize not in NORMALIZE:
+    raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
   num, _, classes = unimodal_logits.shape
   dominant = dominant_modality(unimodal_logits, labels, competitor_logits)
   is_dominant = jax.nn.one_hot(dominant, num, axis=0)                      # [M, B]; 0 if undecided
@@ -38,6 +49,7 @@ def negative_learning(unimodal_logits, labels, *, weight: float = 0.7, competito
   non_target = 1.0 - jax.nn.one_hot(labels, classes)
   guidance = -jnp.einsum("bc,bc,mbc->mb", non_target, teacher, logp)       # [M, B]
   if not released_code:
-    return weight * (is_weak * guidance).sum(0).mean(), dominant
+    scale = 1.0 / classes if normalize == "per_class" else 1.0
+    return weight * scale * (is_weak * guidance).sum(0).mean(), dominant
   target_nll = -jnp.take_along_axis(logp, labels[None, :, None], axis=-1)[..., 0]
   return (is_weak * (target_nll + weight * guidance)).sum(0).mean() / classes, dominant

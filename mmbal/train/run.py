@@ -76,7 +76,7 @@ def build_parts(c, modalities, num_classes: int, *, task: str, steps_per_epoch: 
   spec = method_def.build(MethodContext(
       config=settings, model=model, labels=labels, encoder_labels=encoder_labels(model),
       apply_fn=apply_fn, steps_per_epoch=steps_per_epoch, total_steps=total_steps, task=task,
-      regression_bins=c.eval.regression_bins, run_config=c), settings)
+      regression_bins=c.eval.regression_bins, run_config=c, params=params), settings)
   tx, step_fn = assemble(spec, model, apply_fn, labels, c, total_steps, task)
   init_state = functools.partial(init_train_state, tx=tx, seed=c.seed,
                                  num_objectives=len(spec.weights))

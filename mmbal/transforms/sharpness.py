@@ -88,14 +88,29 @@ def _perturbation(direction, rho: float, normalize: str, eps: float):
   return out, jnp.where(ok, jnp.float32(rho), 0.0)
 
 
-def _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, caller):
-  """``(grad_fn(params + eps), ||eps||)`` with ``eps`` from ``updates`` (summed if stacked)."""
+def _perturbed_leaves(perturb, params):
+  """The ``perturb`` argument as a tree of Python bools shaped like ``params``."""
+  if perturb is None:
+    return jax.tree.map(lambda _: True, params)
+  mask = perturb(params) if callable(perturb) else perturb
+  try:
+    return jax.tree.map(lambda m, _: bool(m), mask, params)
+  except ValueError as err:
+    raise ValueError(f"perturb must be a tree of bools with the structure of params "
+                     f"{jax.tree.structure(params)}; got {jax.tree.structure(mask)}") from err
+
+
+def _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, caller, perturb=None):
+  """``(grad_fn(params + eps), ||eps||)`` with ``eps`` from ``updates`` (summed if stacked),
+  zero on the leaves that ``perturb`` leaves out (and the norm taken over the others)."""
   if params is None:
     raise ValueError(f"{caller}: update needs params (the point at which to perturb)")
   if grad_fn is None:
     raise ValueError(f"{caller}: pass the extra argument grad_fn=lambda params: gradients")
   direction = (jax.tree.map(lambda g: jnp.sum(g, axis=0), updates)
                if _is_stacked(updates, params) else updates)
+  direction = jax.tree.map(lambda d, keep: d if keep else jnp.zeros_like(d), direction,
+                           _perturbed_leaves(perturb, params))
   perturbation, norm = _perturbation(direction, rho, normalize, eps)
 
   def shift(p, e):
@@ -124,8 +139,8 @@ class SamState(NamedTuple):
   perturbation_norm: jax.Array   # ||eps|| of the last step (float32; 0 for a zero gradient)
 
 
-def sam(*, rho: float = 0.05, normalize: str = "l2",
-        eps: float = 1e-12) -> optax.GradientTransformationExtraArgs:
+def sam(*, rho: float = 0.05, normalize: str = "l2", eps: float = 1e-12,
+        perturb=None) -> optax.GradientTransformationExtraArgs:
   r"""SAM: sharpness-aware minimisation as the first transform of an optax chain.
 
   Foret, Kleiner, Mobahi, Neyshabur, "Sharpness-Aware Minimization for Efficiently
@@ -148,6 +163,12 @@ def sam(*, rho: float = 0.05, normalize: str = "l2",
     eps: a gradient whose global L2 norm is ``<= eps`` (e.g. exactly zero) is not
       perturbed: ``out = grad_fn(params)``. The norm itself is computed after dividing by
       ``max|g|``, so it does not under/overflow; above ``eps``, ``||eps_tree|| = rho``.
+    perturb: which parameters the ascent step moves: a tree of bools with the structure of
+      ``params`` (or ``params -> tree``); None = all. ``g`` is zeroed on the others before
+      the norm, so ``eps`` is ``rho * g_S / ||g_S||`` on the selected leaves S and 0 elsewhere.
+      The trainer leaves out the linear probes of ``model.unimodal="probe"``, which train on
+      detached features and would otherwise take most of ``rho`` (their gradients dominate
+      ``||g||`` after a few steps).
 
   Extra arguments of ``update``: ``grad_fn`` (required; ``grad_fn(params) -> gradients``
   in the format of ``updates``); ``params`` is required. Other extra arguments are ignored.
@@ -164,7 +185,8 @@ def sam(*, rho: float = 0.05, normalize: str = "l2",
 
   def update_fn(updates, state, params=None, *, grad_fn: Callable | None = None, **extra_args):
     del extra_args
-    grads, norm = _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, "sam")
+    grads, norm = _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, "sam",
+                                      perturb)
     return grads, SamState(optax.safe_increment(state.count), norm)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -253,8 +275,8 @@ def _normalised_shapley(v, eps: float):
 
 
 def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
-         value: str = "accuracy", eps: float = 1e-12,
-         task: str = "classification") -> optax.GradientTransformationExtraArgs:
+         value: str = "accuracy", eps: float = 1e-12, task: str = "classification",
+         perturb=None) -> optax.GradientTransformationExtraArgs:
   r"""M-SAM: modality-aware sharpness-aware minimisation (SAM on the dominant part).
 
   Nowdeh (Rajoli), Ji, Ma, Afghah, "Modality-Aware SAM: Sharpness-Aware-Minimization
@@ -296,6 +318,7 @@ def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
       itself from the extra arguments ``subset_logits`` and ``targets`` (see below):
       ``"accuracy"`` or ``"loss"`` (negative cross-entropy); see `subset_values`.
     task: the labels' task for those values (`subset_values`; e.g. ``"regression"``).
+    perturb: which parameters the ascent step moves, as in `sam`.
 
   Extra arguments of ``update``: ``grad_fn`` (required, as in `sam`), and either
   ``shapley_values`` (``{modality: v_m}``) or both ``subset_logits`` (``[2^M, B, C]``) and
@@ -340,7 +363,8 @@ def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
                    for n in names])
     dominant, v_d, normalised = _normalised_shapley(v, eps)
     # grad L_d = v_d * g with v_d > 0: the normalised ascent direction is that of g.
-    perturbed, norm = _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, "msam")
+    perturbed, norm = _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, "msam",
+                                          perturb)
     out = jax.tree.map(lambda gp, g: (v_d.astype(g.dtype) * gp + (1 - v_d).astype(g.dtype) * g),
                        perturbed, updates)
     onehot = jax.nn.one_hot(dominant, len(names), dtype=jnp.float32)
