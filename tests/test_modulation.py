@@ -349,7 +349,7 @@ def test_agm_finite_for_zero_and_huge_gradients():
 
 def test_cggm_two_modalities_by_hand_two_steps():
   labels, grads = _tree(["a", "v"])
-  tx = cggm(labels, rho=1.3)
+  tx = cggm(labels, rho=1.3, guard="none")   # the paper's B (well defined: same-sign d)
   state = tx.init(grads)
   # Step 1 (previous accuracies 0): d = (0.5, 0.25), S = 0.75: B_a = (0.75 - 0.5)/0.75 = 1/3,
   # B_v = (0.75 - 0.25)/0.75 = 2/3. Scales rho * B = 0.43333, 0.86667; the head keeps 1.
@@ -390,8 +390,43 @@ def test_cggm_guard_prevents_sign_flips_where_the_code_flips():
       flipped = any(float(leaf.min()) < 0 for leaf in jax.tree.leaves(out))
       assert flipped == (guard == "none"), (acc, guard)
       _close([state.coefficients["a"], state.coefficients["v"]], b, rtol=1e-5)
-    got = cggm_coefficients(acc, prev)
+    got = cggm_coefficients(acc, prev, guard="clip")
     _close([got["a"], got["v"]], guarded_b, rtol=1e-5)
+
+
+def test_cggm_default_guard_by_hand_and_never_stops_an_encoder():
+  """B = (M - 1) softmax(-d / 0.2). d = (0.3, -0.1): -d / T = (-1.5, 0.5), so
+  B_a = 1 / (1 + e^2) = 0.119203, B_v = e^2 / (1 + e^2) = 0.880797 (the code: (-0.5, 1.5))."""
+  labels, grads = _tree(["a", "v"])
+  prev = {"a": jnp.float32(0.5), "v": jnp.float32(0.5)}
+  tx = cggm(labels, rho=1.0)
+  state = tx.init(grads)._replace(previous_accuracy=prev)
+  out, state = tx.update(grads, state, unimodal_accuracy={"a": 0.8, "v": 0.4})
+  _close(out["enc"]["a"]["kernel"], 0.119203, rtol=1e-5)
+  _close(out["enc"]["v"]["kernel"], 0.880797, rtol=1e-5)
+  # Any finite accuracies, any number of modalities: every factor positive and <= rho (M - 1).
+  rng = np.random.default_rng(0)
+  for num in (2, 3, 5):
+    names = [f"m{i}" for i in range(num)]
+    labels, grads = _tree(names)
+    tx = cggm(labels, rho=1.3)
+    for _ in range(50):
+      state = tx.init(grads)._replace(
+          previous_accuracy={n: jnp.float32(rng.uniform()) for n in names})
+      out, _ = tx.update(grads, state, unimodal_accuracy={n: rng.uniform() for n in names})
+      factors = np.array([float(out["enc"][n]["kernel"].max()) for n in names])
+      assert np.all(factors > 0) and np.all(factors <= 1.3 * (num - 1) + 1e-6), factors
+
+
+def test_cggm_start_step_leaves_the_first_steps_unmodulated():
+  labels, grads = _tree(["a", "v"])
+  tx = cggm(labels, rho=1.3, start_step=1)
+  out, state = tx.update(grads, tx.init(grads), unimodal_accuracy={"a": 0.5, "v": 0.25})
+  _close(out["enc"]["a"]["kernel"], 1.0)                     # step 0: factor 1
+  _close(state.previous_accuracy["a"], 0.5)                  # still tracked
+  out, _ = tx.update(grads, state, unimodal_accuracy={"a": 0.5, "v": 0.5})
+  # d = (0, 0.25): B_a = sigmoid(0.25 / 0.2) = 0.777300, scaled by rho = 1.3
+  _close(out["enc"]["a"]["kernel"], 1.3 * 0.777300, rtol=1e-5)
 
 
 @pytest.mark.parametrize("num", [2, 3, 6])
@@ -537,11 +572,11 @@ def test_chaining_with_combine_objectives_and_adam():
   extra = dict(confidence={"a": 2.0, "b": 1.0}, key=KEY, unimodal_accuracy={"a": 0.5, "b": 0.25},
                agm_scores={"a": 1.0, "b": 1.0}, objective_values=jnp.zeros(3))
   # combine [1, 1, 1] -> every leaf 6; OGM (alpha 1, s_a = 2): a scaled by 1 - tanh(2);
-  # CGGM (rho 1): a scaled by B_a = 1/3, b by 2/3. Adam after either.
+  # CGGM (rho 1, the paper's B): a scaled by B_a = 1/3, b by 2/3. Adam after either.
   k_a = 1 - math.tanh(2.0)
   # At the second step CGGM sees unchanged accuracies (d = 0): B = 1 for both.
   cases = [(ogm_ge(labels, alpha=1.0, noise=False), [{"a": 6 * k_a, "b": 6.0}] * 2),
-           (cggm(labels, rho=1.0), [{"a": 2.0, "b": 4.0}, {"a": 6.0, "b": 6.0}])]
+           (cggm(labels, rho=1.0, guard="none"), [{"a": 2.0, "b": 4.0}, {"a": 6.0, "b": 6.0}])]
   for modulation, per_step in cases:
     tx = optax.chain(combine_objectives([1.0, 1.0, 1.0]), modulation, optax.adam(0.1))
     ref_tx = optax.adam(0.1)

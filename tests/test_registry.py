@@ -77,7 +77,7 @@ def test_settings_are_typed_and_range_checked_before_anything_runs():
     check_config(apply_overrides(default_config(), ["method.name=ogm_gee"]))
   for override, message in [
       ("method.sam.rho=1e9", r"'method.sam.rho' must be in \[0.0, 10.0\], got 1000000000.0"),
-      ("method.cggm.guard=never", r"'method.cggm.guard' must be one of \('clip', 'none'\)"),
+      ("method.cggm.guard=never", r"'method.cggm.guard' must be one of \('softmax', 'clip', 'none'\)"),
       ("method.gradient_blending.super_epoch=0", r"super_epoch' must be in \[1, inf\]")]:
     name = override.split(".")[1]
     c = apply_overrides(default_config(), [f"method.name={name}", "model.unimodal=heads", override])

@@ -393,3 +393,29 @@ def test_trainer_sam_leaves_the_probes_alone(method):
   assert all(float(jnp.abs(e).max()) < 1e-6 for e in jax.tree.leaves(eps["unimodal_heads"]))
   rest = [e for k, v in eps.items() if k != "unimodal_heads" for e in jax.tree.leaves(v)]
   assert float(jnp.sqrt(sum(jnp.sum(e ** 2) for e in rest))) == pytest.approx(rho, rel=1e-4)
+
+
+def test_msam_modality_decomposition_follows_the_dominant_modality():
+  """g = (a: (3, 0), v: (0, 4), head: 0), rho = 1, grad_fn returning its point (out = theta + eps
+  when v_d = 1). Literal form: eps = g / 5 whoever dominates. Modality form: a dominant ->
+  eps only on a's leaves (g_a / 3 = (1, 0)); v dominant -> only on v's ((0, 1))."""
+  params = {"a": jnp.array([1.0, 0.0]), "v": jnp.array([0.0, 1.0]), "head": jnp.array([1.0])}
+  grads = {"a": jnp.array([3.0, 0.0]), "v": jnp.array([0.0, 4.0]), "head": jnp.array([0.0])}
+  labels = {"a": "a", "v": "v", "head": SHARED}
+
+  def eps(decomposition, dominant):
+    tx = msam(("a", "v"), rho=1.0, decomposition=decomposition, labels=labels)
+    values = {"a": float(dominant == "a"), "v": float(dominant == "v")}   # v_d = 1 either way
+    out, _ = tx.update(grads, tx.init(params), params, grad_fn=lambda p: p, shapley_values=values)
+    return jax.tree.map(lambda o, p: np.asarray(o - p), out, params)
+
+  def close(actual, expected):
+    for key, value in expected.items():
+      np.testing.assert_allclose(actual[key], value, atol=1e-6)
+
+  for dominant in ("a", "v"):   # the literal form ignores who dominates
+    close(eps("scaled_loss", dominant), {"a": [0.6, 0.0], "v": [0.0, 0.8], "head": [0.0]})
+  close(eps("modality", "a"), {"a": [1.0, 0.0], "v": [0.0, 0.0], "head": [0.0]})
+  close(eps("modality", "v"), {"a": [0.0, 0.0], "v": [0.0, 1.0], "head": [0.0]})
+  with pytest.raises(ValueError, match="needs labels"):
+    msam(("a", "v"), decomposition="modality")

@@ -47,6 +47,10 @@ class MethodSpec:
   # Called at each epoch boundary: (opt_state, report) -> opt_state. The report holds the
   # validation scores and the epoch's mean train losses (`mmbal.train.loop.epoch_report`).
   epoch_end: Callable[[Any, dict], Any] | None = None
+  # True: the report's train_losses are measured on the train split with the parameters the
+  # validation losses are measured with (one evaluation pass over train per epoch), instead
+  # of the running mean of the epoch's step losses.
+  measured_train_losses: bool = False
   losses: Callable | None = None            # objectives builder replacing the task's one
   objectives: tuple[str, ...] | None = None  # names of the K objectives (stacked mode)
   supports: dict | None = None              # {objective: labels it touches}, with `objectives`

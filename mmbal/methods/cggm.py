@@ -18,7 +18,10 @@ from mmbal.transforms._state import find_state
 class Settings:
   rho: float = setting(1.3, low=0.0, high=10.0, doc="gradient scale (official 1.3)")
   lam: float = setting(0.1, low=0.0, high=10.0, doc="weight of the direction term (0: off)")
-  guard: str = setting("clip", choices=("clip", "none"), doc="B_m clipped to [0, 1] or not")
+  guard: str = setting("softmax", choices=("softmax", "clip", "none"),
+                       doc="B_m as (M-1) softmax(-d/T) (mmbal), clipped to [0, 1], or raw (code)")
+  temperature: float = setting(0.2, low=1e-4, high=10.0, doc="of guard='softmax'")
+  start_epoch: int = setting(0, low=0, doc="epochs before the modulation starts")
   direction: str = setting("gradient", choices=("gradient", "weights"),
                            doc="cosine of head gradients (paper) or head weights (code)")
 
@@ -33,7 +36,8 @@ def build(ctx, c: Settings) -> MethodSpec:
                      f"{ctx.task} data set method.cggm.direction='weights' or method.cggm.lam=0")
   score = for_task(ctx.task, scores.accuracy, scores.multilabel_f1, scores.sign_agreement)
   accuracy = lambda aux: score(aux["unimodal_logits"], aux["labels"], names)
-  tx = transforms.cggm(ctx.encoder_labels, rho=c.rho, guard=c.guard)
+  tx = transforms.cggm(ctx.encoder_labels, rho=c.rho, guard=c.guard, temperature=c.temperature,
+                       start_step=c.start_epoch * ctx.steps_per_epoch)
 
   def losses_builder(apply_fn, names):
     base = classification_objectives(apply_fn, names, ctx.task)
@@ -44,7 +48,8 @@ def build(ctx, c: Settings) -> MethodSpec:
         return values, aux
       # Direction term with this step's B (no lag) at the current parameters.
       previous = find_state(opt_state, transforms.CggmState, "cggm").previous_accuracy
-      b = transforms.cggm_coefficients(accuracy(aux), previous, guard=c.guard)
+      b = transforms.cggm_coefficients(accuracy(aux), previous, guard=c.guard,
+                                       temperature=c.temperature)
       direction = transforms.cggm_direction_loss(b, _cosines(params, aux, model, c.direction))
       return values.at[0].add(c.lam * direction), aux
     return losses

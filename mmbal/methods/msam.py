@@ -22,6 +22,9 @@ class Settings:
   rho: float = setting(0.05, low=0.0, high=10.0, doc="perturbation radius")
   normalize: str = setting("l2", choices=("l2", "sign"), doc="the ascent direction's form")
   value: str = setting("accuracy", choices=("accuracy", "loss"), doc="the subsets' score")
+  decomposition: str = setting("scaled_loss", choices=("scaled_loss", "modality"),
+                               doc="SAM on v_d * loss (paper's notation) or on the dominant "
+                                   "modality's encoder and the shared parameters (mmbal)")
 
 
 def build(ctx, c: Settings) -> MethodSpec:
@@ -41,7 +44,8 @@ def build(ctx, c: Settings) -> MethodSpec:
     return losses
 
   tx = transforms.msam(names, rho=c.rho, normalize=c.normalize, value=c.value, task=ctx.task,
-                       perturb=trained_leaves(ctx))   # the probes are not part of the model
+                       perturb=trained_leaves(ctx),   # the probes are not part of the model
+                       decomposition=c.decomposition, labels=ctx.encoder_labels)
   return MethodSpec(weights=joint_weights(ctx.model), transform=tx, losses=losses_builder,
                     extra_args=lambda aux, key: dict(shapley_values=aux["shapley_values"]),
                     log_state=state_fields(transforms.MsamState, "shapley", "dominant_weight",

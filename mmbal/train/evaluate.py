@@ -109,15 +109,20 @@ def report_from_sums(totals, names, fused_untrained=False, task="classification"
       utilisation={m: (fused - a) / max(fused, 1e-8) for m, a in without.items()})
 
 
-def epoch_report(val: dict, names, epoch: int) -> dict:
-  """What a method's ``epoch_end`` sees (plus ``train_losses``, added on device)."""
-  return dict(
+def epoch_report(val: dict, names, epoch: int, train: dict | None = None) -> dict:
+  """What a method's ``epoch_end`` sees. ``train_losses`` are the ``train`` report's losses
+  when it is given (measured at the same parameters as ``val_losses``), else the epoch's
+  running mean, added on device."""
+  losses = lambda r: np.array([r["fused"]["loss"]] + [r["unimodal"][m]["loss"] for m in names],
+                              np.float32)
+  report = dict(
       fused_accuracy=np.float32(val["fused"]["accuracy"] or 0.0),
       unimodal_accuracy={m: np.float32(val["unimodal"][m]["accuracy"]) for m in names},
       without_accuracy={m: np.float32(val["without"][m]["accuracy"]) for m in names},
-      val_losses=np.array([val["fused"]["loss"]] + [val["unimodal"][m]["loss"] for m in names],
-                          np.float32),
-      epoch=np.int32(epoch))
+      val_losses=losses(val), epoch=np.int32(epoch))
+  if train is not None:
+    report["train_losses"] = losses(train)
+  return report
 
 
 def selection_score(method, result) -> float:

@@ -147,7 +147,8 @@ def _train(run: BuiltRun, state, train_iter, checkpoints, metrics_log):
       state = select_best(state, jnp.float32(selection_score(method, val)))
     if method.epoch_end is not None and events.epoch_end(step):   # the method's epoch hook
       val = val or evaluate(run, state.params, "validation")
-      state = epoch_end(state, epoch_report(val, names, step // run.steps_per_epoch))
+      train = evaluate(run, state.params, "train") if method.measured_train_losses else None
+      state = epoch_end(state, epoch_report(val, names, step // run.steps_per_epoch, train))
     if events.evaluation(step):
       metrics_log.write(dict(step=step, split="validation", **val,
                              method=method_log(method, state.opt_state)))
@@ -176,9 +177,10 @@ def _next_batch(run: BuiltRun, train_iter, step: int) -> dict:
 
 def _end_of_epoch(method):
   def end_of_epoch(state, report):
-    """Hands the method the epoch's mean train losses and validation report; resets the sums."""
-    train_losses, state = epoch_losses(state)
-    report = dict(report, train_losses=train_losses)
+    """Hands the method the validation report and the epoch's train losses (measured, or the
+    running mean of the step losses); resets the running sums."""
+    running, state = epoch_losses(state)
+    report = dict(report, train_losses=report.get("train_losses", running))
     return state.replace(opt_state=method.epoch_end(state.opt_state, report))
   return end_of_epoch
 

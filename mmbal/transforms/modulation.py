@@ -438,11 +438,14 @@ class CggmState(NamedTuple):
   coefficients: dict        # {modality: B_m of the last step}; the gradient scale is rho * B_m
 
 
-_GUARDS = ("clip", "none")
+_GUARDS = ("softmax", "clip", "none")
 
 
-def _cggm_b(acc, prev, eps, guard, max_coefficient, min_total):
+def _cggm_b(acc, prev, eps, guard, max_coefficient, min_total, temperature=0.2):
   delta = acc - prev
+  if guard == "softmax":   # (M - 1) softmax(-d / T): positive, sums to M - 1 as the paper's B
+    share = jax.nn.softmax(-delta / temperature)
+    return jnp.maximum(delta.shape[0] - 1, 1) * share
   total = delta.sum() + eps
   if guard == "none":
     return (total - delta) / total
@@ -452,8 +455,8 @@ def _cggm_b(acc, prev, eps, guard, max_coefficient, min_total):
 
 
 def cggm_coefficients(accuracy: Mapping[str, Any], previous_accuracy: Mapping[str, Any], *,
-                      eps: float = 1e-8, guard: str = "clip", max_coefficient: float = 1.0,
-                      min_total: float = 1e-6) -> dict:
+                      eps: float = 1e-8, guard: str = "softmax", max_coefficient: float = 1.0,
+                      min_total: float = 1e-6, temperature: float = 0.2) -> dict:
   """CGGM's ``B_m`` from this step's and the previous step's unimodal accuracies.
 
   The formula and the guard are those of `cggm` (which calls this). Use it inside the
@@ -467,12 +470,12 @@ def cggm_coefficients(accuracy: Mapping[str, Any], previous_accuracy: Mapping[st
   names = tuple(previous_accuracy)
   acc = _stack(accuracy, names, "cggm_coefficients", "accuracy")
   prev = _stack(previous_accuracy, names, "cggm_coefficients", "previous_accuracy")
-  return _by_name(names, _cggm_b(acc, prev, eps, guard, max_coefficient, min_total))
+  return _by_name(names, _cggm_b(acc, prev, eps, guard, max_coefficient, min_total, temperature))
 
 
-def cggm(labels, *, rho: float = 1.3, eps: float = 1e-8, guard: str = "clip",
-         max_coefficient: float = 1.0, min_total: float = 1e-6
-         ) -> optax.GradientTransformationExtraArgs:
+def cggm(labels, *, rho: float = 1.3, eps: float = 1e-8, guard: str = "softmax",
+         max_coefficient: float = 1.0, min_total: float = 1e-6, temperature: float = 0.2,
+         start_step: int = 0) -> optax.GradientTransformationExtraArgs:
   r"""CGGM magnitude modulation: scale each modality's gradient by ``rho * B_m``.
 
   Guo, Jin, Chen, Zhao, "Classifier-guided Gradient Modulation for Enhanced Multimodal
@@ -493,17 +496,30 @@ def cggm(labels, *, rho: float = 1.3, eps: float = 1e-8, guard: str = "clip",
   The modality that improved less gets the larger share. ``state.coefficients`` holds
   ``B_m`` (needed by the direction term), the applied factor is ``rho * B_m``.
 
-  Guard (``guard="clip"``, default; a deviation from the official code): when all
-  ``d_m`` have the same sign, ``B_m`` lies in [0, 1]. With mixed signs the code's ``B_m``
-  leaves that range: negative values flip a modality's gradient, and ``S ~ 0`` makes
-  them explode (``d = (0.125, -0.125)`` gives ``B = (-1.25e7, 1.25e7)``). The guard
-  (1) falls back to ``B_m = 1`` for all m when ``|S| < min_total``, which is what the
-  code itself gives when every ``d_m = 0``: no progress signal, no reweighting; and
-  (2) otherwise clips ``B_m`` to ``[0, max_coefficient]`` (default 1, the range of the
-  same-sign regime). The code's decision (which modality is boosted and which is slowed)
-  is kept; only sign flips and explosions are removed. ``guard="none"`` reproduces the
-  code exactly (the 1e-8 is ``eps``; the code bounds the result only by its later
-  ``clip_grad_norm_(0.8)``).
+  Guards. The paper's intent is to slow the modality whose classifier improves fastest and
+  speed up the slow one; its formula does that only when all ``d_m`` share a sign (then
+  ``B_m`` is in [0, 1] and sums to M - 1). With mixed signs, which batch accuracies give in
+  about half of all steps, ``B_m`` leaves that range: negative values flip a modality's
+  gradient, and ``S ~ 0`` makes them explode (``d = (0.125, -0.125)`` gives
+  ``B = (-1.25e7, 1.25e7)``).
+
+  * ``guard="softmax"`` (default; mmbal's): ``B_m = (M - 1) softmax_m(-d_m / temperature)``.
+    Positive, bounded by M - 1, summing to M - 1 as the paper's ``B`` does; the fastest-
+    improving modality gets the smallest share and no encoder is ever stopped (the paper's
+    own formula stops modality m whenever the others did not improve, ``d_k = 0``).
+    ``temperature`` (default 0.2) sets how sharply the shares follow the differences; at
+    0.2 it gives the paper's proportions where the paper's formula is well defined, e.g.
+    ``d = (0.3, 0.1)``: paper ``(0.25, 0.75)``, softmax ``(0.27, 0.73)``; ``d = 0``
+    everywhere gives ``B_m = (M - 1) / M``.
+  * ``guard="clip"``: falls back to ``B_m = 1`` when ``|S| < min_total`` (no progress
+    signal) and otherwise clips ``B_m`` to ``[0, max_coefficient]``. Measured on mfeat it
+    gave some encoder exactly zero gradient in 45% of steps (mmbal's default before).
+  * ``guard="none"`` reproduces the official code exactly (the 1e-8 is ``eps``; the code
+    bounds the result only by its later ``clip_grad_norm_(0.8)``); it flipped gradient
+    signs in 55% of mfeat steps with ``|B|`` up to 7.8e6.
+
+  ``start_step``: steps before it are not modulated (factor 1; the accuracies are still
+  tracked), since the probes' early accuracy changes are noise.
 
   Direction term: CGGM also adds ``lambda * L_gm`` to the loss (`cggm_direction_loss`,
   with cosines from `cggm_cosines`). The official code adds ``L_gm`` of step ``t-1``
@@ -518,9 +534,11 @@ def cggm(labels, *, rho: float = 1.3, eps: float = 1e-8, guard: str = "clip",
     labels: label pytree; its non-shared labels are the modalities.
     rho: the global factor (official default 1.3; 1.0 for BraTS).
     eps: added to ``S`` (official 1e-8).
-    guard: ``"clip"`` or ``"none"``.
-    max_coefficient: upper clip of ``B_m`` under the guard.
-    min_total: ``|S|`` below this falls back to ``B = 1`` under the guard.
+    guard: ``"softmax"``, ``"clip"`` or ``"none"``.
+    max_coefficient: upper clip of ``B_m`` under ``"clip"``.
+    min_total: ``|S|`` below this falls back to ``B = 1`` under ``"clip"``.
+    temperature: of ``"softmax"``.
+    start_step: the first modulated step.
   """
   if guard not in _GUARDS:
     raise ValueError(f"guard must be one of {_GUARDS}, got {guard!r}")
@@ -534,8 +552,9 @@ def cggm(labels, *, rho: float = 1.3, eps: float = 1e-8, guard: str = "clip",
     del params, extra_args
     acc = _stack(unimodal_accuracy, names, "cggm", "unimodal_accuracy")
     prev = _stack(state.previous_accuracy, names, "cggm", "previous_accuracy")
-    b = _cggm_b(acc, prev, eps, guard, max_coefficient, min_total)
-    updates = _scale_by_label(labels, updates, _by_name(names, rho * b))
+    b = _cggm_b(acc, prev, eps, guard, max_coefficient, min_total, temperature)
+    factor = jnp.where(state.count >= start_step, rho * b, jnp.ones_like(b))
+    updates = _scale_by_label(labels, updates, _by_name(names, factor))
     return updates, CggmState(state.count + 1, _by_name(names, acc), _by_name(names, b))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

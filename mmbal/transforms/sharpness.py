@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mmbal.labels import SHARED
 from mmbal.scores import shapley_matrix
 from mmbal.tasks import task_correct, task_loss
 
@@ -100,7 +101,8 @@ def _perturbed_leaves(perturb, params):
                      f"{jax.tree.structure(params)}; got {jax.tree.structure(mask)}") from err
 
 
-def _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, caller, perturb=None):
+def _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, caller, perturb=None,
+                        leaf_scale=None):
   """``(grad_fn(params + eps), ||eps||)`` with ``eps`` from ``updates`` (summed if stacked),
   zero on the leaves that ``perturb`` leaves out (and the norm taken over the others)."""
   if params is None:
@@ -111,6 +113,8 @@ def _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, caller, p
                if _is_stacked(updates, params) else updates)
   direction = jax.tree.map(lambda d, keep: d if keep else jnp.zeros_like(d), direction,
                            _perturbed_leaves(perturb, params))
+  if leaf_scale is not None:   # traced 0/1 per leaf (M-SAM's dominant-modality leaves)
+    direction = jax.tree.map(lambda d, w: d * w.astype(d.dtype), direction, leaf_scale)
   perturbation, norm = _perturbation(direction, rho, normalize, eps)
 
   def shift(p, e):
@@ -276,7 +280,8 @@ def _normalised_shapley(v, eps: float):
 
 def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
          value: str = "accuracy", eps: float = 1e-12, task: str = "classification",
-         perturb=None) -> optax.GradientTransformationExtraArgs:
+         perturb=None, decomposition: str = "scaled_loss",
+         labels=None) -> optax.GradientTransformationExtraArgs:
   r"""M-SAM: modality-aware sharpness-aware minimisation (SAM on the dominant part).
 
   Nowdeh (Rajoli), Ji, Ma, Afghah, "Modality-Aware SAM: Sharpness-Aware-Minimization
@@ -319,6 +324,21 @@ def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
       ``"accuracy"`` or ``"loss"`` (negative cross-entropy); see `subset_values`.
     task: the labels' task for those values (`subset_values`; e.g. ``"regression"``).
     perturb: which parameters the ascent step moves, as in `sam`.
+    decomposition: what the sharpness step is taken on.
+      ``"scaled_loss"`` (default, the paper's notation read literally): ``L_d = v_d l``, so
+      ``eps`` follows the whole gradient and the update is ``v_d grad(theta + eps) +
+      (1 - v_d) g``. Which modality is dominant does not change this update (only ``v_d``
+      does): swapping the dominant modality at equal ``v_d`` changes it by exactly 0.
+      ``"modality"`` (mmbal's modality-specific form): the ascent step moves only the
+      dominant modality's parameters (leaves labelled ``d`` in ``labels``) and the shared
+      ones, ``eps = rho g_{S_d} / ||g_{S_d}||`` with ``S_d`` those leaves, and the update is
+      mixed as above; so the sharpness that is minimised is that of the dominant modality's
+      encoder (and the fusion head). The ascent direction is the full loss's gradient on
+      those leaves, not a unimodal loss's.
+      The default stays the literal form until the AV-MNIST comparison decides
+      (docs/methods/msam.md).
+    labels: the parameter-label pytree (modality names and ``"shared"``) for
+      ``decomposition="modality"``, e.g. encoder labels where heads are shared.
 
   Extra arguments of ``update``: ``grad_fn`` (required, as in `sam`), and either
   ``shapley_values`` (``{modality: v_m}``) or both ``subset_logits`` (``[2^M, B, C]``) and
@@ -336,6 +356,20 @@ def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
   _check_normalize(normalize)
   if value not in _VALUES:
     raise ValueError(f"value must be one of {_VALUES}, got {value!r}")
+  if decomposition not in ("scaled_loss", "modality"):
+    raise ValueError(f"decomposition must be 'scaled_loss' or 'modality', got {decomposition!r}")
+  if decomposition == "modality":
+    if labels is None:
+      raise ValueError("msam(decomposition='modality') needs labels= (the parameter labels)")
+    unknown = sorted({l for l in jax.tree.leaves(labels) if l != SHARED and l not in names})
+    if unknown:
+      raise ValueError(f"msam: labels name {unknown}, which are neither modalities {names} "
+                       f"nor {SHARED!r}")
+
+  def dominant_leaves(onehot):
+    """1.0 on the dominant modality's and the shared leaves, 0.0 on the others (traced)."""
+    return jax.tree.map(lambda l: jnp.float32(1.0) if l == SHARED else onehot[names.index(l)],
+                        labels)
 
   def init_fn(params):
     del params
@@ -362,12 +396,14 @@ def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
     v = jnp.stack([jax.lax.stop_gradient(jnp.asarray(shapley_values[n], jnp.float32)).reshape(())
                    for n in names])
     dominant, v_d, normalised = _normalised_shapley(v, eps)
-    # grad L_d = v_d * g with v_d > 0: the normalised ascent direction is that of g.
+    onehot = jax.nn.one_hot(dominant, len(names), dtype=jnp.float32)
+    # grad L_d = v_d * g with v_d > 0: the normalised ascent direction is that of g (on the
+    # dominant modality's leaves only, for the modality-specific form).
+    scale = dominant_leaves(onehot) if decomposition == "modality" else None
     perturbed, norm = _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, "msam",
-                                          perturb)
+                                          perturb, scale)
     out = jax.tree.map(lambda gp, g: (v_d.astype(g.dtype) * gp + (1 - v_d).astype(g.dtype) * g),
                        perturbed, updates)
-    onehot = jax.nn.one_hot(dominant, len(names), dtype=jnp.float32)
     new_state = MsamState(optax.safe_increment(state.count), norm, dominant,
                           {n: onehot[i] for i, n in enumerate(names)},
                           {n: normalised[i] for i, n in enumerate(names)}, v_d)
