@@ -33,6 +33,8 @@ def default_config() -> ml_collections.ConfigDict:
       builder_config="",       # builder config name (synthetic_imbalance presets), "" = default
       modalities=("pix", "fou", "mor"),  # which views/modalities to use, in this order
       data_dir="",             # TFDS data dir; "" = ~/tensorflow_datasets
+      manual_dir="",           # hand-downloaded files of a manual builder; "" = TFDS's
+                               # <data_dir>/downloads/manual
       val_fraction=0.15,       # validation split carved (stratified) from train
       in_memory=True,          # read the splits into host memory once (small data sets)
   )

@@ -156,7 +156,8 @@ def load_dataset(c):
   load = functools.partial(
       mmdata.load, c.data.name, data_dir=c.data.data_dir or None,
       config=c.data.builder_config or None, modalities=tuple(c.data.modalities),
-      val_fraction=c.data.val_fraction, seed=c.seed, in_memory=c.data.in_memory)
+      val_fraction=c.data.val_fraction, seed=c.seed, in_memory=c.data.in_memory,
+      **({"manual_dir": c.data.manual_dir} if c.data.manual_dir else {}))
   dataset = load() if jax.process_index() == 0 else None
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("mmbal: data prepared")
