@@ -170,22 +170,3 @@ def test_named_chain_and_checkpoint_resume_is_exact(tmp_path):
   resumed = run(restored["opt_state"], restored["params"], 4)
   jax.tree.map(np.testing.assert_array_equal, resumed, full)
 
-
-def test_trainer_measures_train_and_validation_losses_at_the_same_parameters(tfds_dir, tmp_path):
-  """G-Blending's train losses are measured at the epoch's end with the parameters that give
-  the validation losses (the paper's comparison), not the running mean over the epoch."""
-  from mmbal.train import apply_overrides, load_config  # pylint: disable=import-outside-toplevel
-  from mmbal.train.evaluate import evaluate  # pylint: disable=import-outside-toplevel
-  from mmbal.train.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
-  from mmbal.train.run import build_run  # pylint: disable=import-outside-toplevel
-  config = apply_overrides(load_config("configs/mfeat/gradient_blending.py"), [
-      f"data.data_dir={tfds_dir}", "log.progress=False", "train.batch_size=120",
-      "train.num_steps=20", "train.log_every_steps=10", "model.hidden_dim=16",
-      "model.feature_dim=8", "eval.linear_probe=False"])   # 10 steps per epoch: 2 epochs
-  done = train_and_evaluate(config, tmp_path)
-  blending = find_blending_state(done.state.opt_state)
-  run = build_run(config)
-  train = evaluate(run, done.state.params, "train")
-  names = run.model.names
-  expected = [train["fused"]["loss"]] + [train["unimodal"][m]["loss"] for m in names]
-  np.testing.assert_allclose(np.asarray(blending.train_loss), expected, rtol=1e-5)
