@@ -10,7 +10,7 @@ config (`configs/<data>/<method>.py`), selects on validation and reports on test
 * utilisation u_m = (A_all - A_without_m) / A_all (how much the fused prediction relies
   on m) and the gap u_strong - u_weak (smaller = more balanced).
 
-  PYTHONPATH=. python benchmarks/balance.py                 # ~15 min on 2 CPU cores
+  PYTHONPATH=. python benchmarks/balance.py                 # ~40 min on 2 CPU cores (5 seeds)
   PYTHONPATH=. python benchmarks/balance.py --methods joint ogm_ge --seeds 0
 
 Writes `benchmarks/results/balance.json` and `benchmarks/results/balance.md`.
@@ -84,12 +84,12 @@ def markdown(results, seeds):
 def main():
   from mmbal.methods import REGISTRY
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--methods", nargs="+", default=["joint", "joint_heads"] + [
+  parser.add_argument("--methods", nargs="+", default=["joint", "joint_heads", "joint_late"] + [
       m for m, method in REGISTRY.items() if not method.baseline and method.data is None])
   parser.add_argument("--merge", action="store_true",
                       help="add to (or replace rows of) the existing results instead of starting anew")
   parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-  parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+  parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
   parser.add_argument("--data-dir", default=str(pathlib.Path.home() / "tensorflow_datasets"))
   parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance"))
   parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.num_epochs=2")
@@ -99,15 +99,22 @@ def main():
   results, t0 = {}, time.time()
   if args.merge and out.with_suffix(".json").exists():
     results = json.loads(out.with_suffix(".json").read_text())["results"]
-  for data_key in args.datasets:
+  # Each finished row is saved at once, so an interrupted run resumes where it stopped.
+  partial = out.with_suffix(".partial.json")
+  done = _resume(partial, args)
+  todo = [(d, m) for d in args.datasets for m in args.methods if m not in done.get(d, {})]
+  for d, rows in done.items():
+    results.setdefault(d, {}).update(rows)
+  for i, (data_key, method) in enumerate(todo):
     _, _, strong, weak = DATASETS[data_key]
-    results.setdefault(data_key, {})
-    for method in args.methods:
-      runs = [run_one(data_key, method, seed, args.data_dir, args.overrides) for seed in args.seeds]
-      results[data_key][method] = summarize(runs, strong, weak)
-      s = results[data_key][method]
-      print(f"{data_key:22s} {method:18s} fused {100 * s['fused']['mean']:.1f} "
-            f"gap {100 * s['gap']['mean']:.1f} ({time.time() - t0:.0f}s)", flush=True)
+    runs = [run_one(data_key, method, seed, args.data_dir, args.overrides) for seed in args.seeds]
+    s = results.setdefault(data_key, {})[method] = summarize(runs, strong, weak)
+    done.setdefault(data_key, {})[method] = s
+    _write_atomic(partial, dict(seeds=args.seeds, overrides=args.overrides, results=done))
+    elapsed = time.time() - t0
+    print(f"{data_key:22s} {method:18s} fused {100 * s['fused']['mean']:.1f} "
+          f"gap {100 * s['gap']['mean']:.1f} ({elapsed:.0f}s, {i + 1}/{len(todo)} rows, "
+          f"ETA {elapsed / (i + 1) * (len(todo) - i - 1) / 60:.0f} min)", flush=True)
   order = ["joint", "joint_heads", "joint_late"]   # baselines first, then the methods in registry order
   results = {d: {m: r[m] for m in sorted(r, key=lambda m: (m not in order, order.index(m)
                                                             if m in order else 0))}
@@ -119,6 +126,26 @@ def main():
       dict(results=results, seeds=args.seeds, overrides=args.overrides,
            wall_seconds=time.time() - t0), indent=2))
   out.with_suffix(".md").write_text(table)
+  partial.unlink(missing_ok=True)
+
+
+def _resume(partial: pathlib.Path, args) -> dict:
+  """The rows an interrupted run of the same seeds and overrides finished (else none)."""
+  if not partial.exists():
+    return {}
+  saved = json.loads(partial.read_text())
+  if saved["seeds"] != args.seeds or saved["overrides"] != args.overrides:
+    print(f"{partial}: from a run with other seeds or overrides; starting anew", flush=True)
+    return {}
+  print(f"resuming: {sum(map(len, saved['results'].values()))} rows done in {partial}", flush=True)
+  return saved["results"]
+
+
+def _write_atomic(path: pathlib.Path, data: dict):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(data, indent=2))
+  tmp.replace(path)
 
 
 if __name__ == "__main__":
