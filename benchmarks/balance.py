@@ -12,8 +12,11 @@ config (`configs/<data>/<method>.py`), selects on validation and reports on test
 
   PYTHONPATH=. python benchmarks/balance.py                 # ~40 min on 2 CPU cores (5 seeds)
   PYTHONPATH=. python benchmarks/balance.py --methods joint ogm_ge --seeds 0
+  PYTHONPATH=. python benchmarks/balance.py --docs          # rewrite the method pages' rows
 
-Writes `benchmarks/results/balance.json` and `benchmarks/results/balance.md`.
+Writes `benchmarks/results/balance.json` and `benchmarks/results/balance.md`; `--docs`
+rewrites, from that JSON, every row `| <data set> (<strong> / <weak>) | <method> | ...` of
+the method pages in `docs/methods/`.
 """
 from __future__ import annotations
 
@@ -81,6 +84,29 @@ def markdown(results, seeds):
   return "\n".join(lines)
 
 
+def row_cells(s: dict, strong: str, weak: str) -> list[str]:
+  pm = lambda x: f"{100 * x['mean']:.1f} ± {100 * x['std']:.1f}"
+  return [pm(s["fused"]), pm(s["probe"][strong]), pm(s["probe"][weak]),
+          pm(s["utilisation"][strong]), pm(s["utilisation"][weak]), pm(s["gap"])]
+
+
+def rewrite_docs(results: dict, folder: pathlib.Path = ROOT / "docs" / "methods") -> int:
+  """Rewrites the balance rows of the method pages from `results`; returns rows changed."""
+  changed = 0
+  for page in sorted(folder.glob("*.md")):
+    lines = page.read_text().split("\n")
+    for i, line in enumerate(lines):
+      cells = [c.strip() for c in line.strip().strip("|").split("|")]
+      for data_key, (_, _, strong, weak) in DATASETS.items():
+        if len(cells) == 8 and cells[0] == f"{data_key} ({strong} / {weak})":
+          method = cells[1].strip("*")
+          new = "| " + " | ".join(cells[:2] + row_cells(results[data_key][method], strong, weak)) + " |"
+          changed += new != line
+          lines[i] = new
+    page.write_text("\n".join(lines))
+  return changed
+
+
 def main():
   from mmbal.methods import REGISTRY
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,8 +118,14 @@ def main():
   parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
   parser.add_argument("--data-dir", default=str(pathlib.Path.home() / "tensorflow_datasets"))
   parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "balance"))
+  parser.add_argument("--docs", action="store_true",
+                      help="only rewrite the method pages' rows from the saved results")
   parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.num_epochs=2")
   args = parser.parse_args()
+  if args.docs:
+    saved = json.loads(pathlib.Path(args.out).with_suffix(".json").read_text())["results"]
+    print(f"{rewrite_docs(saved)} rows rewritten in docs/methods/")
+    return
 
   out = pathlib.Path(args.out)
   results, t0 = {}, time.time()
