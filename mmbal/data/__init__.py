@@ -2,6 +2,7 @@
 
 from mmbal.data._image_text import read_embeddings
 from mmbal.data._split import stratified_split
+from mmbal.data.arrays import Arrays
 from mmbal.data.av_mnist import AvMnist
 from mmbal.data.ave import Ave
 from mmbal.data.crema_d import CremaD
@@ -33,6 +34,7 @@ from mmbal.data.upmc_food101 import UpmcFood101
 from mmbal.data.vggsound import VggSound
 
 __all__ = [
+    "Arrays",
     "AvMnist",
     "Ave",
     "CremaD",

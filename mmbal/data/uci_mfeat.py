@@ -72,7 +72,7 @@ class UciMfeat(_builder.ArrayRecordBuilder):
                 for v in VIEWS}
     features["label"] = tfds.features.ClassLabel(num_classes=NUM_CLASSES)
     metadata = tfds.core.MetadataDict(
-        modalities=list(VIEWS), split_seed=SPLIT_SEED, num_test=NUM_TEST,
+        modalities=list(VIEWS), default_modalities=["pix", "fou", "mor"], split_seed=SPLIT_SEED, num_test=NUM_TEST,
         standardisation=data["stats"])
     return tfds.core.DatasetInfo(
         builder=self,

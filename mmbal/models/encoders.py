@@ -63,13 +63,39 @@ class CNNEncoder(nnx.Module):
     return self.out(x.mean(axis=(1, 2)))
 
 
-IMAGE_ENCODERS = ("cnn", "resnet18")
+class FlatCNNEncoder(nnx.Module):
+  """Image or spectrogram ``[B, H, W, C]``: strided 3x3 convs + ReLU, then the flattened map
+  -> Linear. Unlike `CNNEncoder` it keeps where things are (no global pool), which digits
+  and spectrograms need (measured on AV-MNIST, 3 epochs: image 94.8% / audio 90.7% test
+  with a LeNet-style stack vs 46% / 14% with the global pool); strides instead of max
+  pools make it about 4x faster than that LeNet on CPU. The encoder scale of the AV-MNIST
+  papers (MultiBench's LeNets, M-SAM, AGM)."""
+
+  def __init__(self, shape, feature_dim: int, *, widths=(16, 32, 64), rngs: nnx.Rngs):
+    chans = (shape[-1],) + tuple(widths)
+    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), rngs=rngs)
+                           for a, b in zip(chans[:-1], chans[1:])])
+    h, w = shape[0], shape[1]
+    for _ in widths:   # SAME padding, stride 2: ceil(n / 2)
+      h, w = -(-h // 2), -(-w // 2)
+    self.out = nnx.Linear(h * w * chans[-1], feature_dim, rngs=rngs)
+
+  def __call__(self, x):
+    if x.ndim == 5:   # a clip [B, K, H, W, C]: encode each frame, average over frames
+      b, k = x.shape[:2]
+      return self(x.reshape((b * k,) + x.shape[2:])).reshape(b, k, -1).mean(axis=1)
+    for conv in self.convs:
+      x = jax.nn.relu(conv(x))
+    return self.out(x.reshape(x.shape[0], -1))
+
+
+IMAGE_ENCODERS = ("cnn", "cnn_flat", "resnet18")
 
 
 def make_encoder(modality: Modality, feature_dim: int, *, hidden_dim: int = 128,
                  image_encoder: str = "cnn", rngs: nnx.Rngs):
-  """The encoder for a modality's kind; images (spectrograms, frames) get the small CNN or
-  ResNet-18 (`mmbal.models.resnet`), the papers' encoder."""
+  """The encoder for a modality's kind; images (spectrograms, frames) get the small CNN
+  (global pool or flattened) or ResNet-18 (`mmbal.models.resnet`), the encoders of the papers."""
   if image_encoder not in IMAGE_ENCODERS:
     raise ValueError(f"image_encoder must be one of {IMAGE_ENCODERS}, got {image_encoder!r}")
   if modality.kind == "vector":
@@ -79,4 +105,6 @@ def make_encoder(modality: Modality, feature_dim: int, *, hidden_dim: int = 128,
   if image_encoder == "resnet18":
     from mmbal.models.resnet import ResNet18
     return ResNet18(modality.shape[-1], feature_dim, rngs=rngs)
+  if image_encoder == "cnn_flat":
+    return FlatCNNEncoder(modality.shape[-3:], feature_dim, rngs=rngs)
   return CNNEncoder(modality.shape[-1], feature_dim, rngs=rngs)

@@ -5,6 +5,7 @@ import ast
 import difflib
 import importlib.util
 import json
+import os
 import pathlib
 
 import ml_collections
@@ -31,10 +32,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.data = dict(
       name="uci_mfeat",        # a registered TFDS builder: uci_mfeat | synthetic_imbalance
       builder_config="",       # builder config name (synthetic_imbalance presets), "" = default
-      modalities=("pix", "fou", "mor"),  # which views/modalities to use, in this order
+      modalities=(),           # which modalities to use, in this order; () = the data set's
+                               # defaults (uci_mfeat: pix, fou, mor), else all of them
       data_dir="",             # TFDS data dir; "" = ~/tensorflow_datasets
       manual_dir="",           # hand-downloaded files of a manual builder; "" = TFDS's
                                # <data_dir>/downloads/manual
+      path="",                 # name=arrays: your .npz / per-split .npz folder / .mat / CSVs
       val_fraction=0.15,       # validation split carved (stratified) from train
       in_memory=True,          # read the splits into host memory once (small data sets)
   )
@@ -43,7 +46,7 @@ def default_config() -> ml_collections.ConfigDict:
       hidden_dim=128,
       fusion="concat",         # concat | sum | film | gated | attention | late | late_entropy
       unimodal="probe",        # probe | heads | split_head | shared_head (mmbal.models.classifier)
-      image_encoder="cnn",     # cnn | resnet18: the encoder of image-shaped modalities
+      image_encoder="cnn",     # cnn | cnn_flat | resnet18: the encoder of image-shaped modalities
       missing="zero",          # an absent modality: zero | learned (a learned feature vector)
   )
   c.method = dict(
@@ -204,8 +207,12 @@ def check_config(c: ml_collections.ConfigDict):
   need(c.eval.batch_size > 0, "eval.batch_size", "> 0")
   need(c.train.num_epochs > 0 or c.train.num_steps > 0, "train.num_epochs", "> 0 (or train.num_steps > 0)")
   need(0.0 < c.data.val_fraction < 1.0, "data.val_fraction", "in (0, 1)")
-  need(len(c.data.modalities) >= 1, "data.modalities", "at least one modality")
   need(len(set(c.data.modalities)) == len(c.data.modalities), "data.modalities", "unique names")
+  need(c.data.name != "arrays" or bool(c.data.path), "data.path",
+       "the file or folder to read with data.name=arrays (a .npz, a .mat, a folder of "
+       "train/test .npz or of CSVs)")
+  need(not c.data.path or os.path.exists(os.path.expanduser(c.data.path)), "data.path",
+       "an existing file or folder")
   need(c.mesh.model >= 1, "mesh.model", ">= 1")
   need(c.mesh.data == -1 or c.mesh.data >= 1, "mesh.data", "-1 or >= 1")
   need(c.train.regression_loss in ("l1", "mse"), "train.regression_loss", "'l1' or 'mse'")

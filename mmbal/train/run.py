@@ -157,7 +157,8 @@ def load_dataset(c):
       mmdata.load, c.data.name, data_dir=c.data.data_dir or None,
       config=c.data.builder_config or None, modalities=tuple(c.data.modalities),
       val_fraction=c.data.val_fraction, seed=c.seed, in_memory=c.data.in_memory,
-      **({"manual_dir": c.data.manual_dir} if c.data.manual_dir else {}))
+      **({"manual_dir": c.data.manual_dir} if c.data.manual_dir else {}),
+      **({"path": c.data.path} if c.data.path else {}))
   dataset = load() if jax.process_index() == 0 else None
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("mmbal: data prepared")
@@ -174,7 +175,8 @@ def build_run(config, *, devices=None, mesh=None, dataset=None) -> BuiltRun:
   steps_per_epoch = mmdata.steps_per_epoch(dataset.train, c.train.batch_size)
   total_steps = c.train.num_steps or c.train.num_epochs * steps_per_epoch
   task = task_of(spec, c)
-  parts = build_parts(c, {n: spec.modalities[n] for n in c.data.modalities}, spec.num_classes,
+  names = tuple(c.data.modalities) or tuple(spec.modalities)   # () = the data set's defaults
+  parts = build_parts(c, {n: spec.modalities[n] for n in names}, spec.num_classes,
                       task=task, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
   params = jax.device_put(parts.params, shd.param_sharding(mesh, parts.params))
   param_sh = jax.tree.map(lambda x: x.sharding, params)
