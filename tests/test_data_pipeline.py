@@ -75,6 +75,21 @@ def test_modalities_are_selected_in_the_given_order(mfeat, tfds_dir):
   np.testing.assert_array_equal(batch["mor"], mfeat.test.gather([0, 1])["mor"])
 
 
+def test_no_modalities_means_the_data_sets_defaults(tfds_dir):
+  assert list(data.load("uci_mfeat", data_dir=tfds_dir, modalities=()).spec.modalities) == [
+      "pix", "fou", "mor"]   # uci_mfeat's default_modalities; None: every view (above)
+
+
+def test_in_memory_loads_are_reused_only_when_asked(tfds_dir):
+  first = data.load("uci_mfeat", data_dir=tfds_dir, in_memory=True)
+  assert data.load("uci_mfeat", data_dir=tfds_dir, in_memory=True) is not first
+  with data.pipeline.reuse_in_memory_loads():
+    reused = data.load("uci_mfeat", data_dir=tfds_dir, in_memory=True)
+    assert data.load("uci_mfeat", data_dir=tfds_dir, in_memory=True) is reused
+    assert data.load("uci_mfeat", data_dir=tfds_dir, in_memory=True, seed=1) is not reused
+  np.testing.assert_array_equal(reused.train.to_numpy()["pix"], first.train.to_numpy()["pix"])
+
+
 def test_in_memory_matches_records(mfeat, tfds_dir):
   cached = data.load("uci_mfeat", data_dir=tfds_dir, in_memory=True)
   positions = [5, 0, 1349, 7]
@@ -86,7 +101,6 @@ def test_in_memory_matches_records(mfeat, tfds_dir):
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(modalities=["pix", "nope"]), "modalities"),
-    (dict(modalities=[]), "modalities"),
     (dict(modalities="pix"), "modalities"),
     (dict(val_fraction=0.0001), "val_fraction"),
     (dict(val_fraction=0.0), "val_fraction"),

@@ -129,8 +129,10 @@ def _label_task(name: str, label, task: str | None) -> tuple[str, int]:
 
 
 def _select_modalities(available: list[str], requested, default=None) -> list[str]:
-  """The requested modalities, checked; none requested: the builder's defaults, else all."""
-  if requested is None or (not isinstance(requested, str) and not len(requested)):
+  """The requested modalities, checked; None: all; empty: the builder's defaults, else all."""
+  if requested is None:
+    return available
+  if not isinstance(requested, str) and not len(requested):
     return list(default or available)
   if isinstance(requested, str):
     raise ValueError(f"modalities: expected a sequence of names, got the string {requested!r}")
@@ -273,7 +275,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
     name: registered builder name, e.g. `"uci_mfeat"`, `"synthetic_imbalance"`
       (`"synthetic_imbalance/two_modal"` also works) or `"crema_d"` (`BUILDER_NAMES`).
     data_dir: TFDS data directory; missing data is generated there as array_record.
-    modalities: names of the modalities to use, in this order (None or empty: the
+    modalities: names of the modalities to use, in this order (None: all; empty: the
       builder's `info.metadata["default_modalities"]`, else all).
     config: builder config: a preset name, a `tfds.core.BuilderConfig`, or
       None / "" for the default.
