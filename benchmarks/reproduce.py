@@ -297,7 +297,8 @@ def main(argv=None):
   if len(set(args.seeds)) < 2 or args.selection_seed in args.seeds:
     parser.error("--seeds: at least 2 distinct seeds, none equal to --selection-seed")
 
-  _compilation_cache()
+  if not args.quick:
+    _compilation_cache()
   out = pathlib.Path(args.out)
   setup = (f"{pathlib.Path(args.configs).name} ({args.builder_config or 'default data'})"
            + (f", overrides {args.overrides}" if args.overrides else ""))
