@@ -60,10 +60,11 @@ SWEEPS = {
 # Rows that are a registered method's config with overrides.
 VARIANTS = {
     "joint_heads": ("joint", ["model.unimodal=heads"]),       # + unimodal losses (projection methods' start)
+    "joint_split_head": ("joint", ["model.unimodal=split_head"]),   # OGM-GE's and AGM's model
     "joint_late": ("joint", ["model.unimodal=heads", "model.fusion=late"]),   # MNL's own baseline
     "msam_modality": ("msam", ["method.msam.decomposition=modality"]),
 }
-BASELINES = ("joint", "joint_heads", "joint_late")
+BASELINES = ("joint", "joint_heads", "joint_late", "joint_split_head")
 QUICK = dict(methods=["joint", "ogm_ge"], seeds=[0, 1], sweep_values=2,
              overrides=["train.num_steps=1", "train.batch_size=16", "eval.batch_size=16",
                         "model.feature_dim=8", "model.hidden_dim=8", "eval.linear_probe=False"])

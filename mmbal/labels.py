@@ -31,6 +31,10 @@ def param_labels(model: nnx.Module, owners: Mapping[str, nnx.Module | Sequence[n
     params: the params pytree to label (default: ``nnx.state(model, nnx.Param)`` as a
       pure dict, which is what `mmbal.models.split` returns).
   """
+  if not isinstance(model, nnx.Module):
+    raise TypeError(f"param_labels: expected a Flax NNX module, got {type(model).__name__}; for "
+                    f"any other pytree of parameters (Flax linen, equinox, a dict) use "
+                    f"mmbal.labels_from_paths(params, {{'audio': r'audio', ...}})")
   prefixes = {}
   wanted = {id(m): label for label, mods in owners.items()
             for m in (mods if isinstance(mods, (list, tuple)) else [mods])}
@@ -51,6 +55,47 @@ def param_labels(model: nnx.Module, owners: Mapping[str, nnx.Module | Sequence[n
     return default
 
   return jax.tree_util.tree_map_with_path(label, params)
+
+
+def labels_from_paths(params, patterns: Mapping[str, str], default: str = SHARED):
+  """Labels for any pytree of parameters, from regular expressions on the leaves' key paths.
+
+  ``patterns``: ``{label: regex}``; a leaf whose path (``jax.tree_util.keystr``, e.g.
+  ``['params']['audio_encoder']['Dense_0']['kernel']`` for Flax linen or
+  ``.audio.layers[0].weight`` for equinox) matches ``regex`` (`re.search`) gets ``label``;
+  leaves matching none get ``default``. Raises when a pattern matches no leaf or a leaf
+  matches two patterns, naming them. Non-array leaves (equinox's static fields filtered
+  out beforehand, or None) are labelled too; filter them as the optimizer does.
+
+  >>> params = {"audio_enc": {"w": 1.0}, "video_enc": {"w": 2.0}, "head": {"w": 3.0}}
+  >>> labels_from_paths(params, {"audio": "audio_", "video": "video_"})
+  {'audio_enc': {'w': 'audio'}, 'head': {'w': 'shared'}, 'video_enc': {'w': 'video'}}
+  """
+  import re  # pylint: disable=import-outside-toplevel
+  compiled = {}
+  for label, pattern in patterns.items():
+    try:
+      compiled[label] = re.compile(pattern)
+    except re.error as e:
+      raise ValueError(f"labels_from_paths: pattern {pattern!r} of {label!r} is not a valid "
+                       f"regular expression ({e})") from None
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  if not leaves:
+    raise ValueError("labels_from_paths: `params` has no leaves")
+  used, out = set(), []
+  for path, _ in leaves:
+    where = jax.tree_util.keystr(path)
+    hits = [label for label, rx in compiled.items() if rx.search(where)]
+    if len(hits) > 1:
+      raise ValueError(f"labels_from_paths: the leaf {where} matches the patterns of {hits}; "
+                       f"each leaf may belong to one modality")
+    used.update(hits)
+    out.append(hits[0] if hits else default)
+  unused = ", ".join(f"{label} ({patterns[label]!r})" for label in patterns if label not in used)
+  if unused:
+    some = ", ".join(jax.tree_util.keystr(p) for p, _ in leaves[:4])
+    raise ValueError(f"labels_from_paths: no leaf matches {unused}; the paths look like {some}")
+  return jax.tree.unflatten(treedef, out)
 
 
 def label_names(labels) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ import optax
 
 from mmbal.labels import SHARED, label_names
 from mmbal.scores import shapley_matrix
+from mmbal.transforms._checks import check_extra_args, check_labels, check_per_parameter
 from mmbal.tasks import task_loss
 
 # exp() arguments are clamped to this (exp(80) ~ 5.5e34 is finite in float32).
@@ -218,7 +219,9 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
     return OgmGeState(jnp.zeros((), jnp.int32), _ones(names), _zeros(names))
 
   def update_fn(updates, state, params=None, *, confidence=None, key=None, **extra_args):
-    del params, extra_args
+    check_extra_args("ogm_ge", extra_args, dict(confidence=confidence, key=key))
+    check_labels("ogm_ge", labels, updates)
+    check_per_parameter("ogm_ge", updates, params)
     s = _stack(confidence, names, "ogm_ge", "confidence")
     if num == 1:
       rho = jnp.zeros_like(s)
@@ -408,7 +411,8 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
     return AgmState(jnp.zeros((), jnp.int32), _zeros(names), _ones(names))
 
   def update_fn(updates, state, params=None, *, agm_scores=None, **extra_args):
-    del params, extra_args
+    del params
+    check_extra_args("agm", extra_args, dict(agm_scores=agm_scores))
     s = _stack(agm_scores, names, "agm", "agm_scores")
     sbar = _stack(state.running_scores, names, "agm", "running_scores")
     kappa = jnp.exp(jnp.minimum(alpha * jnp.minimum(ratios(sbar) - ratios(s), clip), _MAX_EXP))
@@ -549,7 +553,9 @@ def cggm(labels, *, rho: float = 1.3, eps: float = 1e-8, guard: str = "softmax",
     return CggmState(jnp.zeros((), jnp.int32), _zeros(names), _ones(names))
 
   def update_fn(updates, state, params=None, *, unimodal_accuracy=None, **extra_args):
-    del params, extra_args
+    check_extra_args("cggm", extra_args, dict(unimodal_accuracy=unimodal_accuracy))
+    check_labels("cggm", labels, updates)
+    check_per_parameter("cggm", updates, params)
     acc = _stack(unimodal_accuracy, names, "cggm", "unimodal_accuracy")
     prev = _stack(state.previous_accuracy, names, "cggm", "previous_accuracy")
     b = _cggm_b(acc, prev, eps, guard, max_coefficient, min_total, temperature)

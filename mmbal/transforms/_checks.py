@@ -1,0 +1,69 @@
+"""Trace-time checks shared by the transforms: one error style, naming the transform, the
+argument and what was expected, raised where the mistake is made (not a step later).
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable, Mapping
+
+import jax
+import numpy as np
+
+
+class TransformInputError(ValueError):
+  """A transform got the wrong kind of input; the message names the fix."""
+
+
+def _path(path) -> str:
+  return jax.tree_util.keystr(path) or "<root>"
+
+
+def check_labels(transform: str, labels, updates):
+  """``labels`` has the tree structure of the gradients (one label per parameter leaf)."""
+  try:
+    jax.tree.structure(updates).flatten_up_to(labels)
+  except (ValueError, TypeError) as e:
+    raise TransformInputError(
+        f"{transform}: `labels` must have the structure of the gradients, one label string per "
+        f"parameter leaf (e.g. from mmbal.param_labels or mmbal.labels_from_paths); they differ: "
+        f"{str(e).splitlines()[0]}") from None
+
+
+def check_per_parameter(transform: str, updates, params):
+  """Per-parameter gradients (each leaf shaped like its parameter), not stacked ``[K, ...]``
+  per-objective gradients; checked when the chain passes ``params``."""
+  if params is None:
+    return
+  grads = jax.tree_util.tree_flatten_with_path(updates)[0]
+  try:
+    param_leaves = jax.tree.structure(updates).flatten_up_to(params)
+  except (ValueError, TypeError):
+    return   # a structure mismatch is optax's own error; shapes are what we check here
+  for (path, g), p in zip(grads, param_leaves):
+    g_shape, p_shape = np.shape(g), np.shape(p)
+    if g_shape == p_shape:
+      continue
+    stacked = len(g_shape) == len(p_shape) + 1 and g_shape[1:] == p_shape
+    raise TransformInputError(
+        f"{transform}: expected per-parameter gradients shaped like `params`, but the leaf "
+        f"{_path(path)} has shape {g_shape} for a parameter of shape {p_shape}" +
+        (f": these are stacked per-objective gradients [K={g_shape[0]}, ...] (as "
+         f"mmbal.objective_grads returns). Sum or combine them first (e.g. "
+         f"mmbal.transforms.combine_objectives or pcgrad/mmpareto/balgrad, which take stacked "
+         f"gradients) before {transform}." if stacked else "."))
+
+
+def check_extra_args(transform: str, others: Mapping[str, Any], own: Mapping[str, Any]):
+  """Extra args (``others``: the ones this transform does not take) that look like a
+  misspelling of one of its own (``own``: name -> the value it got, None when missing).
+
+  In an optax chain every transform receives every extra arg, so names meant for other
+  transforms are normal and pass; a name within a typo of one of this transform's own
+  arguments, while that argument is missing, is an error instead of being silently ignored.
+  """
+  missing = [name for name, value in own.items() if value is None]
+  for name in others:
+    close = difflib.get_close_matches(name, missing, n=1, cutoff=0.8)
+    if close:
+      raise TransformInputError(f"{transform}: got the extra argument {name!r}; did you mean "
+                                f"{close[0]!r}? ({transform} takes {sorted(own)})")

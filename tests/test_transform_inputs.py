@@ -1,0 +1,79 @@
+"""Transforms in anyone's code: mistakes raise where they are made, naming the fix."""
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import mmbal
+from mmbal import transforms
+from mmbal.transforms._checks import TransformInputError
+
+PARAMS = {"audio": {"w": jnp.ones((3, 2))}, "video": {"w": jnp.ones((4, 2))},
+          "head": {"b": jnp.zeros((2,))}}
+LABELS = {"audio": {"w": "audio"}, "video": {"w": "video"}, "head": {"b": "shared"}}
+SCORES = dict(confidence={"audio": 2.0, "video": 1.0}, key=jax.random.key(0),
+              unimodal_accuracy={"audio": 0.5, "video": 0.4})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: transforms.ogm_ge(LABELS, alpha=0.8),
+    lambda: transforms.cggm(LABELS),
+])
+def test_stacked_gradients_are_refused_naming_the_fix(make):
+  tx = optax.chain(make(), optax.sgd(0.1))
+  stacked = jax.tree.map(lambda p: jnp.stack([p, p, p]), PARAMS)   # [K=3, ...] per objective
+  with pytest.raises(TransformInputError, match=r"stacked per-objective gradients \[K=3"):
+    tx.update(stacked, tx.init(PARAMS), PARAMS, **SCORES)
+  # Per-parameter gradients pass.
+  updates, _ = tx.update(PARAMS, tx.init(PARAMS), PARAMS, **SCORES)
+  assert jax.tree.structure(updates) == jax.tree.structure(PARAMS)
+
+
+def test_labels_of_another_structure_are_refused():
+  tx = transforms.ogm_ge({"audio": {"w": "audio"}, "video": {"w": "video"}}, alpha=0.8)
+  with pytest.raises(TransformInputError, match="ogm_ge: `labels` must have the structure"):
+    tx.update(PARAMS, tx.init(PARAMS), PARAMS, **SCORES)
+
+
+def test_misspelled_extra_args_are_named_but_other_transforms_args_pass():
+  tx = transforms.ogm_ge(LABELS, alpha=0.8, noise=False)
+  with pytest.raises(TransformInputError, match="'confidance'; did you mean 'confidence'"):
+    tx.update(PARAMS, tx.init(PARAMS), PARAMS, confidance=SCORES["confidence"])
+  cggm = transforms.cggm(LABELS)
+  with pytest.raises(TransformInputError, match="did you mean 'unimodal_accuracy'"):
+    cggm.update(PARAMS, cggm.init(PARAMS), PARAMS, unimodal_acuracy=SCORES["unimodal_accuracy"])
+  # In a chain every transform sees every extra arg: unrelated names are fine.
+  chain = optax.chain(transforms.ogm_ge(LABELS, alpha=0.8), transforms.cggm(LABELS),
+                      optax.sgd(0.1))
+  chain.update(PARAMS, chain.init(PARAMS), PARAMS, **SCORES)
+
+
+def test_labels_from_paths_for_a_linen_style_tree():
+  params = {"params": {"audio_encoder": {"Dense_0": {"kernel": 1.0, "bias": 2.0}},
+                       "video_encoder": {"Dense_0": {"kernel": 3.0}}, "head": {"kernel": 4.0}}}
+  labels = mmbal.labels_from_paths(params, {"audio": r"audio_encoder", "video": r"video_encoder"})
+  assert labels == {"params": {"audio_encoder": {"Dense_0": {"kernel": "audio", "bias": "audio"}},
+                               "video_encoder": {"Dense_0": {"kernel": "video"}},
+                               "head": {"kernel": "shared"}}}
+  with pytest.raises(ValueError, match=r"no leaf matches text \('text_'\)"):
+    mmbal.labels_from_paths(params, {"audio": "audio_", "text": "text_"})
+  with pytest.raises(ValueError, match="matches the patterns of"):
+    mmbal.labels_from_paths(params, {"audio": "encoder", "video": "video"})
+
+
+def test_param_labels_refuses_what_it_cannot_read():
+  with pytest.raises(TypeError, match="use mmbal.labels_from_paths"):
+    mmbal.param_labels({"w": 1.0}, {"audio": []})
+
+
+def test_import_mmbal_attaches_every_subpackage_lazily():
+  code = ("import sys, mmbal; assert 'mmbal.diagnostics' not in sys.modules; "
+          "mmbal.objectives.negative_learning; mmbal.diagnostics; mmbal.models; mmbal.data; "
+          "print('ok')")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "ok"
+  with pytest.raises(AttributeError, match="no attribute 'nope'"):
+    mmbal.nope  # pylint: disable=pointless-statement
