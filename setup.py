@@ -35,5 +35,5 @@ setup(
                     "tensorboard": ["tensorboardX>=2.6"],
                     "vqa": ["easy-vqa==1.0"],
                     "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]},
-    entry_points={"console_scripts": ["mmbal=mmbal.train.cli:main"]},
+    entry_points={"console_scripts": ["mmbal=mmbal.train.cli:console"]},
 )

@@ -1,18 +1,26 @@
-"""mmbal: balanced multimodal learning in JAX."""
-from mmbal import scores, transforms
-from mmbal.grads import ObjectiveGrads, objective_grads, plan_backward_passes
-from mmbal.labels import SHARED, label_names, labels_from_paths, param_labels
-from mmbal.modalities import Modality, as_modalities
+"""mmbal: balanced multimodal learning in JAX.
+
+Everything loads on first use (``mmbal.transforms``, ``mmbal.objective_grads``, ...), so
+``import mmbal`` is instant and every public subpackage is reachable from it.
+"""
+import importlib
 
 __version__ = "0.1.0"
 
-# The other public subpackages load on first use, so `import mmbal` stays fast and
-# `mmbal.objectives.negative_learning` works after a plain `import mmbal`.
-_LAZY = ("data", "diagnostics", "methods", "models", "objectives", "train")
+_SUBPACKAGES = ("data", "diagnostics", "methods", "models", "objectives", "scores", "train",
+                "transforms")
+_ATTRS = {"ObjectiveGrads": "grads", "objective_grads": "grads", "plan_backward_passes": "grads",
+          "SHARED": "labels", "label_names": "labels", "labels_from_paths": "labels",
+          "param_labels": "labels", "Modality": "modalities", "as_modalities": "modalities"}
 
 
 def __getattr__(name):
-  if name in _LAZY:
-    import importlib  # pylint: disable=import-outside-toplevel
+  if name in _SUBPACKAGES:
     return importlib.import_module(f"mmbal.{name}")
+  if name in _ATTRS:
+    return getattr(importlib.import_module(f"mmbal.{_ATTRS[name]}"), name)
   raise AttributeError(f"module 'mmbal' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_SUBPACKAGES) + list(_ATTRS))

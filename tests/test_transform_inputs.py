@@ -77,3 +77,49 @@ def test_import_mmbal_attaches_every_subpackage_lazily():
   assert out.stdout.strip() == "ok"
   with pytest.raises(AttributeError, match="no attribute 'nope'"):
     mmbal.nope  # pylint: disable=pointless-statement
+
+
+# ----------------------------------------------------------------------------- the CLI's surface
+
+
+def test_cli_version_is_instant_and_console_exits_zero(monkeypatch):
+  out = subprocess.run([sys.executable, "-c", "import sys; from mmbal.train import cli; "
+                        "sys.argv = ['mmbal', '--version']; cli.console()"],
+                       capture_output=True, text=True)
+  assert out.returncode == 0 and out.stdout.strip() == f"mmbal {mmbal.__version__}"
+  probe = subprocess.run([sys.executable, "-c", "import sys, mmbal.train.cli; "
+                          "print(sorted(m for m in ('jax', 'tensorflow_datasets') if m in sys.modules))"],
+                         capture_output=True, text=True, check=True)
+  assert probe.stdout.strip() == "[]"   # --help / --version import neither
+  from mmbal.train import cli  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(cli, "main", lambda: {"a report": 1})   # diagnose / eval return dicts
+  assert cli.console() == 0
+  assert "mmbal=mmbal.train.cli:console" in open("setup.py").read()
+
+
+@pytest.mark.parametrize("name, message", [
+    ("mfet", "unknown data set 'mfet'; did you mean 'mfeat'"),
+    ("uci_mfet", "did you mean 'uci_mfeat'"),
+])
+def test_a_wrong_data_name_is_refused_before_anything_loads(name, message, tmp_path):
+  out = subprocess.run([sys.executable, "-c", "import sys; from mmbal.train.cli import console; "
+                        "sys.argv[0] = 'mmbal'; console()", "train", "--workdir", str(tmp_path / "run"), f"data.name={name}"],
+                       capture_output=True, text=True)
+  assert out.returncode == 1 and message in out.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_data_name_aliases_resolve():
+  from mmbal.data import names  # pylint: disable=import-outside-toplevel
+  assert names.check("mfeat") == "uci_mfeat" and names.check("mmbal_crema_d") == "crema_d"
+  assert names.DATA_SETS[names.check("food101")] == "mmbal_upmc_food101"
+
+
+def test_every_builder_is_a_data_name():
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from mmbal import data  # pylint: disable=import-outside-toplevel
+  from mmbal.data import names  # pylint: disable=import-outside-toplevel
+  builders = {getattr(data, n).name for n in data.__all__
+              if isinstance(getattr(data, n), type) and issubclass(getattr(data, n),
+                                                                   tfds.core.DatasetBuilder)}
+  assert builders == set(names.DATA_SETS.values())

@@ -25,28 +25,21 @@ import tensorflow_datasets as tfds
 
 from mmbal.data import _split
 from mmbal.data import frames
+from mmbal.data import names
 # Imported for their side effect: registering the builders with TFDS.
 from mmbal.data import ave  # pylint: disable=unused-import
-from mmbal.data import crema_d
-from mmbal.data import easy_vqa
+from mmbal.data import crema_d  # pylint: disable=unused-import
+from mmbal.data import easy_vqa  # pylint: disable=unused-import
 from mmbal.data import hateful_memes  # pylint: disable=unused-import
 from mmbal.data import iemocap  # pylint: disable=unused-import
 from mmbal.data import mmimdb  # pylint: disable=unused-import
 from mmbal.data import mmsa  # pylint: disable=unused-import
 from mmbal.data import kinetics_sounds  # pylint: disable=unused-import
 from mmbal.data import synthetic_imbalance  # pylint: disable=unused-import
-from mmbal.data import ucf101
-from mmbal.data import upmc_food101
+from mmbal.data import ucf101  # pylint: disable=unused-import
+from mmbal.data import upmc_food101  # pylint: disable=unused-import
 from mmbal.data import uci_mfeat  # pylint: disable=unused-import
 from mmbal.data import vggsound  # pylint: disable=unused-import
-
-# mmbal names of builders registered with TFDS under another name (TFDS's own catalog
-# already has a `crema_d`, a `food101` and a `ucf101`; easy-VQA is `mmbal_easy_vqa` like them).
-BUILDER_NAMES = {"crema_d": crema_d.CremaD.name,
-                 "upmc_food101": upmc_food101.UpmcFood101.name,
-                 "food101": upmc_food101.UpmcFood101.name,
-                 "ucf101": ucf101.Ucf101.name,
-                 "easy_vqa": easy_vqa.EasyVqa.name}
 
 # The batches are produced by a few threads with a short read-ahead (grain's
 # default is 16 threads and 500 elements, which is too much for whole batches).
@@ -273,7 +266,8 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
 
   Args:
     name: registered builder name, e.g. `"uci_mfeat"`, `"synthetic_imbalance"`
-      (`"synthetic_imbalance/two_modal"` also works) or `"crema_d"` (`BUILDER_NAMES`).
+      (`"synthetic_imbalance/two_modal"` also works), `"crema_d"` or an alias such as
+      `"mfeat"` (`mmbal.data.names`).
     data_dir: TFDS data directory; missing data is generated there as array_record.
     modalities: names of the modalities to use, in this order (None: all; empty: the
       builder's `info.metadata["default_modalities"]`, else all).
@@ -304,7 +298,8 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   if config:
     builder_kwargs["config"] = config
   base, slash, rest = name.partition("/")
-  builder = tfds.builder(BUILDER_NAMES.get(base, base) + slash + rest, data_dir=data_dir,
+  base = names.DATA_SETS.get(names.canonical(base), base)
+  builder = tfds.builder(base + slash + rest, data_dir=data_dir,
                          **builder_kwargs)
   builder.download_and_prepare(file_format="array_record")
   spec = spec_from_builder(builder, modalities)

@@ -15,7 +15,9 @@ import sys
 
 
 def _parser():
+  import mmbal  # pylint: disable=import-outside-toplevel  (instant: everything in it is lazy)
   parser = argparse.ArgumentParser(prog="mmbal", description="Balanced multimodal learning in JAX.")
+  parser.add_argument("--version", action="version", version=f"mmbal {mmbal.__version__}")
   sub = parser.add_subparsers(dest="command", required=True)
   train = sub.add_parser("train", help="train, select on validation, report test accuracy",
                          epilog="example: mmbal train --config configs/mfeat/joint.py "
@@ -70,7 +72,15 @@ def _parser():
   return parser
 
 
+def console() -> int:
+  """The ``mmbal`` console script: exit status 0 on success (errors exit non-zero with the
+  message); ``main`` returns the command's result for Python callers."""
+  main()
+  return 0
+
+
 def main(argv=None):
+  """Runs a command; returns its result (the ``diagnose`` / ``eval`` report dict)."""
   args = _parser().parse_args(argv)
   # force: an imported library may have configured the root logger already.
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr,

@@ -208,6 +208,8 @@ def check_config(c: ml_collections.ConfigDict):
   need(c.train.num_epochs > 0 or c.train.num_steps > 0, "train.num_epochs", "> 0 (or train.num_steps > 0)")
   need(0.0 < c.data.val_fraction < 1.0, "data.val_fraction", "in (0, 1)")
   need(len(set(c.data.modalities)) == len(c.data.modalities), "data.modalities", "unique names")
+  from mmbal.data import names  # pylint: disable=import-outside-toplevel
+  names.check(c.data.name)
   need(c.data.name != "arrays" or bool(c.data.path), "data.path",
        "the file or folder to read with data.name=arrays (a .npz, a .mat, a folder of "
        "train/test .npz or of CSVs)")
