@@ -148,7 +148,7 @@ def test_builder_on_a_manual_dir(manual_builder):
 
 
 def test_builder_is_registered_and_aliased(manual_builder):
-  assert pipeline.names.DATA_SETS["easy_vqa"] == "mmbal_easy_vqa"
+  assert pipeline.data_names.DATA_SETS["easy_vqa"] == "mmbal_easy_vqa"
   assert tfds.builder_cls("mmbal_easy_vqa") is ev.EasyVqa
 
 

@@ -102,8 +102,9 @@ def test_cli_version_is_instant_and_console_exits_zero(monkeypatch):
     ("uci_mfet", "did you mean 'uci_mfeat'"),
 ])
 def test_a_wrong_data_name_is_refused_before_anything_loads(name, message, tmp_path):
+  # Overrides before and after an option both count (the later one wins).
   out = subprocess.run([sys.executable, "-c", "import sys; from mmbal.train.cli import console; "
-                        "sys.argv[0] = 'mmbal'; console()", "train", "--workdir", str(tmp_path / "run"), f"data.name={name}"],
+                        "sys.argv[0] = 'mmbal'; console()", "train", "data.name=mfeat", "--workdir", str(tmp_path / "run"), f"data.name={name}"],
                        capture_output=True, text=True)
   assert out.returncode == 1 and message in out.stderr
   assert not (tmp_path / "run").exists()

@@ -25,7 +25,7 @@ import tensorflow_datasets as tfds
 
 from mmbal.data import _split
 from mmbal.data import frames
-from mmbal.data import names
+from mmbal.data import names as data_names
 # Imported for their side effect: registering the builders with TFDS.
 from mmbal.data import ave  # pylint: disable=unused-import
 from mmbal.data import crema_d  # pylint: disable=unused-import
@@ -298,7 +298,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   if config:
     builder_kwargs["config"] = config
   base, slash, rest = name.partition("/")
-  base = names.DATA_SETS.get(names.canonical(base), base)
+  base = data_names.DATA_SETS.get(data_names.canonical(base), base)
   builder = tfds.builder(base + slash + rest, data_dir=data_dir,
                          **builder_kwargs)
   builder.download_and_prepare(file_format="array_record")

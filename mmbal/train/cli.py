@@ -81,7 +81,14 @@ def console() -> int:
 
 def main(argv=None):
   """Runs a command; returns its result (the ``diagnose`` / ``eval`` report dict)."""
-  args = _parser().parse_args(argv)
+  parser = _parser()
+  # Overrides may come before or after the options (argparse alone stops at the first option).
+  args, extra = parser.parse_known_args(argv)
+  late = [e for e in extra if "=" in e and not e.startswith("-")]
+  if len(late) < len(extra) or (late and args.command != "train"):
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+  if late:
+    args.overrides = list(args.overrides) + late
   # force: an imported library may have configured the root logger already.
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr,
                       force=True)
