@@ -124,3 +124,14 @@ def test_every_builder_is_a_data_name():
               if isinstance(getattr(data, n), type) and issubclass(getattr(data, n),
                                                                    tfds.core.DatasetBuilder)}
   assert builders == set(names.DATA_SETS.values())
+
+
+def test_results_table_leaves_out_fused_rows_a_unimodal_run_does_not_have():
+  from mmbal.train.report import format_table  # pylint: disable=import-outside-toplevel
+  split = lambda fused: dict(count=10, fused=dict(accuracy=fused),
+                             unimodal={"a": dict(accuracy=0.5), "b": dict(accuracy=0.25)},
+                             without={"a": dict(accuracy=0.1), "b": dict(accuracy=0.2)})
+  unimodal = format_table(dict(modalities=["a", "b"], validation=split(None), test=split(None)))
+  assert "fused without" not in unimodal and "unimodal a" in unimodal
+  joint = format_table(dict(modalities=["a", "b"], validation=split(0.75), test=split(0.5)))
+  assert "fused without b    20.00   20.00" in joint

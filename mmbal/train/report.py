@@ -16,7 +16,8 @@ def format_table(results: dict) -> str:
   if "probe" in test:
     for name in results["modalities"]:
       rows.append((f"probe {name}", val["probe"][name]["accuracy"], test["probe"][name]["accuracy"]))
-  for name in results["modalities"]:
+  fused_trained = test["fused"]["accuracy"] is not None   # not a `unimodal` run's untrained head
+  for name in results["modalities"] if fused_trained else ():
     rows.append((f"fused without {name}", val["without"][name]["accuracy"],
                  test["without"][name]["accuracy"]))
   width = max(len(r[0]) for r in rows) + 2
@@ -26,6 +27,6 @@ def format_table(results: dict) -> str:
   lines += [f"{name:<{width}} {_pct(v)}  {_pct(t)}" for name, v, t in rows]
   lines.append(f"val n={val['count']}, test n={test['count']}, model selected on validation.")
   lines.append("unimodal: the model's own unimodal outputs; probe: a linear probe fitted on "
-               "frozen encoder features;\nfused without m: the fused prediction with modality m "
-               "zeroed (how much the model relies on m).")
+               "frozen encoder features" + (";\nfused without m: the fused prediction with "
+               "modality m zeroed (how much the model relies on m)." if fused_trained else "."))
   return "\n".join(lines)
