@@ -5,6 +5,7 @@ import ast
 import difflib
 import importlib.util
 import json
+import math
 import os
 import pathlib
 
@@ -162,7 +163,7 @@ def _coerce(name, current, value):
         return int(number)
       if isinstance(current, float):
         return number
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):   # inf or 1e400 for an integer field
       pass
   elif isinstance(current, str) and isinstance(value, str):
     return value
@@ -196,17 +197,18 @@ def check_config(c: ml_collections.ConfigDict):
   def need(ok, field, expected):
     if not ok:
       raise ValueError(f"config field {field!r} must be {expected}, got {_get(c, field)!r}")
+  for field, kind, low, high in NUMERIC_RANGES:
+    _check_number(c, field, kind, low, high)
+  need(isinstance(c.data.modalities, (tuple, list)) and
+       all(isinstance(m, str) for m in c.data.modalities), "data.modalities",
+       "a list of modality names, e.g. data.modalities=pix,fou")
   method = _methods().get(c.method.name)   # "did you mean" for a misspelled name
   method.parse(c.method.get(c.method.name))   # each setting's choices / range
   method.check_model(c.model)
   need(c.method.grad_mode in ("sum", "stacked"), "method.grad_mode", "'sum' or 'stacked'")
   need(c.optimizer.name in ("adamw", "sgd"), "optimizer.name", "'adamw' or 'sgd'")
   need(c.optimizer.schedule in ("cosine", "constant"), "optimizer.schedule", "'cosine' or 'constant'")
-  need(c.optimizer.learning_rate > 0, "optimizer.learning_rate", "> 0")
-  need(c.train.batch_size > 0, "train.batch_size", "> 0")
-  need(c.eval.batch_size > 0, "eval.batch_size", "> 0")
   need(c.train.num_epochs > 0 or c.train.num_steps > 0, "train.num_epochs", "> 0 (or train.num_steps > 0)")
-  need(0.0 < c.data.val_fraction < 1.0, "data.val_fraction", "in (0, 1)")
   need(len(set(c.data.modalities)) == len(c.data.modalities), "data.modalities", "unique names")
   from mmbal.data import names  # pylint: disable=import-outside-toplevel
   names.check(c.data.name)
@@ -218,8 +220,37 @@ def check_config(c: ml_collections.ConfigDict):
   need(c.mesh.model >= 1, "mesh.model", ">= 1")
   need(c.mesh.data == -1 or c.mesh.data >= 1, "mesh.data", "-1 or >= 1")
   need(c.train.regression_loss in ("l1", "mse"), "train.regression_loss", "'l1' or 'mse'")
-  need(0.0 <= c.train.modality_dropout < 1.0, "train.modality_dropout", "in [0, 1)")
   need(c.eval.regression_bins in ("mosi", "sims"), "eval.regression_bins", "'mosi' or 'sims'")
+
+
+# Numeric fields: (field, int | float, low, high); both ends inclusive, None = open. Checked
+# before anything loads or compiles: finite, of the right kind, in range.
+NUMERIC_RANGES = (
+    ("seed", int, 0, 2**32 - 1),
+    ("data.val_fraction", float, 1e-6, 0.9),
+    ("model.feature_dim", int, 1, 1 << 16), ("model.hidden_dim", int, 1, 1 << 16),
+    ("optimizer.learning_rate", float, 1e-12, 10.0), ("optimizer.weight_decay", float, 0.0, 1.0),
+    ("optimizer.momentum", float, 0.0, 0.999), ("optimizer.warmup_steps", int, 0, None),
+    ("optimizer.grad_clip_norm", float, 0.0, None),
+    ("train.batch_size", int, 1, 1 << 20), ("train.num_epochs", int, 0, 1 << 20),
+    ("train.num_steps", int, 0, None), ("train.eval_every_steps", int, 0, None),
+    ("train.log_every_steps", int, 1, None), ("train.checkpoint_every_steps", int, 0, None),
+    ("train.keep_checkpoints", int, 1, None), ("train.stop_after_steps", int, 0, None),
+    ("train.modality_dropout", float, 0.0, 0.99),
+    ("eval.batch_size", int, 1, 1 << 20),
+)
+
+
+def _check_number(c, field, kind, low, high):
+  value = _get(c, field)
+  ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        and (kind is float or float(value).is_integer()))
+  if ok and ((low is not None and value < low) or (high is not None and value > high)):
+    ok = False
+  if not ok:
+    span = f"[{low}, {'inf' if high is None else high}]"
+    raise ValueError(f"config field {field!r} must be {'an integer' if kind is int else 'a number'} "
+                     f"in {span}, got {value!r}")
 
 
 def _get(c, field):

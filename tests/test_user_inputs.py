@@ -1,4 +1,5 @@
-"""Transforms in anyone's code: mistakes raise where they are made, naming the fix."""
+"""What users get wrong, in the transforms, the CLI and the config: each raises where it is made,
+naming the fix."""
 import subprocess
 import sys
 
@@ -135,3 +136,22 @@ def test_results_table_leaves_out_fused_rows_a_unimodal_run_does_not_have():
   assert "fused without" not in unimodal and "unimodal a" in unimodal
   joint = format_table(dict(modalities=["a", "b"], validation=split(0.75), test=split(0.5)))
   assert "fused without b    20.00   20.00" in joint
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optimizer.grad_clip_norm=-1", r"'optimizer.grad_clip_norm' must be a number in \[0.0, inf\]"),
+    ("train.num_steps=-5", r"'train.num_steps' must be an integer in \[0, inf\], got -5"),
+    ("train.log_every_steps=0", "'train.log_every_steps' must be an integer in"),
+    ("train.keep_checkpoints=0", "'train.keep_checkpoints' must be an integer in"),
+    ("train.stop_after_steps=-1", "'train.stop_after_steps'"),
+    ("optimizer.learning_rate=inf", r"'optimizer.learning_rate' must be a number in \[1e-12, 10.0\], got inf"),
+    ("optimizer.momentum=5", "'optimizer.momentum'"),
+    ("seed=1e400", "'seed' expects int"),
+    ("train.batch_size=inf", "'train.batch_size' expects int"),
+    ("data.val_fraction=0.999", "'data.val_fraction' must be a number in"),
+])
+def test_numeric_fields_are_range_checked_before_anything_loads(override, message):
+  from mmbal.train import apply_overrides  # pylint: disable=import-outside-toplevel
+  from mmbal.train.config import check_config, default_config  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match=message):
+    check_config(apply_overrides(default_config(), [override]))
