@@ -1,5 +1,6 @@
 """What users get wrong, in the transforms, the CLI and the config: each raises where it is made,
 naming the fix."""
+import json
 import subprocess
 import sys
 
@@ -155,3 +156,35 @@ def test_numeric_fields_are_range_checked_before_anything_loads(override, messag
   from mmbal.train.config import check_config, default_config  # pylint: disable=import-outside-toplevel
   with pytest.raises(ValueError, match=message):
     check_config(apply_overrides(default_config(), [override]))
+
+
+# ----------------------------------------------------------------------------- the workdir
+
+
+def test_resume_refuses_another_config_and_names_the_fields(tmp_path):
+  from mmbal.train import apply_overrides  # pylint: disable=import-outside-toplevel
+  from mmbal.train.config import default_config  # pylint: disable=import-outside-toplevel
+  from mmbal.train.workdir import check_resume_config  # pylint: disable=import-outside-toplevel
+  first = default_config()
+  (tmp_path / "checkpoints").mkdir()
+  saved = first.to_dict()
+  del saved["data"]["path"]   # a config.json written before the field existed: its default
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  check_resume_config(tmp_path, apply_overrides(default_config(), ["log.progress=False",
+                                                                   "train.stop_after_steps=5"]))
+  changed = apply_overrides(default_config(), ["optimizer.learning_rate=0.01", "seed=3"])
+  with pytest.raises(ValueError, match=r"optimizer.learning_rate: 0.001 -> 0.01; seed: 0 -> 3.*"
+                                       r"train.allow_changed=optimizer.learning_rate,seed"):
+    check_resume_config(tmp_path, changed)
+  check_resume_config(tmp_path, apply_overrides(changed, [
+      "train.allow_changed=optimizer.learning_rate,seed"]))
+
+
+def test_results_and_metrics_are_strict_json_and_a_cut_line_is_dropped(tmp_path):
+  from mmbal.train.logs import MetricsLog, dumps  # pylint: disable=import-outside-toplevel
+  assert json.loads(dumps({"loss": float("nan"), "x": [1.0, float("inf")]})) == {
+      "loss": None, "x": [1.0, None]}
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.5}\n{"step": 3, "lo')
+  MetricsLog(path, resume_step=2)
+  assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [1, 2]

@@ -78,6 +78,7 @@ def default_config() -> ml_collections.ConfigDict:
       stop_after_steps=0,      # > 0: stop early (simulated preemption); resume continues
       regression_loss="l1",    # regression data sets: l1 | mse
       modality_dropout=0.0,    # each example drops each modality with this probability
+      allow_changed=(),        # fields that may differ from the workdir's config on resume
                                # (seeded per step; the model sees it as absent)
   )
   c.eval = dict(

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 
 import jax
 import numpy as np
+
+log = logging.getLogger("mmbal")
 
 
 def summarize(history, names, weights, loss_names=None):
@@ -41,7 +44,15 @@ class MetricsLog:
     if jax.process_index() != 0:
       return
     if path.exists():
-      kept = [l for l in path.read_text().splitlines() if l and json.loads(l)["step"] <= resume_step]
+      kept = []
+      for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+          record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:   # e.g. a last line cut short by a full disk
+          log.warning("%s: line %d is not JSON (a truncated write?); dropped", path, number)
+          continue
+        if record is not None and record.get("step", 0) <= resume_step:
+          kept.append(line)
       path.write_text("".join(l + "\n" for l in kept))
     if tensorboard:
       try:
@@ -56,7 +67,7 @@ class MetricsLog:
     if jax.process_index() != 0:
       return
     with self.path.open("a") as f:
-      f.write(json.dumps(record, default=jsonable) + "\n")
+      f.write(dumps(record) + "\n")
     if self.tensorboard is not None:
       for name, value in _scalars(record, record["split"]):
         self.tensorboard.add_scalar(name, value, record["step"])
@@ -69,6 +80,23 @@ def _scalars(record, prefix):
       yield from _scalars(value, f"{prefix}/{key}")
     elif isinstance(value, (int, float)) and key != "step":
       yield f"{prefix}/{key}", value
+
+
+def dumps(data, **kwargs) -> str:
+  """Strict JSON (what every parser accepts): NaN and inf become null."""
+  return json.dumps(_finite(data), default=jsonable, allow_nan=False, **kwargs)
+
+
+def _finite(x):
+  if isinstance(x, dict):
+    return {k: _finite(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_finite(v) for v in x]
+  if isinstance(x, (np.generic, np.ndarray)):
+    return _finite(x.tolist())
+  if isinstance(x, float) and not np.isfinite(x):
+    return None
+  return x
 
 
 def jsonable(x):

@@ -25,7 +25,8 @@ from mmbal.train.checkpoint import Checkpoints
 from mmbal.train.config import check_config
 from mmbal.train.distributed import PreemptionWatch
 from mmbal.train.evaluate import add_linear_probes, epoch_report, evaluate, selection_score
-from mmbal.train.logs import MetricsLog, jsonable, method_log, summarize
+from mmbal.train.logs import MetricsLog, dumps, method_log, summarize
+from mmbal.train.workdir import check_resume_config
 from mmbal.train.report import format_table
 from mmbal.train.run import BuiltRun, build_run
 from mmbal.train.step import TrainState, epoch_losses, keep_best
@@ -47,6 +48,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   """
   check_config(config)
   workdir = pathlib.Path(workdir)
+  check_resume_config(workdir, config)
   workdir.mkdir(parents=True, exist_ok=True)
   c = config
   mesh = shd.make_mesh(c.mesh.data, c.mesh.model, devices)
@@ -84,7 +86,7 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
     return Run(None, state)
   results = final_results(run, state)
   if jax.process_index() == 0:
-    (workdir / "results.json").write_text(json.dumps(results, indent=2, default=jsonable))
+    (workdir / "results.json").write_text(dumps(results, indent=2))
     print(format_table(results))
   return Run(results, state)
 
