@@ -188,3 +188,13 @@ def test_results_and_metrics_are_strict_json_and_a_cut_line_is_dropped(tmp_path)
   path.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.5}\n{"step": 3, "lo')
   MetricsLog(path, resume_step=2)
   assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [1, 2]
+
+
+def test_state_of_reads_one_transform_when_two_share_a_chain():
+  chain = optax.chain(transforms.ogm_ge(LABELS, alpha=0.8), transforms.cggm(LABELS),
+                      optax.sgd(0.1))
+  _, state = chain.update(PARAMS, chain.init(PARAMS), PARAMS, **SCORES)
+  ogm = transforms.state_of(state, transforms.OgmGeState)
+  cggm = transforms.state_of(state, transforms.CggmState)
+  assert set(ogm.coefficients) == set(cggm.coefficients) == {"audio", "video"}
+  assert float(ogm.coefficients["audio"]) < 1.0 == float(ogm.coefficients["video"])   # audio leads

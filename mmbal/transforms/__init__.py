@@ -17,3 +17,4 @@ from mmbal.transforms.schedule import MilesState, find_miles_state, miles, miles
 from mmbal.transforms.sharpness import (MsamState, SamState, modality_shapley, msam, sam,
                                         subset_values)
 from mmbal.transforms.alternating import OwmState, owm_projection
+from mmbal.transforms._state import state_of

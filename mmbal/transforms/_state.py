@@ -22,6 +22,14 @@ def replace_states(opt_state, state_type, fn: Callable, caller: str):
   return out
 
 
+def state_of(opt_state, state_type):
+  """A transform's state inside any optimizer state, by its type, e.g.
+  ``state_of(opt_state, mmbal.transforms.OgmGeState).coefficients``: unambiguous when
+  several transforms share a chain (``optax.tree_utils.tree_get(state, "coefficients")``
+  raises there, since OGM-GE and CGGM both have the field)."""
+  return find_state(opt_state, state_type, "state_of")
+
+
 def find_state(opt_state, state_type, caller: str):
   """The single ``state_type`` node inside ``opt_state``."""
   found = [n for n in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, state_type))
