@@ -49,7 +49,8 @@ def plan_backward_passes(supports: Sequence[frozenset | None]) -> tuple[tuple[in
 
 def objective_grads(loss_fn: Callable[..., Any], params, *args, objectives: Sequence[str] | None = None,
                     labels=None, supports: Mapping[str, Sequence[str]] | None = None,
-                    has_aux: bool = False, backward: str = "vmap") -> ObjectiveGrads:
+                    has_aux: bool = False, backward: str = "vmap",
+                    check_supports: bool = False) -> ObjectiveGrads:
   """Gradients of K objectives, stacked on a leading axis, from one forward pass.
 
   Args:
@@ -67,6 +68,9 @@ def objective_grads(loss_fn: Callable[..., Any], params, *args, objectives: Sequ
     has_aux: whether ``loss_fn`` returns ``(losses, aux)``.
     backward: ``"vmap"`` (one batched VJP over the cotangents) or ``"unrolled"``
       (one VJP call per backward pass; sometimes compiles faster).
+    check_supports: once, eagerly (not under jit), compare with K full backward passes and
+      raise naming the objective and the leaf where the declared supports are wrong (an
+      objective has gradient on a parameter it was declared not to touch).
 
   Returns:
     `ObjectiveGrads` with ``values[K]``, ``grads`` (leaves ``[K, *param.shape]``), ``aux``.
@@ -77,6 +81,9 @@ def objective_grads(loss_fn: Callable[..., Any], params, *args, objectives: Sequ
     raise ValueError(f"backward must be 'vmap' or 'unrolled', got {backward!r}")
   out, vjp_fn, *aux = jax.vjp(lambda p: loss_fn(p, *args), params, has_aux=has_aux)
   aux = aux[0] if has_aux else None
+  if isinstance(out, (tuple, list)):
+    raise ValueError("loss_fn returned a tuple: pass has_aux=True when it returns "
+                     "(losses, aux), or return the [K] vector of losses alone")
   if out.ndim != 1:
     raise ValueError(f"loss_fn must return a vector of K losses, got shape {out.shape}")
   num = out.shape[0]
@@ -94,6 +101,8 @@ def objective_grads(loss_fn: Callable[..., Any], params, *args, objectives: Sequ
       objective_supports[list(objectives).index(name)] = ALL if labs is ALL else frozenset(labs)
     groups = plan_backward_passes(objective_supports)
 
+  if check_supports and labels is not None:
+    _check_supports(vjp_fn, num, objectives, objective_supports, labels)
   cotangents = np.zeros((len(groups), num), out.dtype)
   group_of = np.zeros(num, np.int32)
   for g, members in enumerate(groups):
@@ -121,3 +130,21 @@ def objective_grads(loss_fn: Callable[..., Any], params, *args, objectives: Sequ
     return jnp.stack([zero if g is None else leaves[g] for g in rows])
 
   return ObjectiveGrads(out, jax.tree.map(split, labels, *passes), aux)
+
+
+def _check_supports(vjp_fn, num, objectives, objective_supports, labels):
+  """Eager: every objective's full gradient is zero outside its declared support."""
+  for k in range(num):
+    (full,) = vjp_fn(jnp.zeros(num).at[k].set(1.0))
+    leaves = jax.tree_util.tree_flatten_with_path(full)[0]
+    for (path, g), label in zip(leaves, jax.tree.leaves(labels)):
+      if isinstance(g, jax.core.Tracer):
+        raise ValueError("objective_grads(check_supports=True) runs eagerly, once: call it "
+                         "outside jax.jit (e.g. on the first batch before training)")
+      support = objective_supports[k]
+      if support is not ALL and label not in support and bool(jnp.any(g != 0)):
+        raise ValueError(
+            f"objective_grads: objective {objectives[k]!r} has gradient on "
+            f"{jax.tree_util.keystr(path)} (labelled {label!r}), outside its declared support "
+            f"{sorted(support)}; its gradient there would be dropped. Fix the labels or pass "
+            f"supports={{{objectives[k]!r}: (..., {label!r})}}")

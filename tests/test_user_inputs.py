@@ -198,3 +198,27 @@ def test_state_of_reads_one_transform_when_two_share_a_chain():
   cggm = transforms.state_of(state, transforms.CggmState)
   assert set(ogm.coefficients) == set(cggm.coefficients) == {"audio", "video"}
   assert float(ogm.coefficients["audio"]) < 1.0 == float(ogm.coefficients["video"])   # audio leads
+
+
+def test_objective_grads_checks_declared_supports_and_tuple_losses():
+  params = {"audio": jnp.array([1.0, 2.0]), "video": jnp.array([3.0]), "head": jnp.array(0.5)}
+  # An ogm_ge label tree: the head is `shared`, so by default the audio objective is
+  # declared to touch only `audio` leaves, but its loss reads the head too.
+  labels = {"audio": "audio", "video": "video", "head": "shared"}
+
+  def losses(p):   # fused, audio, video; the audio loss reads the audio parameters
+    audio = p["head"] * jnp.sum(p["audio"] ** 2)
+    video = p["head"] * jnp.sum(p["video"] ** 2)
+    return jnp.stack([audio + video, audio, video])
+
+  objectives = ("fused", "audio", "video")
+  with pytest.raises(ValueError, match=r"objective 'audio' has gradient on \['head'\] "
+                                       r"\(labelled 'shared'\), outside its declared support"):
+    mmbal.objective_grads(losses, params, objectives=objectives, labels=labels,
+                          check_supports=True)
+  res = mmbal.objective_grads(losses, params, objectives=objectives, labels=labels,
+                              supports={"audio": ("audio", "shared"), "video": ("video", "shared")},
+                              check_supports=True)
+  assert res.grads["audio"].shape == (3, 2)
+  with pytest.raises(ValueError, match="pass has_aux=True"):
+    mmbal.objective_grads(lambda p: (losses(p), None), params)
