@@ -337,13 +337,16 @@ def _compilation_cache():
 
 
 def _resume(path: pathlib.Path, args, setup: str) -> dict:
-  """The runs an interrupted protocol with the same setup finished (else none)."""
+  """The runs an interrupted protocol with the same setup finished; another setup's runs are
+  never overwritten."""
   if path.exists():
     saved = json.loads(path.read_text())
     if saved.get("setup") == setup:
       print(f"resuming: {len(saved['runs'])} runs done in {path}", flush=True)
       return saved
-    print(f"{path}: from another setup ({saved.get('setup')}); starting anew", flush=True)
+    raise SystemExit(f"{path} holds {len(saved['runs'])} runs of another setup "
+                     f"({saved.get('setup')}; this one: {setup}); pass another --out to start "
+                     f"anew (nothing is overwritten)")
   return dict(setup=setup, runs={})
 
 
