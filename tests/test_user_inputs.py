@@ -222,3 +222,11 @@ def test_objective_grads_checks_declared_supports_and_tuple_losses():
   assert res.grads["audio"].shape == (3, 2)
   with pytest.raises(ValueError, match="pass has_aux=True"):
     mmbal.objective_grads(lambda p: (losses(p), None), params)
+
+
+def test_a_diverged_loss_stops_the_run_naming_the_step():
+  from mmbal.train.loop import TrainingDiverged, check_finite_loss  # pylint: disable=import-outside-toplevel
+  check_finite_loss({"loss": {"total": 1.0, "fused": 0.5}}, 20, None)
+  with pytest.raises(TrainingDiverged, match=r"loss \{'total': nan\} at step 40.*checkpoint of "
+                                             r"step 20 is kept.*optimizer.learning_rate"):
+    check_finite_loss({"loss": {"total": float("nan"), "fused": 0.5}}, 40, 20)

@@ -141,6 +141,7 @@ def _train(run: BuiltRun, state, train_iter, checkpoints, metrics_log):
       summary = summarize(jax.device_get(pending), names, method.weights, method.log_names)
       summary.update(step=step, split="train", steps_per_sec=len(pending) / (time.time() - t0))
       metrics_log.write(summary)
+      check_finite_loss(summary, step, checkpoints.latest_step())
       bar.set_postfix(loss=f"{summary['loss']['total']:.3f}")
       pending, t0 = [], time.time()
     val = None
@@ -163,6 +164,24 @@ def _train(run: BuiltRun, state, train_iter, checkpoints, metrics_log):
   checkpoints.close()
   preemption.close()
   return state, step, preempted
+
+
+class TrainingDiverged(ValueError):
+  """The training loss became NaN or infinite."""
+
+
+def check_finite_loss(summary: dict, step: int, last_checkpoint) -> None:
+  """Stops a run whose loss is no longer finite (read at logging steps only: no extra host
+  synchronisation); nothing after the last finite checkpoint is saved."""
+  losses = {k: v for k, v in summary["loss"].items() if isinstance(v, (int, float))}
+  bad = {k: v for k, v in losses.items() if not np.isfinite(v)}
+  if bad:
+    kept = (f"the checkpoint of step {last_checkpoint} is kept" if last_checkpoint is not None
+            else "no checkpoint was saved")
+    raise TrainingDiverged(
+        f"training diverged: loss {bad} at step {step} (logged every train.log_every_steps); "
+        f"{kept}. Lower optimizer.learning_rate, set optimizer.grad_clip_norm, or check the "
+        f"inputs and the method's settings")
 
 
 def _next_batch(run: BuiltRun, train_iter, step: int) -> dict:
