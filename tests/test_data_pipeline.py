@@ -150,6 +150,30 @@ def test_load_rejects_labels_out_of_range(tfds_dir):
     data.load("mmbal_test_bad_labels", data_dir=tfds_dir)
 
 
+class MmbalTestNanInputs(_builder.ArrayRecordBuilder):
+  """A tiny data set with NaN in two test inputs."""
+
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "x": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+        "label": tfds.features.ClassLabel(num_classes=3)}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples(20, ()), "test": self._generate_examples(6, (2, 4))}
+
+  def _generate_examples(self, n, bad):
+    for i in range(n):
+      yield i, {"x": np.full(2, np.nan if i in bad else 1.0, np.float32), "label": i % 3}
+
+
+def test_in_memory_load_refuses_nan_inputs_naming_split_and_modality(tfds_dir):
+  with pytest.raises(ValueError, match=r"mmbal_test_nan_inputs test: modality 'x' has NaN or inf "
+                                       r"values in 2 of 6 examples \(the first: example 2\)"):
+    data.load("mmbal_test_nan_inputs", data_dir=tfds_dir, in_memory=True)
+
+
 # ----------------------------------------------------------------------------- training batches
 
 

@@ -339,6 +339,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   if in_memory:
     for source in splits.values():
       source.load_into_memory()
+      _check_finite(source, builder.name)
     for source in splits.values():
       source.records.release()
   spec = dataclasses.replace(spec, split_sizes={k: len(v) for k, v in splits.items()})
@@ -346,6 +347,21 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   if in_memory and _reused_loads is not None:
     _reused_loads[reuse_key] = loaded
   return loaded
+
+
+def _check_finite(source: Source, data_name: str):
+  """Refuses NaN / inf inputs, naming the split, the modality, how many and the first."""
+  if source._arrays is None:   # pylint: disable=protected-access  (decoded media: checked per batch)
+    return
+  for m in source.modalities:
+    values = source._arrays[m]   # pylint: disable=protected-access
+    if values.dtype.kind != "f":
+      continue
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if bad.any():
+      raise ValueError(f"{data_name} {source.name}: modality {m!r} has NaN or inf values in "
+                       f"{int(bad.sum())} of {len(values)} examples (the first: example "
+                       f"{int(np.flatnonzero(bad)[0])}); clean the data before training")
 
 
 def _checked_labels(records, num_classes: int, split: str,
