@@ -63,6 +63,8 @@ VARIANTS = {
     "joint_split_head": ("joint", ["model.unimodal=split_head"]),   # OGM-GE's and AGM's model
     "joint_late": ("joint", ["model.unimodal=heads", "model.fusion=late"]),   # MNL's own baseline
     "msam_modality": ("msam", ["method.msam.decomposition=modality"]),
+    # The official code's OGM-GE: scaling and GE noise on 4-D (convolution) leaves only.
+    "ogm_ge_conv": ("ogm_ge", ["method.ogm_ge.leaves=conv"]),
 }
 BASELINES = ("joint", "joint_heads", "joint_late", "joint_split_head")
 QUICK = dict(methods=["joint", "ogm_ge"], seeds=[0, 1], sweep_values=2,
@@ -73,8 +75,8 @@ QUICK = dict(methods=["joint", "ogm_ge"], seeds=[0, 1], sweep_values=2,
 def default_methods() -> list[str]:
   from mmbal.methods import REGISTRY
   methods = [m for m, method in REGISTRY.items() if not method.baseline and method.data is None]
-  return list(BASELINES) + methods[:methods.index("msam") + 1] + ["msam_modality"] + \
-      methods[methods.index("msam") + 1:]
+  variants = {"msam": "msam_modality", "ogm_ge": "ogm_ge_conv"}   # each after its method
+  return list(BASELINES) + [row for m in methods for row in (m, variants.get(m)) if row]
 
 
 def sweep_of(method: str, quick: bool) -> tuple[str, str, list]:
