@@ -7,8 +7,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("data", "diagnostics", "methods", "models", "objectives", "scores", "train",
-                "transforms")
+_SUBPACKAGES = ("data", "diagnostics", "grads", "labels", "methods", "modalities", "models",
+                "objectives", "scores", "tasks", "train", "transforms")
 _ATTRS = {"ObjectiveGrads": "grads", "objective_grads": "grads", "plan_backward_passes": "grads",
           "SHARED": "labels", "label_names": "labels", "labels_from_paths": "labels",
           "param_labels": "labels", "Modality": "modalities", "as_modalities": "modalities"}

@@ -24,10 +24,17 @@ def canonical(name: str) -> str:
 
 
 def check(name: str) -> str:
-  """The canonical name, or a ValueError naming the choices and the closest one."""
+  """The canonical name (or, for a TFDS builder of your own, its name), else a ValueError
+  naming the choices and the closest one."""
   base = canonical(name)
   if base in DATA_SETS:
     return base
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  try:
+    tfds.builder_cls(base)   # a builder registered by your code (or TFDS's catalog)
+    return base
+  except Exception:  # pylint: disable=broad-except  (tfds raises several kinds)
+    pass
   close = difflib.get_close_matches(name, list(DATA_SETS) + list(ALIASES), n=1, cutoff=0.6)
   hint = f"did you mean {close[0]!r}? " if close else ""
   raise ValueError(f"config field 'data.name': unknown data set {name!r}; {hint}"

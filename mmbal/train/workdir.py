@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import pathlib
 
-# Fields that may differ when a run resumes: where things are and how much is printed.
+# Fields that may differ when a run resumes: where things are, how much is printed or kept,
+# and how the selected model is evaluated; none changes what is trained.
 FREE_TO_CHANGE = ("log.", "data.data_dir", "data.manual_dir", "train.stop_after_steps",
-                  "train.allow_changed")
+                  "train.allow_changed", "train.checkpoint_every_steps", "train.keep_checkpoints",
+                  "train.log_every_steps", "eval.")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
