@@ -170,42 +170,14 @@ def test_multibench_folder(tmp_path, monkeypatch):
   assert _examples(data["train"])["image"].max() <= 1.0   # 0-255 pixels scaled
 
 
-def test_reproduction_protocol_quick_trains_av_mnist_from_the_manual_dir(fsdd_mnist_dir, tmp_path):
-  """`benchmarks/reproduce.py --quick`: the configs train from the raw files, the sweep is
-  selected on validation, and every seed is compared paired to joint training."""
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  spec = importlib.util.spec_from_file_location("reproduce", "benchmarks/reproduce.py")
-  reproduce = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(reproduce)
-  out = tmp_path / "repro"
-  summary = reproduce.main(["--quick", "--manual-dir", str(fsdd_mnist_dir),
-                            "--data-dir", str(tmp_path / "tfds"), "--out", str(out)])
-  assert set(summary["rows"]) == {"joint", "ogm_ge"} and summary["weak"] in ("image", "audio")
-  ogm = summary["rows"]["ogm_ge"]
-  assert set(ogm["sweep"]) == {"0.3", "0.8"} and ogm["selected"] in ("alpha=0.3", "alpha=0.8")
-  assert len(ogm["values"]["fused"]) == 2 and set(ogm["diff"]) == {"fused", "gap", "probe_image",
-                                                                   "probe_audio"}
-  assert ogm["verdict"] in ("reproduced", "not reproduced", "reversed", "trade-off")
-  runs = json.loads(out.with_suffix(".runs.json").read_text())["runs"]
-  assert len(runs) == 6 and all(set(r["unimodal"]) == {"image", "audio"} for r in runs.values())
-  assert out.with_suffix(".png").stat().st_size > 0 and "| ogm_ge |" in out.with_suffix(".md").read_text()
-  # Resuming runs nothing again (every run is stored).
-  again = reproduce.main(["--quick", "--manual-dir", str(fsdd_mnist_dir),
-                          "--data-dir", str(tmp_path / "tfds"), "--out", str(out)])
-  assert again["rows"]["ogm_ge"]["values"] == ogm["values"]
-
-
-def test_bootstrap_interval_and_verdicts_by_hand():
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  spec = importlib.util.spec_from_file_location("reproduce", "benchmarks/reproduce.py")
-  reproduce = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(reproduce)
-  # Identical differences: every resample has the same mean.
-  assert reproduce.bootstrap_interval([0.02] * 5) == pytest.approx([0.02, 0.02])
-  # Two values 0 and 1 over 2 seeds: resample means are 0, 0.5, 1 with prob 1/4, 1/2, 1/4.
-  low, high = reproduce.bootstrap_interval([0.0, 1.0])
-  assert (low, high) == (0.0, 1.0)
-  assert reproduce.verdict([0.01, 0.03], [-0.01, 0.02]) == "reproduced"
-  assert reproduce.verdict([0.01, 0.03], [-0.03, -0.01]) == "trade-off"
-  assert reproduce.verdict([-0.03, -0.01], [0.0, 0.1]) == "reversed"
-  assert reproduce.verdict([-0.01, 0.03], [0.01, 0.02]) == "not reproduced"
+def test_av_mnist_config_trains_from_the_manual_dir(fsdd_mnist_dir, tmp_path):
+  from mmbal.train import apply_overrides, load_config  # pylint: disable=import-outside-toplevel
+  from mmbal.train.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  config = apply_overrides(load_config("configs/av_mnist/joint.py"), [
+      f"data.data_dir={tmp_path / 'tfds'}", f"data.manual_dir={fsdd_mnist_dir}",
+      "log.progress=False", "train.batch_size=16", "train.num_steps=2", "eval.batch_size=16",
+      "model.feature_dim=8", "model.hidden_dim=8", "eval.linear_probe=False"])
+  run = train_and_evaluate(config, tmp_path / "run")
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert set(results["test"]["unimodal"]) == {"image", "audio"}
+  assert results["test"]["count"] == 30 and int(run.state.step) == 2

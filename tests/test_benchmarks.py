@@ -1,7 +1,17 @@
 """The benchmark scripts run (tiny settings; timing is not asserted, benchmarks measure it)."""
+import importlib.util
 import json
 import subprocess
 import sys
+
+import pytest
+
+
+def _reproduce():
+  spec = importlib.util.spec_from_file_location("reproduce", "benchmarks/reproduce.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def test_step_overhead_runs_and_reports_every_variant(tmp_path):
@@ -42,3 +52,37 @@ def test_vlm_step_runs_and_reports(tmp_path):
   assert set(result["variants"]) == {"ce"} and result["setup"]["visual_tokens"] == 16
   for record in result["variants"].values():
     assert record["ms"] > 0 and record["compile_s"] > 0
+
+
+def test_reproduction_protocol_quick(tfds_dir, tmp_path):
+  """`benchmarks/reproduce.py --quick` (on the synthetic configs: small and fast): the sweep
+  is selected on validation, every seed is compared paired to joint training, and a rerun
+  resumes without training again."""
+  reproduce = _reproduce()
+  out = tmp_path / "repro"
+  argv = ["--quick", "--configs", "configs/synthetic", "--data-dir", tfds_dir, "--out", str(out)]
+  summary = reproduce.main(argv)
+  assert set(summary["rows"]) == {"joint", "ogm_ge"} and summary["weak"] in ("audio", "video")
+  ogm = summary["rows"]["ogm_ge"]
+  assert set(ogm["sweep"]) == {"0.3", "0.8"} and ogm["selected"] in ("alpha=0.3", "alpha=0.8")
+  assert len(ogm["values"]["fused"]) == 2 and set(ogm["diff"]) == {"fused", "gap", "probe_audio",
+                                                                   "probe_video"}
+  assert ogm["verdict"] in ("reproduced", "not reproduced", "reversed", "trade-off")
+  runs = json.loads(out.with_suffix(".runs.json").read_text())["runs"]
+  assert len(runs) == 6 and all(set(r["unimodal"]) == {"audio", "video"} for r in runs.values())
+  assert out.with_suffix(".png").stat().st_size > 0 and "| ogm_ge |" in out.with_suffix(".md").read_text()
+  assert reproduce.main(argv)["rows"]["ogm_ge"]["values"] == ogm["values"]   # nothing re-trained
+  with pytest.raises(SystemExit, match="holds 6 runs of another setup"):   # never overwritten
+    reproduce.main(argv + ["train.num_epochs=2"])
+
+
+def test_bootstrap_interval_and_verdicts_by_hand():
+  reproduce = _reproduce()
+  # Identical differences: every resample has the same mean.
+  assert reproduce.bootstrap_interval([0.02] * 5) == pytest.approx([0.02, 0.02])
+  # Two values 0 and 1: resample means are 0, 0.5, 1 with probability 1/4, 1/2, 1/4.
+  assert reproduce.bootstrap_interval([0.0, 1.0]) == [0.0, 1.0]
+  assert reproduce.verdict([0.01, 0.03], [-0.01, 0.02]) == "reproduced"
+  assert reproduce.verdict([0.01, 0.03], [-0.03, -0.01]) == "trade-off"
+  assert reproduce.verdict([-0.03, -0.01], [0.0, 0.1]) == "reversed"
+  assert reproduce.verdict([-0.01, 0.03], [0.01, 0.02]) == "not reproduced"
