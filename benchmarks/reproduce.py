@@ -250,10 +250,9 @@ def run_protocol(args, done: dict, out: pathlib.Path) -> dict:
   """Runs what `done` lacks, saving after each run; returns the selected value per row."""
   todo = plan(args)
   t0, ran = time.time(), 0
-  selected = {}
   for i, (method, setting, value, seed, purpose) in enumerate(todo):
-    if value == "selected":
-      value = selected[method]
+    if value == "selected":   # the sweep before it in `todo` is finished
+      value = _selected(args, done)[method]
     k = key(method, value, seed)
     if k not in done["runs"]:
       done["runs"][k] = run_one(args, method, setting, value, seed)
@@ -265,10 +264,17 @@ def run_protocol(args, done: dict, out: pathlib.Path) -> dict:
             f"val {100 * done['runs'][k]['val_fused']:.1f} test {100 * done['runs'][k]['fused']:.1f}"
             f"  ({elapsed / 60:.0f} min, ETA {elapsed / ran * (len(todo) - i - 1) / 60:.0f} min)",
             flush=True)
-    if purpose == "sweep" and all(key(method, v, args.selection_seed) in done["runs"]
-                                  for v in sweep_of(method, args.quick)[2]):
-      values = sweep_of(method, args.quick)[2]
-      scores = [done["runs"][key(method, v, args.selection_seed)]["val_fused"] for v in values]
+  return _selected(args, done)
+
+
+def _selected(args, done: dict) -> dict:
+  """The selected value of every row whose sweep is finished."""
+  selected = {}
+  for method in args.methods:
+    _, _, values = sweep_of(method, args.quick)
+    scores = [done["runs"].get(key(method, v, args.selection_seed), {}).get("val_fused")
+              for v in values]
+    if len(values) > 1 and None not in scores:
       selected[method] = values[int(np.argmax(scores))]   # ties: the smaller value
   return selected
 
@@ -287,6 +293,8 @@ def main(argv=None):
   parser.add_argument("--builder-config", default=None,
                       help='e.g. "fsdd_mnist:pca_energy=0.75,snr_db=0"')
   parser.add_argument("--quick", action="store_true", help="smoke test: joint + OGM-GE, 2 seeds, 1 step")
+  parser.add_argument("--report-only", action="store_true",
+                      help="train nothing: report the rows finished so far")
   parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reproduce_av_mnist"))
   parser.add_argument("overrides", nargs="*", help="config overrides for every run")
   args = parser.parse_args(argv)
@@ -306,20 +314,30 @@ def main(argv=None):
   setup = (f"{pathlib.Path(args.configs).name} ({args.builder_config or 'default data'})"
            + (f", overrides {args.overrides}" if args.overrides else ""))
   done = _resume(out.with_suffix(".runs.json"), args, setup)
-  with pipeline.reuse_in_memory_loads():   # one read of the data for every run
-    selected = run_protocol(args, done, out)
+  if args.report_only:   # the rows finished so far (e.g. while the protocol still runs)
+    selected = _selected(args, done)
+  else:
+    with pipeline.reuse_in_memory_loads():   # one read of the data for every run
+      selected = run_protocol(args, done, out)
 
-  rows = {}
+  rows, unfinished = {}, []
   for method in args.methods:
     field, _, values = sweep_of(method, args.quick)
     value = selected.get(method, values[0])
+    if len(values) > 1 and method not in selected or any(
+        key(method, value, s) not in done["runs"] for s in args.seeds):
+      unfinished.append(method)
+      continue
     rows[method] = dict(
         runs={str(s): done["runs"][key(method, value, s)] for s in args.seeds},
         selected=f"{field}={value}" if field else None,
         sweep={str(v): done["runs"][key(method, v, args.selection_seed)]["val_fused"]
                for v in values} if len(values) > 1 else None)
+  if unfinished:
+    print(f"not finished yet, left out: {unfinished}")
   summary = summarize(rows, args.seeds)
-  table = markdown(summary, args.seeds, setup)
+  table = markdown(summary, args.seeds, setup) + (
+      f"\nNot finished yet (the protocol resumes): {', '.join(unfinished)}.\n" if unfinished else "")
   print(table)
   out.parent.mkdir(parents=True, exist_ok=True)
   _write_atomic(out.with_suffix(".json"), dict(setup=setup, seeds=args.seeds,
