@@ -72,6 +72,13 @@ def test_reproduction_protocol_quick(tfds_dir, tmp_path):
   assert len(runs) == 6 and all(set(r["unimodal"]) == {"audio", "video"} for r in runs.values())
   assert out.with_suffix(".png").stat().st_size > 0 and "| ogm_ge |" in out.with_suffix(".md").read_text()
   assert reproduce.main(argv)["rows"]["ogm_ge"]["values"] == ogm["values"]   # nothing re-trained
+  partial = tmp_path / "partial.runs.json"   # a protocol still running: finished rows only
+  runs_file = json.loads(out.with_suffix(".runs.json").read_text())
+  del runs_file["runs"]["ogm_ge|0.3|1"], runs_file["runs"]["ogm_ge|0.8|1"]
+  partial.write_text(json.dumps(runs_file))
+  report = reproduce.main(argv[:-1] + [str(tmp_path / "partial"), "--report-only"])
+  assert set(report["rows"]) == {"joint"}
+  assert "Not finished yet (the protocol resumes): ogm_ge" in (tmp_path / "partial.md").read_text()
   with pytest.raises(SystemExit, match="holds 6 runs of another setup"):   # never overwritten
     reproduce.main(argv + ["train.num_epochs=2"])
 
