@@ -293,6 +293,8 @@ def main(argv=None):
   parser.add_argument("--builder-config", default=None,
                       help='e.g. "fsdd_mnist:pca_energy=0.75,snr_db=0"')
   parser.add_argument("--quick", action="store_true", help="smoke test: joint + OGM-GE, 2 seeds, 1 step")
+  parser.add_argument("--readme", action="store_true",
+                      help="also put the table into README.md (between its reproduce markers)")
   parser.add_argument("--report-only", action="store_true",
                       help="train nothing: report the rows finished so far")
   parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reproduce_av_mnist"))
@@ -344,7 +346,16 @@ def main(argv=None):
                                                selection_seed=args.selection_seed, **summary))
   out.with_suffix(".md").write_text(table)
   figure(summary, out.with_suffix(".png"), setup)
+  if args.readme:
+    _into_readme(table)
   return summary
+
+
+def _into_readme(table: str, path: pathlib.Path = ROOT / "README.md"):
+  start, end = "<!-- reproduce:start -->", "<!-- reproduce:end -->"
+  text = path.read_text()
+  head, rest = text.split(start, 1)
+  path.write_text(f"{head}{start}\n{table}{end}{rest.split(end, 1)[1]}")
 
 
 def _compilation_cache():
