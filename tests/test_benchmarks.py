@@ -74,7 +74,7 @@ def test_reproduction_protocol_quick(tfds_dir, tmp_path):
   assert reproduce.main(argv)["rows"]["ogm_ge"]["values"] == ogm["values"]   # nothing re-trained
   partial = tmp_path / "partial.runs.json"   # a protocol still running: finished rows only
   runs_file = json.loads(out.with_suffix(".runs.json").read_text())
-  del runs_file["runs"]["ogm_ge|0.3|1"], runs_file["runs"]["ogm_ge|0.8|1"]
+  del runs_file["runs"][f"ogm_ge|{ogm['selected'].split('=')[1]}|1"]
   partial.write_text(json.dumps(runs_file))
   report = reproduce.main(argv[:-1] + [str(tmp_path / "partial"), "--report-only"])
   assert set(report["rows"]) == {"joint"}
