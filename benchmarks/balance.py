@@ -30,6 +30,11 @@ import time
 
 import numpy as np
 
+try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.<name>
+  from _results import write_json_atomic
+except ImportError:
+  from benchmarks._results import write_json_atomic
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATASETS = {
     # name: (config dir, overrides, strong modality, weak modality)
@@ -142,7 +147,7 @@ def main():
     runs = [run_one(data_key, method, seed, args.data_dir, args.overrides) for seed in args.seeds]
     s = results.setdefault(data_key, {})[method] = summarize(runs, strong, weak)
     done.setdefault(data_key, {})[method] = s
-    _write_atomic(partial, dict(seeds=args.seeds, overrides=args.overrides, results=done))
+    write_json_atomic(partial, dict(seeds=args.seeds, overrides=args.overrides, results=done))
     elapsed = time.time() - t0
     print(f"{data_key:22s} {method:18s} fused {100 * s['fused']['mean']:.1f} "
           f"gap {100 * s['gap']['mean']:.1f} ({elapsed:.0f}s, {i + 1}/{len(todo)} rows, "
@@ -171,13 +176,6 @@ def _resume(partial: pathlib.Path, args) -> dict:
     return {}
   print(f"resuming: {sum(map(len, saved['results'].values()))} rows done in {partial}", flush=True)
   return saved["results"]
-
-
-def _write_atomic(path: pathlib.Path, data: dict):
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(data, indent=2))
-  tmp.replace(path)
 
 
 if __name__ == "__main__":

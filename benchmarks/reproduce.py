@@ -42,6 +42,11 @@ import time
 
 import numpy as np
 
+try:  # run as a script (benchmarks/ is on sys.path) or imported as benchmarks.<name>
+  from _results import write_json_atomic
+except ImportError:
+  from benchmarks._results import write_json_atomic
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # The main hyperparameter per method and the values swept (the middle one is the default).
@@ -256,7 +261,7 @@ def run_protocol(args, done: dict, out: pathlib.Path) -> dict:
     k = key(method, value, seed)
     if k not in done["runs"]:
       done["runs"][k] = run_one(args, method, setting, value, seed)
-      _write_atomic(out.with_suffix(".runs.json"), done)
+      write_json_atomic(out.with_suffix(".runs.json"), done)
       ran += 1
       elapsed = time.time() - t0
       label = f"{method} {setting.split('.')[-1]}={value}" if setting else method
@@ -342,7 +347,7 @@ def main(argv=None):
       f"\nNot finished yet (the protocol resumes): {', '.join(unfinished)}.\n" if unfinished else "")
   print(table)
   out.parent.mkdir(parents=True, exist_ok=True)
-  _write_atomic(out.with_suffix(".json"), dict(setup=setup, seeds=args.seeds,
+  write_json_atomic(out.with_suffix(".json"), dict(setup=setup, seeds=args.seeds,
                                                selection_seed=args.selection_seed, **summary))
   out.with_suffix(".md").write_text(table)
   figure(summary, out.with_suffix(".png"), setup)
@@ -379,13 +384,6 @@ def _resume(path: pathlib.Path, args, setup: str) -> dict:
                      f"({saved.get('setup')}; this one: {setup}); pass another --out to start "
                      f"anew (nothing is overwritten)")
   return dict(setup=setup, runs={})
-
-
-def _write_atomic(path: pathlib.Path, data: dict):
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(data, indent=2))
-  tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -127,10 +127,12 @@ def test_load_synthetic_config_and_preset(tfds_dir):
       "test"] == 1000
 
 
-class MmbalTestBadLabels(_builder.ArrayRecordBuilder):
-  """A tiny data set with one label of -1, which ClassLabel lets through."""
+class _TinyBuilder(_builder.ArrayRecordBuilder, skip_registration=True):
+  """A tiny data set (`x` [2], 3 classes; 20 train, `NUM_TEST` test examples) whose examples
+  come from `example(split, i)`."""
 
   VERSION = tfds.core.Version("1.0.0")
+  NUM_TEST = 5
 
   def _info(self):
     return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
@@ -138,11 +140,22 @@ class MmbalTestBadLabels(_builder.ArrayRecordBuilder):
         "label": tfds.features.ClassLabel(num_classes=3)}))
 
   def _split_generators(self, dl_manager):
-    return {"train": self._generate_examples(20), "test": self._generate_examples(5)}
+    return {"train": self._generate_examples("train", 20),
+            "test": self._generate_examples("test", self.NUM_TEST)}
 
-  def _generate_examples(self, n):
+  def _generate_examples(self, split, n):
     for i in range(n):
-      yield i, {"x": np.zeros(2, np.float32), "label": -1 if i == 3 else i % 3}
+      yield i, self.example(split, i)
+
+  def example(self, split, i):
+    raise NotImplementedError
+
+
+class MmbalTestBadLabels(_TinyBuilder):
+  """One train and one test label of -1, which ClassLabel lets through."""
+
+  def example(self, split, i):
+    return {"x": np.zeros(2, np.float32), "label": -1 if i == 3 else i % 3}
 
 
 def test_load_rejects_labels_out_of_range(tfds_dir):
@@ -150,22 +163,14 @@ def test_load_rejects_labels_out_of_range(tfds_dir):
     data.load("mmbal_test_bad_labels", data_dir=tfds_dir)
 
 
-class MmbalTestNanInputs(_builder.ArrayRecordBuilder):
-  """A tiny data set with NaN in two test inputs."""
+class MmbalTestNanInputs(_TinyBuilder):
+  """NaN in two test inputs."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  NUM_TEST = 6
 
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "x": tfds.features.Tensor(shape=(2,), dtype=np.float32),
-        "label": tfds.features.ClassLabel(num_classes=3)}))
-
-  def _split_generators(self, dl_manager):
-    return {"train": self._generate_examples(20, ()), "test": self._generate_examples(6, (2, 4))}
-
-  def _generate_examples(self, n, bad):
-    for i in range(n):
-      yield i, {"x": np.full(2, np.nan if i in bad else 1.0, np.float32), "label": i % 3}
+  def example(self, split, i):
+    bad = split == "test" and i in (2, 4)
+    return {"x": np.full(2, np.nan if bad else 1.0, np.float32), "label": i % 3}
 
 
 def test_in_memory_load_refuses_nan_inputs_naming_split_and_modality(tfds_dir):

@@ -44,6 +44,12 @@ class ConvSequenceEncoder(nnx.Module):
     return self.out(x.mean(axis=1))
 
 
+def _frames_averaged(encoder, clip):
+  """A clip ``[B, K, H, W, C]``: each frame encoded, averaged over the K frames."""
+  b, k = clip.shape[:2]
+  return encoder(clip.reshape((b * k,) + clip.shape[2:])).reshape(b, k, -1).mean(axis=1)
+
+
 class CNNEncoder(nnx.Module):
   """Image or spectrogram ``[B, H, W, C]``: strided 3x3 convs + GroupNorm, global pool."""
 
@@ -55,9 +61,8 @@ class CNNEncoder(nnx.Module):
     self.out = nnx.Linear(chans[-1], feature_dim, rngs=rngs)
 
   def __call__(self, x):
-    if x.ndim == 5:   # a clip [B, K, H, W, C]: encode each frame, average over frames
-      b, k = x.shape[:2]
-      return self(x.reshape((b * k,) + x.shape[2:])).reshape(b, k, -1).mean(axis=1)
+    if x.ndim == 5:
+      return _frames_averaged(self, x)
     for conv, norm in zip(self.convs, self.norms):
       x = jax.nn.gelu(norm(conv(x)))
     return self.out(x.mean(axis=(1, 2)))
@@ -81,9 +86,8 @@ class FlatCNNEncoder(nnx.Module):
     self.out = nnx.Linear(h * w * chans[-1], feature_dim, rngs=rngs)
 
   def __call__(self, x):
-    if x.ndim == 5:   # a clip [B, K, H, W, C]: encode each frame, average over frames
-      b, k = x.shape[:2]
-      return self(x.reshape((b * k,) + x.shape[2:])).reshape(b, k, -1).mean(axis=1)
+    if x.ndim == 5:
+      return _frames_averaged(self, x)
     for conv in self.convs:
       x = jax.nn.relu(conv(x))
     return self.out(x.reshape(x.shape[0], -1))
