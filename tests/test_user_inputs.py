@@ -158,38 +158,6 @@ def test_numeric_fields_are_range_checked_before_anything_loads(override, messag
     check_config(apply_overrides(default_config(), [override]))
 
 
-# ----------------------------------------------------------------------------- the workdir
-
-
-def test_resume_refuses_another_config_and_names_the_fields(tmp_path):
-  from mmbal.train import apply_overrides  # pylint: disable=import-outside-toplevel
-  from mmbal.train.config import default_config  # pylint: disable=import-outside-toplevel
-  from mmbal.train.workdir import check_resume_config  # pylint: disable=import-outside-toplevel
-  first = default_config()
-  (tmp_path / "checkpoints").mkdir()
-  saved = first.to_dict()
-  del saved["data"]["path"]   # a config.json written before the field existed: its default
-  (tmp_path / "config.json").write_text(json.dumps(saved))
-  check_resume_config(tmp_path, apply_overrides(default_config(), ["log.progress=False",
-                                                                   "train.stop_after_steps=5"]))
-  changed = apply_overrides(default_config(), ["optimizer.learning_rate=0.01", "seed=3"])
-  with pytest.raises(ValueError, match=r"optimizer.learning_rate: 0.001 -> 0.01; seed: 0 -> 3.*"
-                                       r"train.allow_changed=optimizer.learning_rate,seed"):
-    check_resume_config(tmp_path, changed)
-  check_resume_config(tmp_path, apply_overrides(changed, [
-      "train.allow_changed=optimizer.learning_rate,seed"]))
-
-
-def test_results_and_metrics_are_strict_json_and_a_cut_line_is_dropped(tmp_path):
-  from mmbal.train.logs import MetricsLog, dumps  # pylint: disable=import-outside-toplevel
-  assert json.loads(dumps({"loss": float("nan"), "x": [1.0, float("inf")]})) == {
-      "loss": None, "x": [1.0, None]}
-  path = tmp_path / "metrics.jsonl"
-  path.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.5}\n{"step": 3, "lo')
-  MetricsLog(path, resume_step=2)
-  assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [1, 2]
-
-
 def test_state_of_reads_one_transform_when_two_share_a_chain():
   chain = optax.chain(transforms.ogm_ge(LABELS, alpha=0.8), transforms.cggm(LABELS),
                       optax.sgd(0.1))
@@ -224,9 +192,3 @@ def test_objective_grads_checks_declared_supports_and_tuple_losses():
     mmbal.objective_grads(lambda p: (losses(p), None), params)
 
 
-def test_a_diverged_loss_stops_the_run_naming_the_step():
-  from mmbal.train.loop import TrainingDiverged, check_finite_loss  # pylint: disable=import-outside-toplevel
-  check_finite_loss({"loss": {"total": 1.0, "fused": 0.5}}, 20, None)
-  with pytest.raises(TrainingDiverged, match=r"loss \{'total': nan\} at step 40.*checkpoint of "
-                                             r"step 20 is kept.*optimizer.learning_rate"):
-    check_finite_loss({"loss": {"total": float("nan"), "fused": 0.5}}, 40, 20)

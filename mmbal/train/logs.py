@@ -54,6 +54,10 @@ class MetricsLog:
         if record is not None and record.get("step", 0) <= resume_step:
           kept.append(line)
       path.write_text("".join(l + "\n" for l in kept))
+    elif resume_step:
+      log.warning("%s is missing: the metrics of steps 1-%d are lost (checkpoints hold the "
+                  "state, not the history); logging continues from step %d", path,
+                  resume_step, resume_step + 1)
     if tensorboard:
       try:
         import tensorboardX  # optional: pip install "mmbal[tensorboard]"

@@ -26,7 +26,7 @@ from mmbal.train.config import check_config
 from mmbal.train.distributed import PreemptionWatch
 from mmbal.train.evaluate import add_linear_probes, epoch_report, evaluate, selection_score
 from mmbal.train.logs import MetricsLog, dumps, method_log, summarize
-from mmbal.train.workdir import check_resume_config
+from mmbal.train.workdir import check_resume_config, exclusive
 from mmbal.train.report import format_table
 from mmbal.train.run import BuiltRun, build_run
 from mmbal.train.step import TrainState, epoch_losses, keep_best
@@ -49,8 +49,16 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   check_config(config)
   workdir = pathlib.Path(workdir)
   check_resume_config(workdir, config)
-  workdir.mkdir(parents=True, exist_ok=True)
-  c = config
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as err:
+    raise ValueError(f"--workdir {workdir} cannot be created ({err.strerror})") from None
+  with exclusive(workdir, primary=jax.process_index() == 0):
+    check_resume_config(workdir, config)   # again: another trainer may have just finished
+    return _train_and_evaluate(config, workdir, devices)
+
+
+def _train_and_evaluate(c, workdir: pathlib.Path, devices) -> Run:
   mesh = shd.make_mesh(c.mesh.data, c.mesh.model, devices)
   for field, size in (("train.batch_size", c.train.batch_size), ("eval.batch_size", c.eval.batch_size)):
     if size % mesh.shape["data"] or size % jax.process_count():
@@ -59,7 +67,8 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   run = build_run(c, mesh=mesh)   # validates the data against the config before compiling
 
   train_iter = mmdata.train_iterator(run.dataset.train, c.train.batch_size, seed=c.seed)
-  checkpoints = Checkpoints(workdir / "checkpoints", keep=c.train.keep_checkpoints)
+  checkpoints = Checkpoints(workdir / "checkpoints", keep=c.train.keep_checkpoints,
+                            damaged_dir=workdir / "checkpoints-damaged")
   state = run.state
   if checkpoints.latest_step() is not None:
     state = checkpoints.restore(state, train_iter)

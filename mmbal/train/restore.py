@@ -12,7 +12,7 @@ import pathlib
 from typing import Any, NamedTuple
 
 from mmbal.train import sharding as shd
-from mmbal.train.checkpoint import Checkpoints
+from mmbal.train.checkpoint import CheckpointDamaged, Checkpoints
 from mmbal.train.config import check_config, load_config
 from mmbal.train.run import build_run
 
@@ -65,16 +65,16 @@ def restore_run(workdir, *, devices=None) -> RestoredRun:
 
 
 def _restore_latest(checkpoints, template, attempts: int = 3):
-  """A running trainer may delete an old checkpoint while we read it: retry on the newest."""
+  """The newest intact checkpoint (`Checkpoints.restore` skips damaged ones); a running
+  trainer may delete an old checkpoint while we read it: then retry on the newest."""
   for attempt in range(attempts):
     if attempt:
       checkpoints.manager.reload()
-    step = checkpoints.latest_step()
-    if step is None:
+    if checkpoints.latest_step() is None:
       break
     try:   # parameters only: the data position is not needed (and is per process count)
-      return checkpoints.restore(template, step=step)
-    except (FileNotFoundError, ValueError):
+      return checkpoints.restore(template)
+    except CheckpointDamaged:
       if attempt == attempts - 1:
         raise
   raise ValueError("no checkpoint could be restored")

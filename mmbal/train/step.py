@@ -180,7 +180,9 @@ def make_eval_step(apply_fn, names: tuple[str, ...], task: str = "classification
 
 
 def keep_best(state: TrainState, score) -> TrainState:
-  """Replaces ``best_params`` when ``score`` beats ``best_score`` (on device, no host sync)."""
-  better = score > state.best_score
+  """Replaces ``best_params`` when ``score`` beats ``best_score`` and the params are finite
+  (on device, no host sync): a diverged model is never selected."""
+  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)]))
+  better = (score > state.best_score) & finite
   best = jax.tree.map(lambda new, old: jnp.where(better, new, old), state.params, state.best_params)
-  return state.replace(best_params=best, best_score=jnp.maximum(score, state.best_score))
+  return state.replace(best_params=best, best_score=jnp.where(better, score, state.best_score))

@@ -1,8 +1,14 @@
-"""A workdir's contract: the config it was started with is the config it resumes with."""
+"""A workdir's contract: the config it was started with is the config it resumes with, and
+one trainer at a time writes to it."""
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import json
+import os
 import pathlib
+import socket
 
 # Fields that may differ when a run resumes: where things are, how much is printed or kept,
 # and how the selected model is evaluated; none changes what is trained.
@@ -47,3 +53,31 @@ def check_resume_config(workdir: pathlib.Path, config) -> None:
         f"--workdir {workdir} holds a run trained with another config ({listed}). Resuming "
         f"would mix the two. Use a new --workdir, or, to continue anyway, pass "
         f"train.allow_changed={','.join(changes)}")
+
+
+@contextlib.contextmanager
+def exclusive(workdir: pathlib.Path, primary: bool = True):
+  """Holds an exclusive lock on ``workdir`` (``workdir/.lock``, released when the process
+  ends, even if it is killed); a second trainer on the same workdir is refused, naming the
+  holder. Only the ``primary`` process (process 0) locks."""
+  if not primary:
+    yield
+    return
+  path = workdir / ".lock"
+  try:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  except OSError as err:
+    raise ValueError(f"--workdir {workdir} is not writable ({err.strerror})") from None
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = path.read_text().strip() or "another process"
+      raise ValueError(f"--workdir {workdir} is in use by another trainer ({holder}); wait "
+                       f"for it to finish, or use another --workdir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, (f"pid {os.getpid()} on {socket.gethostname()}, since "
+                  f"{datetime.datetime.now().isoformat(timespec='seconds')}").encode())
+    yield
+  finally:
+    os.close(fd)   # releases the lock

@@ -370,7 +370,9 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
 
   A modality whose loss relative to the mean, ``s_m - mean_k s_k``, is above its running
   level (weaker than usual compared with the others) gets ``kappa > 1``. ``sbar`` starts at 0 (so ``rbar = 1`` at the first step)
-  and is updated after the coefficients, as in the official code.
+  and is updated after the coefficients, as in the official code. A step with a
+  non-finite score uses ``kappa = 1`` and leaves ``sbar`` and the count unchanged (one NaN
+  would otherwise poison the running mean for the rest of the run).
 
   Args:
     modalities: modality names, in the order of the stacked axis.
@@ -416,7 +418,8 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
     s = _stack(agm_scores, names, "agm", "agm_scores")
     sbar = _stack(state.running_scores, names, "agm", "running_scores")
     kappa = jnp.exp(jnp.minimum(alpha * jnp.minimum(ratios(sbar) - ratios(s), clip), _MAX_EXP))
-    kappa = jnp.where(_in_window(state.count, start_step, end_step), kappa, 1.0)
+    finite = jnp.all(jnp.isfinite(s))   # a non-finite score is skipped, never averaged in
+    kappa = jnp.where(_in_window(state.count, start_step, end_step) & finite, kappa, 1.0)
 
     def combine(g):
       if g.ndim == 0 or g.shape[0] != num:
@@ -426,9 +429,10 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
     weight = 1.0 / (state.count.astype(jnp.float32) + 1.0)
     if momentum is not None:
       weight = jnp.maximum(weight, 1.0 - momentum)
-    sbar = sbar + weight * (s - sbar)
+    sbar = jnp.where(finite, sbar + weight * (s - sbar), sbar)
     return (jax.tree.map(combine, updates),
-            AgmState(state.count + 1, _by_name(names, sbar), _by_name(names, kappa)))
+            AgmState(state.count + finite.astype(state.count.dtype), _by_name(names, sbar),
+                     _by_name(names, kappa)))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

@@ -221,7 +221,8 @@ def pcgrad(*, reduction: str = "sum", order: str = "random", labels=None, projec
       orders = jax.vmap(lambda kk: jax.random.permutation(kk, k))(keys)
     else:
       orders = jnp.broadcast_to(jnp.arange(k), (k, k))
-    coefs = pcgrad_coefficients(gram, orders)
+    finite = jnp.all(jnp.isfinite(gram))   # a non-finite gradient is reduced, never projected:
+    coefs = jnp.where(finite, pcgrad_coefficients(gram, orders), jnp.eye(k))   # no spreading
     w = jnp.ones((k,), jnp.float32) if reduction == "sum" else jnp.full((k,), 1.0 / k, jnp.float32)
     coef = w @ coefs
 
@@ -232,7 +233,12 @@ def pcgrad(*, reduction: str = "sum", order: str = "random", labels=None, projec
 
     off = ~jnp.eye(k, dtype=bool)
     conflict = jnp.sum((gram < 0) & off) / max(k * (k - 1), 1)
-    return out, PCGradState(state.count + 1, conflict.astype(jnp.float32), _cosines(gram))
+    if state.cosines.shape == (k, k):   # the last finite step's statistics are kept
+      conflict = jnp.where(finite, conflict, state.conflict_fraction)
+      cosines = jnp.where(finite, _cosines(gram), state.cosines)
+    else:
+      cosines = _cosines(gram)
+    return out, PCGradState(state.count + 1, conflict.astype(jnp.float32), cosines)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
