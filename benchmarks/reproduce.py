@@ -84,6 +84,23 @@ def default_methods() -> list[str]:
   return list(BASELINES) + [row for m in methods for row in (m, variants.get(m)) if row]
 
 
+# A row's own baseline: joint training of the same model (fusion, unimodal branch) without
+# the method, so a gain is credited to the method, not to the losses or fusion it trains with.
+BASELINE_OF_MODEL = {("concat", "probe"): "joint", ("concat", "heads"): "joint_heads",
+                     ("late", "heads"): "joint_late", ("concat", "split_head"): "joint_split_head"}
+
+
+def own_baseline(args, method: str) -> str | None:
+  """The baseline row that trains the same model as ``method`` (None: no such row)."""
+  from mmbal.train import apply_overrides, load_config
+  if method in BASELINES:
+    return None
+  base, overrides = VARIANTS.get(method, (method, []))
+  model = apply_overrides(load_config(str(pathlib.Path(args.configs) / f"{base}.py")),
+                          overrides).model
+  return BASELINE_OF_MODEL.get((model.fusion, model.unimodal))
+
+
 def sweep_of(method: str, quick: bool) -> tuple[str, str, list]:
   """(the field overridden, its config path, the values) of a row's sweep; one None value
   when the row has nothing to sweep."""
@@ -153,8 +170,9 @@ def measures(runs: list[dict], modalities, weak: str) -> dict[str, list[float]]:
               **{f"probe_{m}": [yardstick(r, m) for r in runs] for m in modalities})
 
 
-def summarize(rows: dict, seeds: list[int]) -> dict:
-  """Per row: mean ± std of each measure, and the paired differences to joint training."""
+def summarize(rows: dict, seeds: list[int], baselines: dict | None = None) -> dict:
+  """Per row: mean ± std of each measure, and the paired differences to joint training
+  and (``baselines``: row -> its own baseline row) to its own baseline."""
   runs_of = lambda row: [row["runs"][str(s)] for s in seeds]
   joint = runs_of(rows["joint"])
   modalities = list(joint[0]["unimodal"])
@@ -172,6 +190,17 @@ def summarize(rows: dict, seeds: list[int]) -> dict:
                          for k, d in diffs.items()}
       summary["verdict"] = verdict(summary["diff"][f"probe_{weak}"]["ci"],
                                    summary["diff"]["fused"]["ci"])
+    own = (baselines or {}).get(name)
+    if own is not None and own != "joint" and own in rows:
+      base = measures(runs_of(rows[own]), modalities, weak)
+      diffs = {k: np.subtract(values[k], base[k]) for k in ("fused", f"probe_{weak}")}
+      summary["baseline"] = own
+      summary["diff_baseline"] = {k: dict(mean=float(np.mean(d)), ci=bootstrap_interval(d))
+                                  for k, d in diffs.items()}
+      summary["verdict_baseline"] = verdict(summary["diff_baseline"][f"probe_{weak}"]["ci"],
+                                            summary["diff_baseline"]["fused"]["ci"])
+    elif own == "joint":
+      summary["baseline"] = "joint"
     out["rows"][name] = summary
   return out
 
@@ -184,11 +213,13 @@ def markdown(summary: dict, seeds, setup: str) -> str:
   pct = lambda x: f"{100 * x:.1f}"
   ci = lambda d: f"{100 * d['mean']:+.1f} [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
   lines = [f"{setup}; test accuracy (%), mean ± std over seeds {seeds}; weak modality: {weak}. "
-           "Δ: paired difference to joint training (same seeds) with its 95% bootstrap interval.",
+           "Δ: paired difference to joint training (same seeds) with its 95% bootstrap interval; "
+           "vs own baseline: the same against joint training of the method's own model "
+           "(same fusion and unimodal heads, no method).",
            "",
            f"| method | selected | fused | probe {' | probe '.join(strong)} | probe {weak} | gap "
-           f"| Δ fused | Δ probe {weak} | claim |",
-           "|---|---|---|" + "---|" * len(strong) + "---|---|---|---|---|"]
+           f"| Δ fused | Δ probe {weak} | claim | vs own baseline: Δ fused, Δ probe {weak} |",
+           "|---|---|---|" + "---|" * len(strong) + "---|---|---|---|---|---|"]
   for name, row in summary["rows"].items():
     m, s = row["mean"], row["std"]
     cells = [f"{pct(m[k])} ± {pct(s[k])}" for k in ["fused"] + [f"probe_{x}" for x in strong] +
@@ -196,9 +227,19 @@ def markdown(summary: dict, seeds, setup: str) -> str:
     diff = row.get("diff")
     lines.append(f"| {name} | {row['selected'] if row['selected'] is not None else '–'} | "
                  + " | ".join(cells) + " | "
-                 + (f"{ci(diff['fused'])} | {ci(diff[f'probe_{weak}'])} | {row['verdict']} |"
-                    if diff else "(reference) | | |"))
+                 + (f"{ci(diff['fused'])} | {ci(diff[f'probe_{weak}'])} | {row['verdict']} | "
+                    if diff else "(reference) | | | ")
+                 + _versus_own(row, weak) + " |")
   return "\n".join(lines) + "\n"
+
+
+def _versus_own(row: dict, weak: str) -> str:
+  ci = lambda d: f"{100 * d['mean']:+.1f} [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]"
+  own = row.get("diff_baseline")
+  if own is None:
+    return "= joint" if row.get("baseline") == "joint" else "–"
+  return (f"{row['baseline']}: {ci(own['fused'])}, {ci(own[f'probe_{weak}'])} "
+          f"({row['verdict_baseline']})")
 
 
 def figure(summary: dict, path: pathlib.Path, setup: str):
@@ -342,7 +383,7 @@ def main(argv=None):
                for v in values} if len(values) > 1 else None)
   if unfinished:
     print(f"not finished yet, left out: {unfinished}")
-  summary = summarize(rows, args.seeds)
+  summary = summarize(rows, args.seeds, {m: own_baseline(args, m) for m in rows})
   table = markdown(summary, args.seeds, setup) + (
       f"\nNot finished yet (the protocol resumes): {', '.join(unfinished)}.\n" if unfinished else "")
   print(table)

@@ -93,3 +93,23 @@ def test_bootstrap_interval_and_verdicts_by_hand():
   assert reproduce.verdict([0.01, 0.03], [-0.03, -0.01]) == "trade-off"
   assert reproduce.verdict([-0.03, -0.01], [0.0, 0.1]) == "reversed"
   assert reproduce.verdict([-0.01, 0.03], [0.01, 0.02]) == "not reproduced"
+
+
+def test_a_method_is_also_compared_with_its_own_baseline_by_hand():
+  reproduce = _reproduce()
+
+  def run(fused, audio):   # probe accuracies: image 0.9; audio is the weak modality
+    return dict(fused=fused, probe={"image": 0.9, "audio": audio}, unimodal={"image": 0.9, "audio": audio},
+                utilisation={"image": 0.5, "audio": 0.1})
+  rows = {"joint": dict(runs={"0": run(0.80, 0.40), "1": run(0.82, 0.42)}),
+          "joint_heads": dict(runs={"0": run(0.84, 0.50), "1": run(0.86, 0.52)}),
+          "pcgrad": dict(runs={"0": run(0.84, 0.51), "1": run(0.86, 0.53)})}
+  summary = reproduce.summarize(rows, [0, 1], {"pcgrad": "joint_heads", "joint_heads": None})
+  pcgrad = summary["rows"]["pcgrad"]
+  assert pcgrad["diff"]["probe_audio"]["mean"] == pytest.approx(0.11)      # vs joint
+  assert pcgrad["verdict"] == "reproduced"
+  assert pcgrad["diff_baseline"]["probe_audio"]["ci"] == pytest.approx([0.01, 0.01])   # vs heads
+  assert pcgrad["diff_baseline"]["fused"]["ci"] == pytest.approx([0.0, 0.0], abs=1e-12)
+  assert pcgrad["verdict_baseline"] == "reproduced" and pcgrad["baseline"] == "joint_heads"
+  assert "joint_heads: +0.0 [+0.0, +0.0], +1.0 [+1.0, +1.0] (reproduced)" in reproduce.markdown(
+      summary, [0, 1], "setup")
