@@ -58,14 +58,14 @@ def test_pcgrad_two_tasks_by_hand():
   # g2' = g2 - (-1 / ||g1||^2 = 1) g1 = (-1, 1) + (1, 0) = (0, 1)
   # sum = (0.5, 1.5), mean = (0.25, 0.75); cos = -1 / sqrt(2); both ordered pairs conflict.
   grads = _stacked((1, 0), (-1, 1))
-  out, state = _run(pcgrad(order="fixed"), grads)
+  out, state = _run(pcgrad(num_objectives=2, order="fixed"), grads)
   _close(_vec(out), [0.5, 1.5])
-  out, _ = _run(pcgrad(order="fixed", reduction="mean"), grads)
+  out, _ = _run(pcgrad(num_objectives=2, order="fixed", reduction="mean"), grads)
   _close(_vec(out), [0.25, 0.75])
   _close(state.conflict_fraction, 1.0)
   _close(state.cosines, [[1, -1 / math.sqrt(2)], [-1 / math.sqrt(2), 1]])
   # K = 2: the order cannot matter, so random order equals fixed order.
-  out_r, _ = _run(pcgrad(order="random"), grads, key=KEY)
+  out_r, _ = _run(pcgrad(num_objectives=2, order="random"), grads, key=KEY)
   _close(_vec(out_r), [0.5, 1.5])
 
 
@@ -83,10 +83,10 @@ def test_pcgrad_three_tasks_by_hand_and_order():
   # fixed order (0, 1, 2): sum = (0.2 - 0.2 + 0.25, -0.4 + 0.4 - 0.25) = (0.25, -0.25).
   # Conflicting ordered pairs: (1,3), (3,1), (2,3), (3,2): 4 of 6.
   grads = _stacked((1, 0), (1, 1), (-1, -0.5))
-  out, state = _run(pcgrad(order="fixed"), grads)
+  out, state = _run(pcgrad(num_objectives=3, order="fixed"), grads)
   _close(_vec(out), [0.25, -0.25])
   _close(state.conflict_fraction, 4 / 6)
-  out, _ = _run(pcgrad(order="fixed", reduction="mean"), grads)
+  out, _ = _run(pcgrad(num_objectives=3, order="fixed", reduction="mean"), grads)
   _close(_vec(out), [0.25 / 3, -0.25 / 3])
 
   # random order: each task's result is one of its two hand-computed options
@@ -94,7 +94,7 @@ def test_pcgrad_three_tasks_by_hand_and_order():
   sums = {(round(a[0] + b[0] + c[0], 4), round(a[1] + b[1] + c[1], 4))
           for a in options[0] for b in options[1] for c in options[2]}
   seen = set()
-  tx = pcgrad(order="random")
+  tx = pcgrad(num_objectives=3, order="random")
   for i in range(16):
     out, _ = _run(tx, grads, key=jax.random.key(i))
     v = tuple(round(float(x), 4) + 0.0 for x in _vec(out))
@@ -113,12 +113,12 @@ def test_pcgrad_no_conflict_is_plain_sum_and_mean():
   grads = _stacked((1, 0), (1, 1), (0, 2))
   combined, _ = combine_objectives(jnp.ones(3)).update(grads, optax.EmptyState())
   for order in ("fixed", "random"):
-    out, state = _run(pcgrad(order=order), grads, key=KEY)
+    out, state = _run(pcgrad(num_objectives=3, order=order), grads, key=KEY)
     for name in ("a", "b"):
       np.testing.assert_array_equal(np.asarray(out[name]), np.asarray(combined[name]))
     _close(_vec(out), [2.0, 3.0])
     _close(state.conflict_fraction, 0.0)
-  out, _ = _run(pcgrad(order="fixed", reduction="mean"), grads)
+  out, _ = _run(pcgrad(num_objectives=3, order="fixed", reduction="mean"), grads)
   _close(_vec(out), [2 / 3, 1.0])
 
 
@@ -129,21 +129,21 @@ def test_pcgrad_shared_only_projects_shared_leaves():
   # Modality leaves are summed without projection: 5 + 5 = 10.
   grads = {"s": jnp.asarray([[1.0, 0.0], [-1.0, 1.0]]), "x": jnp.asarray([[5.0, 7.0], [5.0, 7.0]])}
   labels = {"s": SHARED, "x": "audio"}
-  out, state = _run(pcgrad(order="fixed", labels=labels, project="shared"), grads)
+  out, state = _run(pcgrad(num_objectives=2, order="fixed", labels=labels, project="shared"), grads)
   _close(out["s"], [0.5, 1.5])
   _close(out["x"], [10.0, 14.0])
   _close(state.conflict_fraction, 1.0)
-  out, _ = _run(pcgrad(order="fixed", labels=labels, project="shared", reduction="mean"), grads)
+  out, _ = _run(pcgrad(num_objectives=2, order="fixed", labels=labels, project="shared", reduction="mean"), grads)
   _close(out["s"], [0.25, 0.75])
   _close(out["x"], [5.0, 7.0])
   # global projection sees no conflict here: plain sum everywhere
-  out, _ = _run(pcgrad(order="fixed"), grads)
+  out, _ = _run(pcgrad(num_objectives=2, order="fixed"), grads)
   _close(out["s"], [0.0, 1.0])
 
 
 def test_pcgrad_requires_key_for_random_order():
   with pytest.raises(ValueError, match="key"):
-    _run(pcgrad(), _stacked((1, 0), (0, 1)))
+    _run(pcgrad(num_objectives=2), _stacked((1, 0), (0, 1)))
 
 
 # ------------------------------------------------------------------------------- min-norm
@@ -270,9 +270,9 @@ def test_balgrad_kl_losses_by_hand():
 def _make_all_transforms():
   labels = {"a": SHARED, "b": "m"}
   return [
-      (pcgrad(order="fixed"), 3, {}),
-      (pcgrad(order="random"), 3, {"key": KEY}),
-      (pcgrad(order="fixed", labels=labels, project="shared"), 3, {}),
+      (pcgrad(num_objectives=3, order="fixed"), 3, {}),
+      (pcgrad(num_objectives=3, order="random"), 3, {"key": KEY}),
+      (pcgrad(num_objectives=3, order="fixed", labels=labels, project="shared"), 3, {}),
       (mmpareto(["m", "n"]), 3, {}),
       (mmpareto(["m", "n"], rescale="global"), 3, {}),
       (balgrad(["m"]), 3, {"unimodal_losses": {"m": 1.0}}),
@@ -295,7 +295,7 @@ def test_finite_on_degenerate_gradients(case):
       _close(_vec(out), [0.0, 0.0])
   # identical gradients never conflict: PCGrad gives the plain sum
   if case == "identical":
-    out, _ = _run(pcgrad(order="fixed"), grads)
+    out, _ = _run(pcgrad(num_objectives=3, order="fixed"), grads)
     _close(_vec(out), [3.0, 6.0])
 
 
@@ -316,8 +316,8 @@ def _sharded_grads(k=3):
 def _transforms_for_sharding():
   labels = {"w": SHARED, "b": "m"}
   return [
-      ("pcgrad", pcgrad(order="random"), {"key": KEY}),
-      ("pcgrad_shared", pcgrad(order="fixed", labels=labels, project="shared"), {}),
+      ("pcgrad", pcgrad(num_objectives=3, order="random"), {"key": KEY}),
+      ("pcgrad_shared", pcgrad(num_objectives=3, order="fixed", labels=labels, project="shared"), {}),
       ("mmpareto", mmpareto(["m", "n"], {"w": "m", "b": "n"}), {}),
       ("balgrad", balgrad(["m"]), {"unimodal_losses": {"m": 0.5}}),
   ]

@@ -192,3 +192,30 @@ def test_objective_grads_checks_declared_supports_and_tuple_losses():
     mmbal.objective_grads(lambda p: (losses(p), None), params)
 
 
+
+
+def test_inject_hyperparams_works_or_names_static_args():
+  stacked = {"w": jnp.stack([jnp.ones(3), -jnp.ones(3) + 0.5, jnp.ones(3)])}
+  with pytest.raises(TransformInputError, match=r"static_args=\('num_objectives',\)"):
+    optax.inject_hyperparams(transforms.pcgrad)(num_objectives=3, order="fixed").init(PARAMS)
+  tx = optax.inject_hyperparams(transforms.pcgrad, static_args=("num_objectives",))(
+      num_objectives=3, order="fixed")
+  out, _ = jax.jit(tx.update)(stacked, tx.init({"w": jnp.ones(3)}))
+  assert out["w"].shape == (3,)
+  agm = optax.inject_hyperparams(transforms.agm, static_args=("modalities",))(
+      modalities=("audio", "video"), alpha=1.0, momentum=0.9)
+  state = agm.init({"w": jnp.ones(3)})
+  out, state = jax.jit(lambda g, s: agm.update(g, s, agm_scores={"audio": 1.0, "video": 2.0}))(
+      {"w": jnp.ones((2, 3))}, state)
+  assert out["w"].shape == (3,) and float(state.hyperparams["momentum"]) == pytest.approx(0.9)
+
+
+def test_pcgrad_needs_its_number_of_objectives_so_the_state_never_changes_shape():
+  with pytest.raises(TypeError, match="num_objectives"):
+    transforms.pcgrad()   # pylint: disable=missing-kwoa
+  tx = transforms.pcgrad(num_objectives=2, order="fixed")
+  state = tx.init(PARAMS)
+  _, after = tx.update({"w": jnp.ones((2, 3))}, state)
+  assert jax.tree.map(jnp.shape, after) == jax.tree.map(jnp.shape, state)
+  with pytest.raises(TransformInputError, match="num_objectives=2 but the gradients stack 3"):
+    tx.update({"w": jnp.ones((3, 3))}, state)

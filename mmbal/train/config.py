@@ -151,7 +151,7 @@ def _coerce(name, current, value):
   if isinstance(current, tuple):
     if isinstance(value, str):
       value = tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(value)
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
   if isinstance(current, bool):
     if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
       return value.lower() in ("true", "1")

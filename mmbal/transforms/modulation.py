@@ -401,7 +401,8 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
     raise ValueError(f"agm needs at least 2 modalities, got {names}")
   if clip is None:
     clip = 10.0 if num == 2 else 7.0
-  if momentum is not None and not 0.0 <= momentum < 1.0:
+  if momentum is not None and not isinstance(momentum, jax.Array) and not 0.0 <= momentum < 1.0:
+    # (an array: optax.inject_hyperparams made it adjustable; it is range-checked where set)
     raise ValueError(f"momentum must be None or in [0, 1), got {momentum}")
   factor = num / (num - 1)
 

@@ -5,7 +5,7 @@ per-objective gradients (every leaf ``[K, *param.shape]``, see `mmbal.grads.obje
 to one parameter-shaped update, so it replaces `mmbal.transforms.combine_objectives` at the
 head of a chain::
 
-    tx = optax.chain(mmbal.transforms.pcgrad(order="fixed"), optax.adam(1e-3))
+    tx = optax.chain(mmbal.transforms.pcgrad(num_objectives=3, order="fixed"), optax.adam(1e-3))
 
 How everything is computed (sharding-friendly, nothing is flattened or concatenated):
 
@@ -31,10 +31,12 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from mmbal.labels import SHARED, label_names
 from mmbal.tasks import is_regression
+from mmbal.transforms._checks import TransformInputError, check_static
 
 # Largest number of objectives for which the min-norm subset enumeration is allowed
 # (2^K - 1 tiny linear solves).
@@ -137,8 +139,8 @@ def pcgrad_coefficients(gram, orders):
   return jax.vmap(row)(jnp.arange(k), jnp.asarray(orders, jnp.int32))
 
 
-def pcgrad(*, reduction: str = "sum", order: str = "random", labels=None, project: str = "all",
-           num_objectives: int | None = None) -> optax.GradientTransformationExtraArgs:
+def pcgrad(*, num_objectives: int, reduction: str = "sum", order: str = "random", labels=None,
+           project: str = "all") -> optax.GradientTransformationExtraArgs:
   r"""PCGrad: projecting conflicting gradients ("gradient surgery").
 
   Yu, Kumar, Gupta, Levine, Hausman, Finn, "Gradient Surgery for Multi-Task Learning",
@@ -168,9 +170,9 @@ def pcgrad(*, reduction: str = "sum", order: str = "random", labels=None, projec
     project: ``"all"``: one global projection over all parameters (paper, both codes);
       ``"shared"``: dot products and projections only over leaves labelled ``"shared"``;
       modality-specific leaves are reduced (sum or mean) without projection.
-    num_objectives: K. Optional; when given, the state's ``[K, K]`` cosine matrix has its
-      final shape from ``init`` (otherwise it is ``[0, 0]`` until the first update, which
-      changes the state's shape once: pass K for ``lax.scan`` loops or checkpointing).
+    num_objectives: K, the number of stacked objectives (required: the state's ``[K, K]``
+      cosine matrix has its final shape from ``init``, so ``lax.scan`` loops and checkpoint
+      restores onto a fresh ``init`` work; an update with another K is an error).
 
   Extra arguments of ``update``: ``key`` (PRNG key; required for ``order="random"``).
 
@@ -185,6 +187,10 @@ def pcgrad(*, reduction: str = "sum", order: str = "random", labels=None, projec
       some touch; here ``j = i`` is skipped (projecting onto itself is a no-op unless
       ``g_i'`` turned against ``g_i``) and ``reduction`` applies to all leaves.
   """
+  check_static("pcgrad", num_objectives=num_objectives)
+  if not isinstance(num_objectives, (int, np.integer)) or num_objectives < 1:
+    raise TransformInputError(f"pcgrad: num_objectives must be a positive int (the K of the "
+                              f"stacked gradients [K, ...]), got {num_objectives!r}")
   if reduction not in ("sum", "mean"):
     raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
   if order not in ("random", "fixed"):
@@ -198,15 +204,16 @@ def pcgrad(*, reduction: str = "sum", order: str = "random", labels=None, projec
 
   def init_fn(params):
     del params
-    k = 0 if num_objectives is None else num_objectives
+    k = num_objectives
     return PCGradState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32),
                        jnp.zeros((k, k), jnp.float32))
 
   def update_fn(updates, state, params=None, *, key=None, **extra_args):
     del params, extra_args
     k = _num_objectives(updates)
-    if num_objectives is not None and k != num_objectives:
-      raise ValueError(f"pcgrad: num_objectives={num_objectives} but the gradients stack {k}")
+    if k != num_objectives:
+      raise TransformInputError(f"pcgrad: num_objectives={num_objectives} but the gradients "
+                                f"stack {k} objectives")
     if project == "shared":
       _check_labels(labels, updates, "pcgrad")
       grams = _leaf_grams(updates, _common_scale(updates))
@@ -233,11 +240,8 @@ def pcgrad(*, reduction: str = "sum", order: str = "random", labels=None, projec
 
     off = ~jnp.eye(k, dtype=bool)
     conflict = jnp.sum((gram < 0) & off) / max(k * (k - 1), 1)
-    if state.cosines.shape == (k, k):   # the last finite step's statistics are kept
-      conflict = jnp.where(finite, conflict, state.conflict_fraction)
-      cosines = jnp.where(finite, _cosines(gram), state.cosines)
-    else:
-      cosines = _cosines(gram)
+    conflict = jnp.where(finite, conflict, state.conflict_fraction)   # the last finite step's
+    cosines = jnp.where(finite, _cosines(gram), state.cosines)        # statistics are kept
     return out, PCGradState(state.count + 1, conflict.astype(jnp.float32), cosines)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
