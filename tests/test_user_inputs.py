@@ -6,6 +6,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -219,3 +220,21 @@ def test_pcgrad_needs_its_number_of_objectives_so_the_state_never_changes_shape(
   assert jax.tree.map(jnp.shape, after) == jax.tree.map(jnp.shape, state)
   with pytest.raises(TransformInputError, match="num_objectives=2 but the gradients stack 3"):
     tx.update({"w": jnp.ones((3, 3))}, state)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: transforms.ogm_ge(LABELS, alpha=0.8),
+    lambda: transforms.cggm(LABELS),
+])
+def test_label_transforms_work_inside_multi_transform(make):
+  """optax.multi_transform hands each partition MaskedNode for the others' leaves."""
+  partition = {"audio": {"w": "modulated"}, "video": {"w": "modulated"}, "head": {"b": "plain"}}
+  tx = optax.multi_transform({"modulated": optax.chain(make(), optax.sgd(1.0)),
+                              "plain": optax.sgd(1.0)}, partition)
+  extra = dict(confidence={"audio": 2.0, "video": 1.0}, key=jax.random.key(0),
+               unimodal_accuracy={"audio": 0.5, "video": 0.4})
+  updates, _ = jax.jit(lambda g, s: tx.update(g, s, PARAMS, **extra))(PARAMS, tx.init(PARAMS))
+  direct, _ = optax.chain(make(), optax.sgd(1.0)).update(PARAMS, optax.chain(make(), optax.sgd(1.0)).init(PARAMS), PARAMS, **extra)
+  for m in ("audio", "video"):   # the modulated partition gets what the transform alone gives
+    np.testing.assert_allclose(updates[m]["w"], direct[m]["w"], rtol=1e-6)
+  np.testing.assert_array_equal(updates["head"]["b"], -PARAMS["head"]["b"])

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping
 
 import jax
 import numpy as np
+import optax
 
 
 class TransformInputError(ValueError):
@@ -19,9 +20,15 @@ def _path(path) -> str:
 
 
 def check_labels(transform: str, labels, updates):
-  """``labels`` has the tree structure of the gradients (one label per parameter leaf)."""
+  """``labels`` has the tree structure of the gradients (one label per parameter leaf);
+  returns them masked like the gradients: inside ``optax.multi_transform`` / ``partition``
+  the leaves of other partitions arrive as ``optax.MaskedNode`` and their labels are dropped."""
+  is_masked = lambda x: isinstance(x, optax.MaskedNode)
   try:
+    labels = jax.tree.map(lambda u, label: u if is_masked(u) else label, updates, labels,
+                          is_leaf=is_masked)
     jax.tree.structure(updates).flatten_up_to(labels)
+    return labels
   except (ValueError, TypeError) as e:
     raise TransformInputError(
         f"{transform}: `labels` must have the structure of the gradients, one label string per "

@@ -220,7 +220,7 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
 
   def update_fn(updates, state, params=None, *, confidence=None, key=None, **extra_args):
     check_extra_args("ogm_ge", extra_args, dict(confidence=confidence, key=key))
-    check_labels("ogm_ge", labels, updates)
+    leaf_labels = check_labels("ogm_ge", labels, updates)
     check_per_parameter("ogm_ge", updates, params)
     s = _stack(confidence, names, "ogm_ge", "confidence")
     if num == 1:
@@ -240,7 +240,7 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
       noise_on = active.astype(jnp.float32)
 
     grad_leaves, treedef = jax.tree.flatten(updates)
-    label_leaves = treedef.flatten_up_to(labels)   # raises if the structures differ
+    label_leaves = treedef.flatten_up_to(leaf_labels)
 
     def modulate(i, label, g):
       if label == SHARED or g.size == 0 or not select(g):
@@ -559,13 +559,13 @@ def cggm(labels, *, rho: float = 1.3, eps: float = 1e-8, guard: str = "softmax",
 
   def update_fn(updates, state, params=None, *, unimodal_accuracy=None, **extra_args):
     check_extra_args("cggm", extra_args, dict(unimodal_accuracy=unimodal_accuracy))
-    check_labels("cggm", labels, updates)
+    leaf_labels = check_labels("cggm", labels, updates)
     check_per_parameter("cggm", updates, params)
     acc = _stack(unimodal_accuracy, names, "cggm", "unimodal_accuracy")
     prev = _stack(state.previous_accuracy, names, "cggm", "previous_accuracy")
     b = _cggm_b(acc, prev, eps, guard, max_coefficient, min_total, temperature)
     factor = jnp.where(state.count >= start_step, rho * b, jnp.ones_like(b))
-    updates = _scale_by_label(labels, updates, _by_name(names, factor))
+    updates = _scale_by_label(leaf_labels, updates, _by_name(names, factor))
     return updates, CggmState(state.count + 1, _by_name(names, acc), _by_name(names, b))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
