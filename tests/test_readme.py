@@ -7,7 +7,7 @@ import pytest
 ROOT = pathlib.Path(__file__).parent.parent
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/your-own-code.md"])
+@pytest.mark.parametrize("page", ["README.md", "docs/your-own-code.md", "docs/mllm_bias.md"])
 def test_python_blocks_run(page, capsys):
   text = (ROOT / page).read_text()
   blocks = re.findall(r"```python\n(.*?)```", text, re.S)
