@@ -177,6 +177,13 @@ def test_in_memory_load_refuses_nan_inputs_naming_split_and_modality(tfds_dir):
   with pytest.raises(ValueError, match=r"mmbal_test_nan_inputs test: modality 'x' has NaN or inf "
                                        r"values in 2 of 6 examples \(the first: example \d+\)"):
     data.load("mmbal_test_nan_inputs", data_dir=tfds_dir, in_memory=True)
+  zeroed = data.load("mmbal_test_nan_inputs", data_dir=tfds_dir, in_memory=True, non_finite="zero")
+  test = zeroed.test.to_numpy()
+  assert len(test["x"]) == 6 and np.isfinite(test["x"]).all()
+  assert (test["x"] == 0).all(axis=1).sum() == 2 and (test["x"] == 1).all(axis=1).sum() == 4
+  dropped = data.load("mmbal_test_nan_inputs", data_dir=tfds_dir, in_memory=True, non_finite="drop")
+  assert len(dropped.test) == 4 and dropped.spec.split_sizes["test"] == 4
+  assert (dropped.test.to_numpy()["x"] == 1.0).all()
 
 
 # ----------------------------------------------------------------------------- training batches

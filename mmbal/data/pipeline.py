@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 from typing import Sequence
 
@@ -40,6 +41,8 @@ from mmbal.data import ucf101  # pylint: disable=unused-import
 from mmbal.data import upmc_food101  # pylint: disable=unused-import
 from mmbal.data import uci_mfeat  # pylint: disable=unused-import
 from mmbal.data import vggsound  # pylint: disable=unused-import
+
+log = logging.getLogger("mmbal")
 
 # The batches are produced by a few threads with a short read-ahead (grain's
 # default is 16 threads and 500 elements, which is too much for whole batches).
@@ -261,7 +264,8 @@ class Splits:
 
 def load(name: str, *, data_dir: str | os.PathLike | None,
          modalities: Sequence[str] | None = None, config=None, val_fraction: float = 0.1,
-         seed: int = 0, in_memory: bool = False, **builder_kwargs) -> Splits:
+         seed: int = 0, in_memory: bool = False, non_finite: str = "refuse",
+         **builder_kwargs) -> Splits:
   """Prepares (if needed) and opens a TFDS data set with `train` and `test` splits.
 
   Args:
@@ -278,6 +282,9 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
       its own `validation` split (e.g. `crema_d`) uses that one instead.
     seed: seed of the validation carve-out.
     in_memory: read every split into numpy arrays once (fast for small data).
+    non_finite: what an in-memory load does with examples holding NaN / inf inputs:
+      ``"refuse"`` (an error naming the split, modality and count), ``"zero"`` (those
+      values set to 0) or ``"drop"`` (those examples removed); both say what they did.
     **builder_kwargs: passed on to `tfds.builder` (e.g. `version`).
 
   Returns:
@@ -292,7 +299,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   if not 0.0 < val_fraction < 1.0:
     raise ValueError(f"val_fraction: expected a value in (0, 1), got {val_fraction}")
   reuse_key = repr((name, str(data_dir), modalities and tuple(modalities), config, val_fraction,
-                    seed, sorted(builder_kwargs.items())))
+                    seed, non_finite, sorted(builder_kwargs.items())))
   if in_memory and _reused_loads is not None and reuse_key in _reused_loads:
     return _reused_loads[reuse_key]
   if config:
@@ -339,7 +346,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   if in_memory:
     for source in splits.values():
       source.load_into_memory()
-      _check_finite(source, builder.name)
+      _check_finite(source, builder.name, non_finite)
     for source in splits.values():
       source.records.release()
   spec = dataclasses.replace(spec, split_sizes={k: len(v) for k, v in splits.items()})
@@ -349,19 +356,34 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   return loaded
 
 
-def _check_finite(source: Source, data_name: str):
-  """Refuses NaN / inf inputs, naming the split, the modality, how many and the first."""
-  if source._arrays is None:   # pylint: disable=protected-access  (decoded media: checked per batch)
+def _check_finite(source: Source, data_name: str, policy: str = "refuse"):
+  """NaN / inf inputs: refused (naming the split, the modality, how many and the first),
+  zeroed or dropped (``policy``), with a warning saying how many."""
+  arrays = source._arrays   # pylint: disable=protected-access
+  if arrays is None:   # decoded media: checked per batch
     return
+  dropped = np.zeros(len(source), bool)
   for m in source.modalities:
-    values = source._arrays[m]   # pylint: disable=protected-access
+    values = arrays[m]
     if values.dtype.kind != "f":
       continue
-    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-    if bad.any():
-      raise ValueError(f"{data_name} {source.name}: modality {m!r} has NaN or inf values in "
-                       f"{int(bad.sum())} of {len(values)} examples (the first: example "
-                       f"{int(np.flatnonzero(bad)[0])}); clean the data before training")
+    finite = np.isfinite(values)
+    bad = ~finite.reshape(len(values), -1).all(axis=1)
+    if not bad.any():
+      continue
+    where = (f"{data_name} {source.name}: modality {m!r} has NaN or inf values in "
+             f"{int(bad.sum())} of {len(values)} examples (the first: example "
+             f"{int(np.flatnonzero(bad)[0])})")
+    if policy == "refuse":
+      raise ValueError(f"{where}; clean the data, or set data.non_finite=zero (set them to 0) "
+                       f"or data.non_finite=drop (leave those examples out)")
+    log.warning("%s: %s", where, "set to 0" if policy == "zero" else "examples dropped")
+    if policy == "zero":
+      values[~finite] = 0
+    dropped |= bad
+  if policy == "drop" and dropped.any():
+    source._arrays = {k: v[~dropped] for k, v in arrays.items()}   # pylint: disable=protected-access
+    source.indices = source.indices[~dropped]
 
 
 def _checked_labels(records, num_classes: int, split: str,

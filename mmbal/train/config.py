@@ -41,6 +41,7 @@ def default_config() -> ml_collections.ConfigDict:
       path="",                 # name=arrays: your .npz / per-split .npz folder / .mat / CSVs
       val_fraction=0.15,       # validation split carved (stratified) from train
       in_memory=True,          # read the splits into host memory once (small data sets)
+      non_finite="refuse",     # NaN/inf inputs: refuse | zero | drop (in-memory loads)
   )
   c.model = dict(
       feature_dim=64,
@@ -218,6 +219,8 @@ def check_config(c: ml_collections.ConfigDict):
        "train/test .npz or of CSVs)")
   need(not c.data.path or os.path.exists(os.path.expanduser(c.data.path)), "data.path",
        "an existing file or folder")
+  need(c.data.non_finite in ("refuse", "zero", "drop"), "data.non_finite",
+       "'refuse', 'zero' or 'drop'")
   need(c.mesh.model >= 1, "mesh.model", ">= 1")
   need(c.mesh.data == -1 or c.mesh.data >= 1, "mesh.data", "-1 or >= 1")
   need(c.train.regression_loss in ("l1", "mse"), "train.regression_loss", "'l1' or 'mse'")
