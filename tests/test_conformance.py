@@ -159,3 +159,20 @@ def test_apply_if_finite_after_the_transform_skips_a_non_finite_step(name):
   updates, state = update(bad, tx.init(PARAMS), case.extra(0))
   assert all((np.asarray(u) == 0).all() for u in jax.tree.leaves(updates))   # skipped
   assert int(state[1].notfinite_count) == 1
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_multisteps_after_the_transform_averages_its_outputs(name):
+  case = CASES[name]
+  accumulated = _chain(case, optax.MultiSteps(optax.sgd(1.0), every_k_schedule=2).gradient_transformation())
+  alone = _chain(case, optax.identity())
+  step_acc, step_alone = jax.jit(_update(accumulated, case)), jax.jit(_update(alone, case))
+  state_acc, state_alone, outputs = accumulated.init(PARAMS), alone.init(PARAMS), []
+  for seed in (0, 1):
+    updates, state_acc = step_acc(_grads(case, seed), state_acc, case.extra(seed))
+    out, state_alone = step_alone(_grads(case, seed), state_alone, case.extra(seed))
+    outputs.append(out)
+    if seed == 0:
+      assert all((np.asarray(u) == 0).all() for u in jax.tree.leaves(updates))   # accumulating
+  jax.tree.map(lambda u, a, b: np.testing.assert_allclose(u, -(a + b) / 2, rtol=1e-5, atol=1e-6),
+               updates, *outputs)
