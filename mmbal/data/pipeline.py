@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 from typing import Sequence
@@ -308,7 +309,10 @@ def load(name: str, *, data_dir: str | os.PathLike | None,
   base = data_names.DATA_SETS.get(data_names.canonical(base), base)
   builder = tfds.builder(base + slash + rest, data_dir=data_dir,
                          **builder_kwargs)
-  builder.download_and_prepare(file_format="array_record")
+  if not builder.is_prepared():   # TFDS's own stdout lines ("Unknown size") say little
+    log.info("preparing %s in %s (first use; later runs reuse it)", builder.name, builder.data_dir)
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare(file_format="array_record")
   spec = spec_from_builder(builder, modalities)
   if not {"train", "test"} <= set(spec.split_sizes):
     raise ValueError(f"split: expected 'train' and 'test' splits in {builder.name}, "

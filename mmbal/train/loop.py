@@ -80,9 +80,10 @@ def _train_and_evaluate(c, workdir: pathlib.Path, devices) -> Run:
         total_steps=run.total_steps), indent=2))
   metrics_log = MetricsLog(workdir / "metrics.jsonl", int(state.step), c.log.tensorboard)
   spec = run.dataset.spec
-  log.info("%s: %d train / %d val / %d test examples, %d steps (%d per epoch), mesh %s",
-           c.data.name, spec.split_sizes["train"], spec.split_sizes["validation"],
-           spec.split_sizes["test"], run.total_steps, run.steps_per_epoch, dict(mesh.shape))
+  log.info("%s: %d train / %d val / %d test examples, %d steps (%d per epoch), mesh %s; "
+           "compiling the train step", c.data.name, spec.split_sizes["train"],
+           spec.split_sizes["validation"], spec.split_sizes["test"], run.total_steps,
+           run.steps_per_epoch, dict(mesh.shape))
 
   state, step, preempted = _train(run, state, train_iter, checkpoints, metrics_log)
   if preempted:
@@ -93,6 +94,8 @@ def _train_and_evaluate(c, workdir: pathlib.Path, devices) -> Run:
     log.info("stopped after step %d of %d; run again with the same workdir to resume",
              step, run.total_steps)
     return Run(None, state)
+  log.info("final evaluation of the model selected on validation%s",
+           " (+ linear probes)" if c.eval.linear_probe and run.task == "classification" else "")
   results = final_results(run, state)
   if jax.process_index() == 0:
     (workdir / "results.json").write_text(dumps(results, indent=2))
