@@ -101,9 +101,9 @@ def markdown(result: Mapping[str, Any], run: Mapping[str, Any] | None = None,
   return "\n".join(lines)
 
 
-def plot_curves(records: list[dict], names, path) -> None:
+def plot_curves(records: list[dict], names, path, caption: str = "") -> None:
   """Per-modality (and fused) accuracy vs training step: validation and train panels."""
-  fig = _figure(11, 4)
+  fig = _figure(12, 4.2)
   for i, split in enumerate(("validation", "train")):
     ax = fig.add_subplot(1, 2, i + 1)
     rows = [r for r in records if r.get("split") == split]
@@ -122,15 +122,14 @@ def plot_curves(records: list[dict], names, path) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
-    if drawn:
-      ax.legend(fontsize=8)
+    if drawn:   # beside the panel, where it hides no curve
+      ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     else:
       ax.text(0.5, 0.5, f"no {split} records yet", ha="center", va="center", transform=ax.transAxes)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _save(fig, path, caption)
 
 
-def plot_shapley(result: Mapping[str, Any], path) -> None:
+def plot_shapley(result: Mapping[str, Any], path, caption: str = "") -> None:
   names = result["modalities"]
   fig = _figure(9, 3.5)
   for i, (key, unit) in enumerate((("accuracy", "accuracy (pp)"), ("loss", "loss (nats)"))):
@@ -142,11 +141,10 @@ def plot_shapley(result: Mapping[str, Any], path) -> None:
     ax.set_title(f"Shapley value: {key}" + (" (negative: lowers it)" if key == "loss" else ""))
     ax.set_ylabel(unit)
     ax.grid(axis="y", alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _save(fig, path, caption)
 
 
-def plot_dependence(result: Mapping[str, Any], path) -> None:
+def plot_dependence(result: Mapping[str, Any], path, caption: str = "") -> None:
   import numpy as np
   names, dep = result["modalities"], result["dependence"]
   x = np.arange(len(names))
@@ -169,8 +167,7 @@ def plot_dependence(result: Mapping[str, Any], path) -> None:
   ax.set_title("prediction changes vs the full input")
   ax.legend(fontsize=8)
   ax.grid(axis="y", alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  _save(fig, path, caption)
 
 
 def write_report(result: Mapping[str, Any], out_dir, *, run: Mapping[str, Any] | None = None,
@@ -185,14 +182,31 @@ def write_report(result: Mapping[str, Any], out_dir, *, run: Mapping[str, Any] |
   records = metrics if isinstance(metrics, list) else read_metrics(metrics) if metrics else []
   paths = dict(report=out / "report.md", json=out / "diagnosis.json", curves=out / "curves.png",
                shapley=out / "shapley.png", dependence=out / "dependence.png")
-  plot_curves(records, result["modalities"], paths["curves"])
-  plot_shapley(result, paths["shapley"])
-  plot_dependence(result, paths["dependence"])
+  caption = _caption(run or {})
+  plot_curves(records, result["modalities"], paths["curves"], caption)
+  plot_shapley(result, paths["shapley"], caption)
+  plot_dependence(result, paths["dependence"], caption)
   plots = {"Accuracy during training": "curves.png", "Shapley values": "shapley.png",
            "Dependence": "dependence.png"}
   paths["report"].write_text(markdown(result, run, plots))
   paths["json"].write_text(json.dumps(dict(run=dict(run or {}), **result), indent=2))
   return paths
+
+
+def _caption(run: Mapping[str, Any]) -> str:
+  """Which run a plot shows: method, data, fusion, step and workdir (empty if unknown)."""
+  if "method" not in run:
+    return ""
+  step = f", step {run['step']} of {run['total_steps']}" if "step" in run else ""
+  return (f"{run['method']} on {run.get('data', '?')} ({run.get('fusion', '?')} fusion{step}) "
+          f"— {run.get('workdir', '')}")
+
+
+def _save(fig, path, caption: str):
+  if caption:
+    fig.suptitle(caption, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
 
 
 def _figure(width, height):
