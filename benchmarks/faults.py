@@ -71,15 +71,32 @@ class Lab:
     return target
 
 
-def _largest_array_file(step_dir: pathlib.Path) -> pathlib.Path:
+# The damage, shared with tests/test_faults.py.
+
+
+def largest_array_file(step_dir: pathlib.Path) -> pathlib.Path:
+  """The largest file of a checkpoint's saved arrays (orbax's OCDBT data files)."""
   return max((p for p in (step_dir / "state").rglob("d/*") if p.is_file()),
              key=lambda p: p.stat().st_size)
 
 
-def _flip(path: pathlib.Path, fraction: float):
+def flip_bit(path: pathlib.Path, fraction: float):
+  """Flips one bit of ``path``, at ``fraction`` of its length."""
   data = bytearray(path.read_bytes())
   data[int(fraction * (len(data) - 1))] ^= 0x10
   path.write_bytes(bytes(data))
+
+
+def truncate(step_dir: pathlib.Path, size: int):
+  """Cuts the checkpoint's largest array file to its first ``size`` bytes."""
+  path = largest_array_file(step_dir)
+  path.write_bytes(path.read_bytes()[:size])
+
+
+def other_arrays(step_dir: pathlib.Path, donor_dir: pathlib.Path):
+  """Silent damage in a valid format: another checkpoint's arrays under this one's name."""
+  shutil.rmtree(step_dir / "state")
+  shutil.copytree(donor_dir / "state", step_dir / "state")
 
 
 def _arrays_file(folder: pathlib.Path, nan_in: str | None) -> pathlib.Path:
@@ -107,21 +124,17 @@ def checkpoint_cases(lab: Lab):
       return workdir, lab.train(workdir)
     return name, "ok", run
 
-  def other_arrays(ckpt):
-    shutil.rmtree(ckpt / "16" / "state")
-    shutil.copytree(ckpt / "8" / "state", ckpt / "16" / "state")
-
   def everything(ckpt):
     for step in ("8", "16"):
-      path = _largest_array_file(ckpt / step)
-      path.write_bytes(path.read_bytes()[:40])
+      truncate(ckpt / step, 40)
 
   cases = [damaged(f"bit flip at {f:.0%} of the latest checkpoint's largest data file",
-                   lambda c, f=f: _flip(_largest_array_file(c / "16"), f))
+                   lambda c, f=f: flip_bit(largest_array_file(c / "16"), f))
            for f in (0.1, 0.3, 0.5, 0.7, 0.95)]
   cases += [
-      damaged("latest checkpoint holds another step's arrays (valid format)", other_arrays),
-      damaged("truncated data file", lambda c: _largest_array_file(c / "16").write_bytes(b"x" * 9)),
+      damaged("latest checkpoint holds another step's arrays (valid format)",
+              lambda c: other_arrays(c / "16", c / "8")),
+      damaged("truncated data file", lambda c: largest_array_file(c / "16").write_bytes(b"x" * 9)),
       damaged("empty step directory", lambda c: (shutil.rmtree(c / "16"), (c / "16").mkdir())),
       damaged("missing _CHECKPOINT_METADATA", lambda c: (c / "16" / "_CHECKPOINT_METADATA").unlink()),
       damaged("missing state/_METADATA", lambda c: (c / "16" / "state" / "_METADATA").unlink()),

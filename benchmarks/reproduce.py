@@ -84,21 +84,23 @@ def default_methods() -> list[str]:
   return list(BASELINES) + [row for m in methods for row in (m, variants.get(m)) if row]
 
 
-# A row's own baseline: joint training of the same model (fusion, unimodal branch) without
-# the method, so a gain is credited to the method, not to the losses or fusion it trains with.
-BASELINE_OF_MODEL = {("concat", "probe"): "joint", ("concat", "heads"): "joint_heads",
-                     ("late", "heads"): "joint_late", ("concat", "split_head"): "joint_split_head"}
+def row_config(args, row: str):
+  """A row's config: its method's config file with the row's overrides (`VARIANTS`)."""
+  from mmbal.train import apply_overrides, load_config
+  base, overrides = VARIANTS.get(row, (row, []))
+  return apply_overrides(load_config(str(pathlib.Path(args.configs) / f"{base}.py")), overrides)
 
 
 def own_baseline(args, method: str) -> str | None:
-  """The baseline row that trains the same model as ``method`` (None: no such row)."""
-  from mmbal.train import apply_overrides, load_config
+  """A row's own baseline: the baseline row that trains the same model (fusion, unimodal
+  branch) without the method, so a gain is credited to the method, not to the losses or
+  fusion it trains with (None: a baseline row, or no baseline trains its model)."""
+  def model_of(row):
+    model = row_config(args, row).model
+    return model.fusion, model.unimodal
   if method in BASELINES:
     return None
-  base, overrides = VARIANTS.get(method, (method, []))
-  model = apply_overrides(load_config(str(pathlib.Path(args.configs) / f"{base}.py")),
-                          overrides).model
-  return BASELINE_OF_MODEL.get((model.fusion, model.unimodal))
+  return next((b for b in BASELINES if model_of(b) == model_of(method)), None)
 
 
 def sweep_of(method: str, quick: bool) -> tuple[str, str, list]:
@@ -113,11 +115,10 @@ def sweep_of(method: str, quick: bool) -> tuple[str, str, list]:
 
 def run_one(args, method: str, setting: str, value, seed: int) -> dict:
   """Trains one row at one value and seed; returns its validation and test measures."""
-  from mmbal.train import apply_overrides, load_config
+  from mmbal.train import apply_overrides
   from mmbal.train.loop import train_and_evaluate
-  base, overrides = VARIANTS.get(method, (method, []))
-  overrides = list(overrides) + ([f"{setting}={value}"] if setting else [])
-  config = load_config(str(pathlib.Path(args.configs) / f"{base}.py"))
+  config = row_config(args, method)
+  overrides = [f"{setting}={value}"] if setting else []
   common = [f"seed={seed}", f"data.data_dir={args.data_dir}", "log.progress=False"]
   if args.manual_dir:
     common.append(f"data.manual_dir={args.manual_dir}")

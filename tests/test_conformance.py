@@ -25,6 +25,7 @@ class Case(NamedTuple):
   num_objectives: int         # 0: per-parameter gradients; K: stacked [K, ...]
   extra: Callable[[int], dict]   # seed -> extra args of update (arrays only)
   static: tuple = ()          # the factory's structural arguments (inject_hyperparams static_args)
+  takes_grad_fn: bool = False   # SAM-style: update's extra arg grad_fn (a Python callable)
 
 
 def _scores(seed):
@@ -42,7 +43,8 @@ CASES = {
     "cggm": Case(lambda rho: transforms.cggm(LABELS, rho=rho), dict(rho=1.3), 0,
                  lambda s: dict(unimodal_accuracy={m: v / 4 for m, v in _scores(s).items()})),
     "miles": Case(lambda tau: transforms.miles(LABELS, tau=tau), dict(tau=0.2), 0, lambda s: {}),
-    "sam": Case(lambda rho: transforms.sam(rho=rho), dict(rho=0.05), 0, lambda s: {}),
+    "sam": Case(lambda rho: transforms.sam(rho=rho), dict(rho=0.05), 0, lambda s: {},
+                takes_grad_fn=True),
     "agm": Case(lambda alpha: transforms.agm(NAMES, alpha=alpha), dict(alpha=1.0), 2,
                 lambda s: dict(agm_scores=_scores(s))),
     "pcgrad": Case(lambda num_objectives: transforms.pcgrad(num_objectives=num_objectives),
@@ -72,7 +74,7 @@ def _chain(case: Case, inner=None):
 
 def _update(tx, case, grad_fn=_quadratic_grad):
   def update(grads, state, extra):
-    extra = dict(extra, grad_fn=grad_fn) if case is CASES["sam"] else extra
+    extra = dict(extra, grad_fn=grad_fn) if case.takes_grad_fn else extra
     return tx.update(grads, state, PARAMS, **extra)
   return update
 

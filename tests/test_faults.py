@@ -1,6 +1,7 @@
 """Faults a run must survive or refuse loudly (issue 22's regressions): damaged checkpoints
 fall back to the newest intact one, a non-finite state is never saved or selected, a workdir
 is trained by one process with one config, and the logs stay strict JSON."""
+import importlib.util
 import json
 import logging
 import pathlib
@@ -19,6 +20,8 @@ from mmbal.train.checkpoint import CheckpointDamaged, Checkpoints, NonFiniteStat
 from mmbal.train.loop import TrainingDiverged, check_finite_loss, train_and_evaluate
 from mmbal.train.logs import MetricsLog, dumps
 from mmbal.train.workdir import check_resume_config, exclusive
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _state(value: float):
@@ -42,33 +45,31 @@ def two_checkpoints(tmp_path):
   return tmp_path
 
 
-def _largest_file(step_dir: pathlib.Path) -> pathlib.Path:
-  """The largest file of the saved arrays (orbax's OCDBT data files)."""
-  return max((p for p in (step_dir / "state").rglob("d/*") if p.is_file()),
-             key=lambda p: p.stat().st_size)
+def _faults_script():
+  """`benchmarks/faults.py`: the damage is the fault-injection script's, not a copy of it."""
+  spec = importlib.util.spec_from_file_location("faults", ROOT / "benchmarks" / "faults.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
-def _flip_bit(path: pathlib.Path, fraction: float):
-  data = bytearray(path.read_bytes())
-  data[int(fraction * (len(data) - 1))] ^= 0x10
-  path.write_bytes(bytes(data))
+FAULTS = _faults_script()
 
 
 def _other_arrays(step_dir: pathlib.Path):
-  """Silent damage in a valid format: the arrays of another checkpoint under this one's name."""
-  shutil.rmtree(step_dir / "state")
-  shutil.copytree(step_dir.parent / "1" / "state", step_dir / "state")
+  FAULTS.other_arrays(step_dir, step_dir.parent / "1")
 
 
 # Damage that must be caught (the restore falls back), and damage that may be harmless (the
 # restore may then read the checkpoint, but never anything other than what was saved).
 CAUGHT = {
     "arrays of another step": _other_arrays,
-    "truncated data file": lambda d: _largest_file(d).write_bytes(_largest_file(d).read_bytes()[:50]),
+    "truncated data file": lambda d: FAULTS.truncate(d, 50),
     "empty step directory": lambda d: (shutil.rmtree(d), d.mkdir()),
 }
 MAYBE_HARMLESS = {
-    **{f"bit flip at {f:.0%} of a data file": (lambda d, f=f: _flip_bit(_largest_file(d), f))
+    **{f"bit flip at {f:.0%} of a data file":
+           (lambda d, f=f: FAULTS.flip_bit(FAULTS.largest_array_file(d), f))
        for f in (0.1, 0.3, 0.5, 0.7, 0.95)},
     "missing _CHECKPOINT_METADATA": lambda d: (d / "_CHECKPOINT_METADATA").unlink(),
     "missing state _METADATA": lambda d: (d / "state" / "_METADATA").unlink(),
@@ -97,8 +98,7 @@ def test_a_damaged_checkpoint_is_never_read_as_something_else(two_checkpoints, d
 
 def test_no_intact_checkpoint_is_a_clear_error(two_checkpoints):
   for step in ("2", "1"):
-    step_dir = two_checkpoints / "checkpoints" / step
-    _largest_file(step_dir).write_bytes(_largest_file(step_dir).read_bytes()[:50])
+    FAULTS.truncate(two_checkpoints / "checkpoints" / step, 50)
   ckpt = Checkpoints(two_checkpoints / "checkpoints", keep=3)
   with pytest.raises(CheckpointDamaged, match=r"no intact checkpoint .*step 2: .*step 1: .*"
                                               r"nothing was deleted"):
@@ -212,8 +212,7 @@ def _config(tfds_dir, *overrides):
 def test_a_run_resumed_past_a_damaged_checkpoint_ends_as_an_uninterrupted_one(tfds_dir, tmp_path):
   damaged = tmp_path / "damaged"
   train_and_evaluate(_config(tfds_dir, "train.stop_after_steps=8"), damaged)
-  shutil.rmtree(damaged / "checkpoints" / "8" / "state")   # step 4's arrays under step 8's name
-  shutil.copytree(damaged / "checkpoints" / "4" / "state", damaged / "checkpoints" / "8" / "state")
+  FAULTS.other_arrays(damaged / "checkpoints" / "8", damaged / "checkpoints" / "4")
   resumed = train_and_evaluate(_config(tfds_dir), damaged)
   reference = train_and_evaluate(_config(tfds_dir), tmp_path / "reference")
   assert resumed.results["test"] == reference.results["test"]

@@ -48,13 +48,12 @@ def train_and_evaluate(config, workdir, *, devices=None) -> Run:
   """
   check_config(config)
   workdir = pathlib.Path(workdir)
-  check_resume_config(workdir, config)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as err:
     raise ValueError(f"--workdir {workdir} cannot be created ({err.strerror})") from None
   with exclusive(workdir, primary=jax.process_index() == 0):
-    check_resume_config(workdir, config)   # again: another trainer may have just finished
+    check_resume_config(workdir, config)   # under the lock: no trainer changes it meanwhile
     return _train_and_evaluate(config, workdir, devices)
 
 

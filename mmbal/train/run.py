@@ -157,7 +157,7 @@ def load_dataset(c):
       mmdata.load, c.data.name, data_dir=c.data.data_dir or None,
       config=c.data.builder_config or None, modalities=tuple(c.data.modalities),
       val_fraction=c.data.val_fraction, seed=c.seed, in_memory=c.data.in_memory,
-      non_finite=c.data.get("non_finite", "refuse"),
+      non_finite=c.data.non_finite,
       **({"manual_dir": c.data.manual_dir} if c.data.manual_dir else {}),
       **({"path": c.data.path} if c.data.path else {}))
   dataset = load() if jax.process_index() == 0 else None

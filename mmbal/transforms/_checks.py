@@ -76,12 +76,18 @@ def check_extra_args(transform: str, others: Mapping[str, Any], own: Mapping[str
                                 f"{close[0]!r}? ({transform} takes {sorted(own)})")
 
 
+def injected(value) -> bool:
+  """Whether a factory argument is an array: set by ``optax.inject_hyperparams`` (a tracer
+  under jit), so it is range-checked where it is set, not in the factory."""
+  return isinstance(value, jax.Array)
+
+
 def check_static(transform: str, **values):
   """Structural arguments (shapes, modes, optional settings) must be Python values: under
   ``optax.inject_hyperparams`` a numeric argument becomes an array (a tracer under jit) and
   would fail later with a `TracerBoolConversionError`."""
   for name, value in values.items():
-    if isinstance(value, jax.Array):
+    if injected(value):
       raise TransformInputError(
           f"{transform}: {name!r} sets the transform's structure and must be a Python value, got "
           f"an array; with optax.inject_hyperparams pass static_args=({name!r},)")

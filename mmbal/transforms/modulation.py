@@ -33,7 +33,8 @@ import optax
 
 from mmbal.labels import SHARED, label_names
 from mmbal.scores import shapley_matrix
-from mmbal.transforms._checks import check_extra_args, check_labels, check_per_parameter
+from mmbal.transforms._checks import (check_extra_args, check_labels, check_per_parameter,
+                                      injected)
 from mmbal.tasks import task_loss
 
 # exp() arguments are clamped to this (exp(80) ~ 5.5e34 is finite in float32).
@@ -401,8 +402,7 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
     raise ValueError(f"agm needs at least 2 modalities, got {names}")
   if clip is None:
     clip = 10.0 if num == 2 else 7.0
-  if momentum is not None and not isinstance(momentum, jax.Array) and not 0.0 <= momentum < 1.0:
-    # (an array: optax.inject_hyperparams made it adjustable; it is range-checked where set)
+  if momentum is not None and not injected(momentum) and not 0.0 <= momentum < 1.0:
     raise ValueError(f"momentum must be None or in [0, 1), got {momentum}")
   factor = num / (num - 1)
 

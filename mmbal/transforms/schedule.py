@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from mmbal.labels import SHARED, label_names
+from mmbal.transforms._checks import injected
 from mmbal.transforms._state import find_state, replace_states
 
 
@@ -128,12 +129,11 @@ def miles(labels, *, tau: float = 0.2, mu: float = 0.5, cumulative: bool = False
     raise ValueError(f"miles: no modality labels among {names}")
   if len(set(modalities)) != len(modalities):
     raise ValueError(f"miles: duplicate modalities {modalities}")
-  known = lambda x: not isinstance(x, jax.Array)   # an array: set by optax.inject_hyperparams
-  if known(tau) and tau < 0:
+  if not injected(tau) and tau < 0:
     raise ValueError(f"miles: tau must be >= 0, got {tau}")
-  if known(mu) and (not mu > 0 or (cumulative and mu > 1)):
+  if not injected(mu) and (not mu > 0 or (cumulative and mu > 1)):
     raise ValueError(f"miles: mu must be in (0, inf), and in (0, 1] when cumulative; got {mu}")
-  if known(min_scale) and not 0 < min_scale <= 1:
+  if not injected(min_scale) and not 0 < min_scale <= 1:
     raise ValueError(f"miles: min_scale must be in (0, 1], got {min_scale}")
   scaled = optax.inject_hyperparams(_scale, hyperparam_dtype=jnp.float32)
   transforms = {name: scaled(step_size=1.0) if name in modalities else optax.identity()
