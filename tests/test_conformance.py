@@ -26,6 +26,7 @@ class Case(NamedTuple):
   extra: Callable[[int], dict]   # seed -> extra args of update (arrays only)
   static: tuple = ()          # the factory's structural arguments (inject_hyperparams static_args)
   takes_grad_fn: bool = False   # SAM-style: update's extra arg grad_fn (a Python callable)
+  rows: tuple | None = None     # names of the stacked rows (static extra arg `objectives`)
 
 
 def _scores(seed):
@@ -45,16 +46,22 @@ CASES = {
     "miles": Case(lambda tau: transforms.miles(LABELS, tau=tau), dict(tau=0.2), 0, lambda s: {}),
     "sam": Case(lambda rho: transforms.sam(rho=rho), dict(rho=0.05), 0, lambda s: {},
                 takes_grad_fn=True),
+    "msam": Case(lambda rho: transforms.msam(NAMES, rho=rho), dict(rho=0.05), 0,
+                 lambda s: dict(shapley_values=_scores(s)), takes_grad_fn=True),
+    "owm_projection": Case(lambda dim: transforms.owm_projection(
+        {"audio": {"w": True}, "video": {"w": False}, "head": {"b": False}}, dim), dict(dim=3), 0,
+        lambda s: dict(feature_mean=jnp.arange(3.0) + s, progress=jnp.float32(0.5)),
+        static=("dim",)),
     "agm": Case(lambda alpha: transforms.agm(NAMES, alpha=alpha), dict(alpha=1.0), 2,
-                lambda s: dict(agm_scores=_scores(s))),
+                lambda s: dict(agm_scores=_scores(s)), rows=NAMES),
     "pcgrad": Case(lambda num_objectives: transforms.pcgrad(num_objectives=num_objectives),
                    dict(num_objectives=3), 3, lambda s: dict(key=jax.random.key(s)),
                    static=("num_objectives",)),
     "mmpareto": Case(lambda gamma: transforms.mmpareto(NAMES, LABELS, gamma=gamma),
-                     dict(gamma=1.0), 3, lambda s: {}),
+                     dict(gamma=1.0), 3, lambda s: {}, rows=("fused",) + NAMES),
     "balgrad": Case(lambda project: transforms.balgrad(NAMES, project=project),
                     dict(project=True), 5, lambda s: dict(unimodal_losses=_scores(s)),
-                    static=("project",)),
+                    static=("project",), rows=transforms.balgrad_objective_names(NAMES)),
     "gradient_blending": Case(lambda objectives: transforms.gradient_blending(objectives),
                               dict(objectives=3), 3, lambda s: {}, static=("objectives",)),
     "combine_objectives": Case(lambda weights: transforms.combine_objectives(weights),
@@ -75,6 +82,8 @@ def _chain(case: Case, inner=None):
 def _update(tx, case, grad_fn=_quadratic_grad):
   def update(grads, state, extra):
     extra = dict(extra, grad_fn=grad_fn) if case.takes_grad_fn else extra
+    if case.rows is not None:
+      extra = dict(extra, objectives=case.rows)
     return tx.update(grads, state, PARAMS, **extra)
   return update
 

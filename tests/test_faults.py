@@ -138,7 +138,7 @@ def test_one_nan_score_does_not_poison_agm():
   grads = {"w": jnp.ones((2, 3))}
   state = tx.init({"w": jnp.ones(3)})
   for scores in ({"audio": 1.0, "video": 2.0}, {"audio": jnp.nan, "video": 2.0}):
-    out, state = tx.update(grads, state, agm_scores=scores)
+    out, state = tx.update(grads, state, agm_scores=scores, objectives=("audio", "video"))
   np.testing.assert_array_equal(out["w"], [2.0, 2.0, 2.0])   # kappa = 1 on the NaN step
   assert int(state.count) == 1
   np.testing.assert_allclose([float(state.running_scores[m]) for m in ("audio", "video")],

@@ -201,14 +201,16 @@ def test_agm_two_modalities_by_hand_two_steps():
   # Step 0: s = (1, 1 + ln 2). r_a = exp(2 * (mean - s_a)) = exp(s_v - s_a) = 2, r_v = 1/2.
   # Running means start at 0 -> rbar = (1, 1). kappa_a = exp(min(1 - 2, 0.5)) = e^-1,
   # kappa_v = exp(min(1 - 1/2, 0.5)) = e^0.5 (exactly at the clip).
-  out, state = tx.update(grads, state, agm_scores={"audio": 1.0, "visual": 1.0 + math.log(2)})
+  out, state = tx.update(grads, state, objectives=("audio", "visual"),
+                         agm_scores={"audio": 1.0, "visual": 1.0 + math.log(2)})
   _close(out["w"], [math.exp(-1), math.exp(0.5)], rtol=1e-5)
   _close(state.coefficients["audio"], math.exp(-1), rtol=1e-5)
   # Running means after step 0: (1, 1 + ln 2).
   _close(state.running_scores["visual"], 1 + math.log(2), rtol=1e-6)
   # Step 1: s = (1, 1) -> r = (1, 1); rbar_a = exp(sbar_v - sbar_a) = 2, rbar_v = 1/2.
   # kappa_a = exp(min(2 - 1, 0.5)) = e^0.5 (clipped), kappa_v = exp(1/2 - 1) = e^-0.5.
-  out, state = tx.update(grads, state, agm_scores={"audio": 1.0, "visual": 1.0})
+  out, state = tx.update(grads, state, objectives=("audio", "visual"),
+                         agm_scores={"audio": 1.0, "visual": 1.0})
   _close(out["w"], [math.exp(0.5), math.exp(-0.5)], rtol=1e-5)
   # Running means: mean of (1, 1 + ln 2) and (1, 1) = (1, 1 + ln2 / 2).
   _close(state.running_scores["audio"], 1.0)
@@ -222,7 +224,8 @@ def test_agm_three_modalities_by_hand():
   # s = (1, 2, 3), mean 2: r_m = exp(3/2 * (2 - s_m)) = (e^1.5, 1, e^-1.5); rbar = 1.
   # kappa_m = exp(0.5 * min(1 - r_m, 7)) = (exp(0.5 (1 - e^1.5)), 1, exp(0.5 (1 - e^-1.5))).
   kappa = [math.exp(0.5 * (1 - math.exp(1.5))), 1.0, math.exp(0.5 * (1 - math.exp(-1.5)))]
-  out, state = tx.update(grads, tx.init(grads), agm_scores={"a": 1.0, "b": 2.0, "c": 3.0})
+  out, state = tx.update(grads, tx.init(grads), objectives=("a", "b", "c"),
+                         agm_scores={"a": 1.0, "b": 2.0, "c": 3.0})
   _close(out["w"], kappa, rtol=1e-5)
   _close(out["v"], [sum(kappa)] * 2, rtol=1e-5)
   _close(state.coefficients["c"], kappa[2], rtol=1e-5)
@@ -235,10 +238,11 @@ def test_agm_default_clip(num, clip):
   tx = agm(names, alpha=0.1)
   state = tx.init(grads)
   # Step 0: m0 scores 20 below the others -> sbar_m0 - mean(sbar) = -20 (num - 1) / num.
-  _, state = tx.update(grads, state, agm_scores={n: 0.0 if n == "m0" else 20.0 for n in names})
+  _, state = tx.update(grads, state, objectives=names,
+                       agm_scores={n: 0.0 if n == "m0" else 20.0 for n in names})
   # Step 1: equal scores -> r = 1; rbar_m0 = exp(num/(num-1) * 20 (num-1)/num) = e^20, so
   # rbar - r ~ 4.85e8 is clipped: kappa_m0 = exp(0.1 * clip) (e^1 for 2, e^0.7 for 3 modalities).
-  out, _ = tx.update(grads, state, agm_scores={n: 1.0 for n in names})
+  out, _ = tx.update(grads, state, objectives=names, agm_scores={n: 1.0 for n in names})
   _close(out["w"][0], math.exp(0.1 * clip), rtol=1e-5)
 
 
@@ -248,7 +252,7 @@ def test_agm_alpha_zero_is_the_plain_gradient(num):
   g = {"k": jax.random.normal(KEY, (num, 3, 2)), "b": jnp.arange(num, dtype=jnp.float32)}
   tx = agm(names, alpha=0.0)
   scores = {n: jnp.float32(i) for i, n in enumerate(names)}
-  out, state = tx.update(g, tx.init(g), agm_scores=scores)
+  out, state = tx.update(g, tx.init(g), objectives=names, agm_scores=scores)
   _close(out["k"], np.asarray(g["k"]).sum(0), rtol=1e-6, atol=1e-6)
   _close(out["b"], num * (num - 1) / 2)
   assert all(float(v) == 1.0 for v in state.coefficients.values())
@@ -258,7 +262,7 @@ def test_agm_window_and_momentum():
   grads = {"w": jnp.eye(2)}
   scores = {"a": 1.0, "b": 1.0 + math.log(2)}   # kappa = (e^-1, e^0.5) at step 0 (see above)
   tx = agm(("a", "b"), alpha=1.0, start_step=1)
-  out, state = tx.update(grads, tx.init(grads), agm_scores=scores)
+  out, state = tx.update(grads, tx.init(grads), objectives=("a", "b"), agm_scores=scores)
   _close(out["w"], [1.0, 1.0])                    # outside the window: plain sum
   _close(state.running_scores["b"], 1 + math.log(2), rtol=1e-6)   # means still updated
   # momentum 0.5: weight max(1/(t+1), 0.5) on the new score: step 0 -> 1, step 1 -> 1/2,
@@ -266,7 +270,7 @@ def test_agm_window_and_momentum():
   tx = agm(("a", "b"), alpha=1.0, momentum=0.5)
   state = tx.init(grads)
   for s in (0.0, 4.0, 8.0):
-    _, state = tx.update(grads, state, agm_scores={"a": s, "b": 0.0})
+    _, state = tx.update(grads, state, objectives=("a", "b"), agm_scores={"a": s, "b": 0.0})
   _close(state.running_scores["a"], 5.0)
 
 
@@ -323,7 +327,7 @@ def test_agm_shares_gradients_sum_to_the_full_gradient():
   def run(p):
     res = mmbal.objective_grads(shares_fn, p, has_aux=True)
     tx = agm(names, alpha=0.0)
-    summed, _ = tx.update(res.grads, tx.init(p), agm_scores=res.aux.scores)
+    summed, _ = tx.update(res.grads, tx.init(p), objectives=names, agm_scores=res.aux.scores)
     full_logits = nnx.merge(graphdef, p, rest)(x).logits
     return res, summed, jax.grad(full_loss)(p), full_logits
 
@@ -340,7 +344,7 @@ def test_agm_finite_for_zero_and_huge_gradients():
     g = {"w": jnp.full((3, 4), value)}
     for scores in ({"a": 0.0, "b": 0.0, "c": 0.0}, {"a": 18.4, "b": 0.0, "c": 1e-3},
                    {"a": 1e6, "b": 0.0, "c": 0.0}):
-      out, state = tx.update(g, tx.init(g), agm_scores=scores)
+      out, state = tx.update(g, tx.init(g), objectives=("a", "b", "c"), agm_scores=scores)
       assert _finite(out) and _finite(state), (value, scores)
 
 
@@ -556,7 +560,7 @@ def test_sharding_is_preserved_under_jit(devices, method):
         "agm": lambda: agm(names, alpha=1.0),
         "cggm": lambda: cggm(labels)}[method]()
   extra = dict(confidence={"a": 2.0, "b": 1.0}, key=KEY, agm_scores={"a": 1.0, "b": 2.0},
-               unimodal_accuracy={"a": 0.5, "b": 0.25})
+               unimodal_accuracy={"a": 0.5, "b": 0.25}, objectives=names)
   out, state = jax.jit(lambda g, s: tx.update(g, s, None, **extra))(grads, tx.init(grads))
   for leaf in jax.tree.leaves(out):
     assert leaf.shape == (8, 4)
@@ -590,6 +594,6 @@ def test_chaining_with_combine_objectives_and_adam():
   # AGM reduces the stacked per-modality shares itself: kappa = 1 with equal scores at step 0.
   shares = jax.tree.map(lambda g: jnp.stack([g, 2 * g]), grads)
   tx = optax.chain(agm(names, alpha=1.0), optax.adam(0.1))
-  out, _ = tx.update(shares, tx.init(params), params, **extra)
+  out, _ = tx.update(shares, tx.init(params), params, objectives=names, **extra)
   ref, _ = optax.adam(0.1).update(jax.tree.map(lambda g: 3 * g, grads), optax.adam(0.1).init(params))
   jax.tree.map(lambda o, r: _close(o, r, rtol=1e-6), out, ref)

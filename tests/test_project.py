@@ -41,12 +41,19 @@ def _finite(tree):
 _JITTED = {}
 
 
-def _run(tx, grads, **extra):
+FA = ("fused", "audio")          # names of the stacked rows, for the transforms that read them
+FMN = ("fused", "m", "n")
+AV = balgrad_objective_names(["a", "v"])
+TKU = ("task", "kl_m", "uni_m")
+
+
+def _run(tx, grads, objectives=None, **extra):
   """One jitted update from a fresh state (one compilation per transform and shape)."""
   state = tx.init(jax.tree.map(lambda g: g[0], grads))
-  if id(tx) not in _JITTED:
-    _JITTED[id(tx)] = (tx, jax.jit(lambda g, s, e: tx.update(g, s, **e)))
-  return _JITTED[id(tx)][1](grads, state, extra)
+  key = (id(tx), objectives)   # the row names are static, like the transform
+  if key not in _JITTED:
+    _JITTED[key] = (tx, jax.jit(lambda g, s, e: tx.update(g, s, objectives=objectives, **e)))
+  return _JITTED[key][1](grads, state, extra)
 
 
 # ------------------------------------------------------------------------------- PCGrad
@@ -181,25 +188,25 @@ def test_mmpareto_global_by_hand():
   # -> d * 1/sqrt(0.8) = (0.4472136, 0.8944272) ("global"); "per_leaf": each 1-element leaf
   # is rescaled to |sum| on that leaf if larger: a: |0|/0.4 < 1 -> 0.4; b: 1/0.8 -> 1.0.
   grads = _stacked((1, 0), (-1, 1))
-  out, state = _run(mmpareto(["audio"], rescale="global"), grads)
+  out, state = _run(mmpareto(["audio"], rescale="global"), grads, objectives=FA)
   _close(_vec(out), [0.4 / math.sqrt(0.8), 0.8 / math.sqrt(0.8)])
   _close(state.weights["all"], [0.6, 0.4])
   assert bool(state.conflict["all"])
-  out, _ = _run(mmpareto(["audio"], rescale="per_leaf"), grads)
+  out, _ = _run(mmpareto(["audio"], rescale="per_leaf"), grads, objectives=FA)
   _close(_vec(out), [0.4, 1.0])
-  out, _ = _run(mmpareto(["audio"], rescale="none", gamma=1.5), grads)
+  out, _ = _run(mmpareto(["audio"], rescale="none", gamma=1.5), grads, objectives=FA)
   _close(_vec(out), [0.6, 1.2])
 
 
 def test_mmpareto_no_conflict_is_plain_sum():
   # fused (1, 0), uni_a (1, 1), uni_v (0, 3): cosines with fused >= 0 -> plain sum (2, 4)
   grads = _stacked((1, 0), (1, 1), (0, 3))
-  out, state = _run(mmpareto(["a", "v"]), grads)
+  out, state = _run(mmpareto(["a", "v"]), grads, objectives=("fused", "a", "v"))
   combined, _ = combine_objectives(jnp.ones(3)).update(grads, optax.EmptyState())
   for name in ("a", "b"):
     np.testing.assert_array_equal(np.asarray(out[name]), np.asarray(combined[name]))
   _close(state.weights["all"], [1 / 3] * 3)
-  out, _ = _run(mmpareto(["a", "v"], gamma=1.5), grads)
+  out, _ = _run(mmpareto(["a", "v"], gamma=1.5), grads, objectives=("fused", "a", "v"))
   _close(_vec(out), [3.0, 6.0])
 
 
@@ -213,7 +220,8 @@ def test_mmpareto_per_modality_labels():
            "ev": jnp.asarray([[2.0, 0.0], [0.0, 0.0], [0.0, 1.0]]),
            "h": jnp.asarray([[1.0, 2.0], [3.0, 4.0], [-5.0, 6.0]])}
   labels = {"ea": "audio", "ev": "visual", "h": SHARED}
-  out, state = _run(mmpareto(["audio", "visual"], labels), grads)
+  out, state = _run(mmpareto(["audio", "visual"], labels), grads,
+                    objectives=("fused", "audio", "visual"))
   _close(out["ea"], [0.4 / math.sqrt(0.8), 0.8 / math.sqrt(0.8)])
   _close(out["ev"], [2.0, 1.0])
   _close(out["h"], [-1.0, 12.0])
@@ -234,18 +242,19 @@ def test_balgrad_by_hand():
   assert balgrad_objective_names(["a", "v"]) == ("task", "kl_a", "kl_v", "uni_a", "uni_v")
   grads = _stacked((1, 0), (-1, 0), (0, 1), (1, 1), (0, -2))
   losses = {"a": jnp.float32(1.0), "v": jnp.float32(3.0)}
-  out, state = _run(balgrad(["a", "v"]), grads, unimodal_losses=losses)
+  out, state = _run(balgrad(["a", "v"]), grads, unimodal_losses=losses, objectives=AV)
   _close(_vec(out), [1.65, 0.05])
   _close(state.weights["a"], 0.25)
   _close(state.cosine, -0.25 / math.sqrt(0.625))
   assert bool(state.projected)
   # without projection: (1, 0) + (1, -1) + (-0.25, 0.75) = (1.75, -0.25)
-  out, state = _run(balgrad(["a", "v"], project=False), grads, unimodal_losses=losses)
+  out, state = _run(balgrad(["a", "v"], project=False), grads, unimodal_losses=losses,
+                    objectives=AV)
   _close(_vec(out), [1.75, -0.25])
   assert not bool(state.projected)
   # uniform weights (0.5, 0.5): g_kl = (-0.5, 0.5), dot -0.5, ||g_kl||^2 = 0.5
   # g_T' = (1, 0) + (-0.5, 0.5) = (0.5, 0.5); update = (0.5, 0.5) + (1, -1) + (-0.5, 0.5) = (1, 0)
-  out, _ = _run(balgrad(["a", "v"], reweight="uniform"), grads)
+  out, _ = _run(balgrad(["a", "v"], reweight="uniform"), grads, objectives=AV)
   _close(_vec(out), [1.0, 0.0])
 
 
@@ -273,9 +282,9 @@ def _make_all_transforms():
       (pcgrad(num_objectives=3, order="fixed"), 3, {}),
       (pcgrad(num_objectives=3, order="random"), 3, {"key": KEY}),
       (pcgrad(num_objectives=3, order="fixed", labels=labels, project="shared"), 3, {}),
-      (mmpareto(["m", "n"]), 3, {}),
-      (mmpareto(["m", "n"], rescale="global"), 3, {}),
-      (balgrad(["m"]), 3, {"unimodal_losses": {"m": 1.0}}),
+      (mmpareto(["m", "n"]), 3, {"objectives": FMN}),
+      (mmpareto(["m", "n"], rescale="global"), 3, {"objectives": FMN}),
+      (balgrad(["m"]), 3, {"unimodal_losses": {"m": 1.0}, "objectives": TKU}),
   ]
 
 
@@ -318,8 +327,8 @@ def _transforms_for_sharding():
   return [
       ("pcgrad", pcgrad(num_objectives=3, order="random"), {"key": KEY}),
       ("pcgrad_shared", pcgrad(num_objectives=3, order="fixed", labels=labels, project="shared"), {}),
-      ("mmpareto", mmpareto(["m", "n"], {"w": "m", "b": "n"}), {}),
-      ("balgrad", balgrad(["m"]), {"unimodal_losses": {"m": 0.5}}),
+      ("mmpareto", mmpareto(["m", "n"], {"w": "m", "b": "n"}), {"objectives": FMN}),
+      ("balgrad", balgrad(["m"]), {"unimodal_losses": {"m": 0.5}, "objectives": TKU}),
   ]
 
 

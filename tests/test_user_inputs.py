@@ -35,6 +35,29 @@ def test_stacked_gradients_are_refused_naming_the_fix(make):
   assert jax.tree.structure(updates) == jax.tree.structure(PARAMS)
 
 
+@pytest.mark.parametrize("make, rows, extra", [
+    (lambda: transforms.agm(("audio", "video"), alpha=1.0), ("audio", "video"),
+     dict(agm_scores={"audio": 1.0, "video": 2.0})),
+    (lambda: transforms.mmpareto(("audio", "video"), LABELS), ("fused", "audio", "video"), {}),
+    (lambda: transforms.balgrad(("audio", "video")),
+     ("task", "kl_audio", "kl_video", "uni_audio", "uni_video"),
+     dict(unimodal_losses={"audio": 1.0, "video": 2.0})),
+])
+def test_stacked_rows_are_read_by_name_never_by_position_alone(make, rows, extra):
+  tx = make()
+  grads = jax.tree.map(lambda p: jnp.stack([p * (k + 1) for k in range(len(rows))]), PARAMS)
+  with pytest.raises(TransformInputError, match=r"pass the extra argument objectives=\("):
+    tx.update(grads, tx.init(PARAMS), PARAMS, **extra)
+  swapped = rows[:-2] + (rows[-1], rows[-2])   # the last two modalities' rows exchanged
+  with pytest.raises(TransformInputError, match="reads its rows as"):
+    tx.update(grads, tx.init(PARAMS), PARAMS, objectives=swapped, **extra)
+  with pytest.raises(TransformInputError, match="did you mean 'objectives'"):
+    tx.update(grads, tx.init(PARAMS), PARAMS, objective=rows, **extra)
+  renamed_fused = ("all",) + rows[1:] if rows[0] != "audio" else rows
+  updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS, objectives=renamed_fused, **extra)
+  assert jax.tree.structure(updates) == jax.tree.structure(PARAMS)
+
+
 def test_labels_of_another_structure_are_refused():
   tx = transforms.ogm_ge({"audio": {"w": "audio"}, "video": {"w": "video"}}, alpha=0.8)
   with pytest.raises(TransformInputError, match="ogm_ge: `labels` must have the structure"):
@@ -206,7 +229,8 @@ def test_inject_hyperparams_works_or_names_static_args():
   agm = optax.inject_hyperparams(transforms.agm, static_args=("modalities",))(
       modalities=("audio", "video"), alpha=1.0, momentum=0.9)
   state = agm.init({"w": jnp.ones(3)})
-  out, state = jax.jit(lambda g, s: agm.update(g, s, agm_scores={"audio": 1.0, "video": 2.0}))(
+  out, state = jax.jit(lambda g, s: agm.update(g, s, agm_scores={"audio": 1.0, "video": 2.0},
+                                                  objectives=("audio", "video")))(
       {"w": jnp.ones((2, 3))}, state)
   assert out["w"].shape == (3,) and float(state.hyperparams["momentum"]) == pytest.approx(0.9)
 

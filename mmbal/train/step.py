@@ -125,6 +125,8 @@ def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, gra
     # Sharpness-aware transforms re-evaluate the gradient at perturbed parameters.
     grad_fn = lambda params: gradients(params, batch, state.opt_state, state.step)[1]
     extra = dict(objective_values=values, key=key, grad_fn=grad_fn)
+    if grad_mode != "sum":   # transforms of stacked gradients read their rows by name
+      extra["objectives"] = tuple(objectives)
     if extra_args is not None:
       extra.update(extra_args(aux, key))
     # Methods whose objectives are not cross-entropies (AGM's shares) report it in aux.

@@ -91,3 +91,31 @@ def check_static(transform: str, **values):
       raise TransformInputError(
           f"{transform}: {name!r} sets the transform's structure and must be a Python value, got "
           f"an array; with optax.inject_hyperparams pass static_args=({name!r},)")
+
+
+def check_axis_names(transform: str, objectives, expected: tuple[str, ...], *,
+                     free_first: bool = False, aliases: Mapping[str, str] | None = None):
+  """The stacked axis is read by name, never by position alone.
+
+  ``objectives`` (the extra arg of ``update``) names the rows of the stacked gradients in
+  order, as given to `mmbal.objective_grads`; it must equal ``expected`` (the order the
+  transform reads them in). ``free_first``: the first row (the fused / task objective) may
+  have any name. ``aliases``: accepted alternative names (AGM's ``share_<m>``).
+  """
+  if objectives is None:
+    raise TransformInputError(
+        f"{transform}: name the rows of the stacked gradients: pass the extra argument "
+        f"objectives={expected!r} to update (the names, in order, of the objectives you stacked, "
+        f"e.g. those given to mmbal.objective_grads); {transform} reads row k as objective "
+        f"{expected!r}[k], so a different order would silently swap modalities")
+  if isinstance(objectives, str) or not all(isinstance(o, str) for o in objectives):
+    raise TransformInputError(f"{transform}: `objectives` must be a tuple of names (Python "
+                              f"strings), got {objectives!r}")
+  got = tuple((aliases or {}).get(o, o) for o in objectives)
+  same = len(got) == len(expected) and (got[1:] == expected[1:] if free_first else got == expected)
+  if not same:
+    raise TransformInputError(
+        f"{transform}: the stacked gradients hold the objectives {tuple(objectives)} but "
+        f"{transform} reads its rows as {expected}" +
+        (" (the first, fused row may have any name)" if free_first else "") +
+        "; give the transform's modalities in the order of the stacked axis")

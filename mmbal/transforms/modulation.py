@@ -33,7 +33,7 @@ import optax
 
 from mmbal.labels import SHARED, label_names
 from mmbal.scores import shapley_matrix
-from mmbal.transforms._checks import (check_extra_args, check_labels, check_per_parameter,
+from mmbal.transforms._checks import (check_axis_names, check_extra_args, check_labels, check_per_parameter,
                                       injected)
 from mmbal.tasks import task_loss
 
@@ -294,7 +294,8 @@ def agm_shares(subset_logits, labels, names: Sequence[str], *, min_prob: float =
         return res.shares, res
 
       values, grads, res = mmbal.objective_grads(loss_fn, params, batch, has_aux=True)
-      updates, opt_state = tx.update(grads, opt_state, params, agm_scores=res.scores)
+      updates, opt_state = tx.update(grads, opt_state, params, agm_scores=res.scores,
+                                     objectives=names)
 
   (Give `mmbal.objective_grads` no labels, or objective names that are not labels: each
   share reads every parameter.)
@@ -361,8 +362,10 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
 
   ``updates``: stacked share gradients, every leaf ``[M, ...]`` in ``modalities`` order:
   ``g_m = grad <stop_gradient(dL/df), o_m>`` with the o_m from `agm_shares` (so
-  ``sum_m g_m`` is the plain gradient). Extra argument ``agm_scores``: ``{modality: s_m}``
-  (`agm_shares(...).scores`). Output (parameter-shaped)::
+  ``sum_m g_m`` is the plain gradient). Extra arguments: ``agm_scores``: ``{modality: s_m}``
+  (`agm_shares(...).scores`); ``objectives``: the names of the stacked rows in order
+  (``modalities`` or ``share_<m>``), checked against ``modalities`` so a different order
+  is an error instead of a silent swap. Output (parameter-shaped)::
 
       r_m     = exp(M/(M-1) * (mean_k s_k - s_m))          (M=2: r_a = exp(s_v - s_a))
       rbar_m  = the same from the running means sbar_k of all *previous* steps
@@ -413,9 +416,10 @@ def agm(modalities: Sequence[str], *, alpha: float, clip: float | None = None,
     del params
     return AgmState(jnp.zeros((), jnp.int32), _zeros(names), _ones(names))
 
-  def update_fn(updates, state, params=None, *, agm_scores=None, **extra_args):
+  def update_fn(updates, state, params=None, *, agm_scores=None, objectives=None, **extra_args):
     del params
-    check_extra_args("agm", extra_args, dict(agm_scores=agm_scores))
+    check_extra_args("agm", extra_args, dict(agm_scores=agm_scores, objectives=objectives))
+    check_axis_names("agm", objectives, names, aliases={f"share_{n}": n for n in names})
     s = _stack(agm_scores, names, "agm", "agm_scores")
     sbar = _stack(state.running_scores, names, "agm", "running_scores")
     kappa = jnp.exp(jnp.minimum(alpha * jnp.minimum(ratios(sbar) - ratios(s), clip), _MAX_EXP))

@@ -36,7 +36,8 @@ import optax
 
 from mmbal.labels import SHARED, label_names
 from mmbal.tasks import is_regression
-from mmbal.transforms._checks import TransformInputError, check_static
+from mmbal.transforms._checks import (TransformInputError, check_axis_names, check_extra_args,
+                                      check_static)
 
 # Largest number of objectives for which the min-norm subset enumeration is allowed
 # (2^K - 1 tiny linear solves).
@@ -352,7 +353,9 @@ def mmpareto(modalities: Sequence[str], labels=None, *, gamma: float = 1.0,
   orthogonal gradients are summed); it uses an iterative Frank-Wolfe-style min-norm
   solver (here closed form, exact); its weights ``2 * alpha`` generalise to ``n * alpha``.
 
-  Extra arguments of ``update``: none.
+  Extra argument of ``update``: ``objectives``, the names of the stacked rows in order
+  (e.g. ``("fused", *modalities)``, as given to `mmbal.objective_grads`); rows 1..M must
+  be ``modalities`` in this order (an error otherwise, never a silent swap).
   State (`MMParetoState`): per group the weights ``alpha``, the conflict flag and the
   cosines with the fused gradient; groups are the modalities (with labels) or ``"all"``.
   """
@@ -380,12 +383,14 @@ def mmpareto(modalities: Sequence[str], labels=None, *, gamma: float = 1.0,
         {g: jnp.zeros((), bool) for g in groups},
         {g: jnp.ones((len(ix),), jnp.float32) for g, ix in groups.items()})
 
-  def update_fn(updates, state, params=None, **extra_args):
-    del params, extra_args
+  def update_fn(updates, state, params=None, *, objectives=None, **extra_args):
+    del params
+    check_extra_args("mmpareto", extra_args, dict(objectives=objectives))
     k = _num_objectives(updates)
     if k != k_all:
       raise ValueError(f"mmpareto: expected K = 1 + {len(modalities)} stacked objectives "
                        f"[fused, {', '.join(modalities)}], got {k}")
+    check_axis_names("mmpareto", objectives, ("fused",) + modalities, free_first=True)
     grams = _leaf_grams(updates, _common_scale(updates))
     if labels is not None:
       _check_labels(labels, updates, "mmpareto")
@@ -539,7 +544,8 @@ def balgrad(modalities: Sequence[str], *, reweight: str | Callable = "loss_share
   handles two).
 
   Extra arguments of ``update``: ``unimodal_losses`` (``{modality: L_m}``; required for
-  ``reweight="loss_share"`` or a callable).
+  ``reweight="loss_share"`` or a callable); ``objectives``: the names of the stacked rows
+  in order, `balgrad_objective_names` (the first, task row may have any name).
   State (`BalGradState`): ``weights`` {m: w_m}, ``cosine`` cos(g_T, g_kl), ``projected``.
   """
   modalities = tuple(modalities)
@@ -557,12 +563,15 @@ def balgrad(modalities: Sequence[str], *, reweight: str | Callable = "loss_share
                         jnp.zeros((), jnp.float32), jnp.zeros((), bool))
 
   def update_fn(updates, state, params=None, *, unimodal_losses: Mapping[str, Any] | None = None,
-                **extra_args):
-    del params, extra_args
+                objectives=None, **extra_args):
+    del params
+    check_extra_args("balgrad", extra_args, dict(unimodal_losses=unimodal_losses,
+                                                  objectives=objectives))
     k = _num_objectives(updates)
     if k != k_all:
       raise ValueError(f"balgrad: expected K = 1 + 2*{m_count} stacked objectives "
                        f"{balgrad_objective_names(modalities)}, got {k}")
+    check_axis_names("balgrad", objectives, balgrad_objective_names(modalities), free_first=True)
     if reweight == "uniform":
       w = jnp.full((m_count,), 1.0 / m_count, jnp.float32)
     else:

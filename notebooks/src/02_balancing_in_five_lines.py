@@ -120,6 +120,7 @@ def make_train_step(tx):
         scores = dict(
             confidence=mmbal.scores.true_class_confidence(stacked.aux.unimodal_logits, y, NAMES),
             key=key,                                   # OGM-GE's noise, PCGrad's random order
+            objectives=OBJECTIVES,                     # the stacked rows, by name (MMPareto)
             grad_fn=lambda p: grads_of(p, batch).grads,            # M-SAM's perturbed gradient
             subset_logits=subset_logits(params, batch), targets=y)  # M-SAM's Shapley values
         updates, opt_state = tx.update(stacked.grads, opt_state, params, **scores)
