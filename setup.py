@@ -31,7 +31,7 @@ setup(
     install_requires=open("requirements.txt").read().split(),
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "tensorboardX>=2.6",
                              "easy-vqa==1.0", "nbclient>=0.10", "nbformat>=5.10",
-                             "ipykernel>=6.29"],
+                             "ipykernel>=6.29", "equinox>=0.11"],
                     "tensorboard": ["tensorboardX>=2.6"],
                     "vqa": ["easy-vqa==1.0"],
                     "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]},

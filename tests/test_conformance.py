@@ -27,6 +27,7 @@ class Case(NamedTuple):
   static: tuple = ()          # the factory's structural arguments (inject_hyperparams static_args)
   takes_grad_fn: bool = False   # SAM-style: update's extra arg grad_fn (a Python callable)
   rows: tuple | None = None     # names of the stacked rows (static extra arg `objectives`)
+  group: int = 1                # micro-steps per emitted update (gradient accumulation)
 
 
 def _scores(seed):
@@ -64,6 +65,9 @@ CASES = {
                     static=("project",), rows=transforms.balgrad_objective_names(NAMES)),
     "gradient_blending": Case(lambda objectives: transforms.gradient_blending(objectives),
                               dict(objectives=3), 3, lambda s: {}, static=("objectives",)),
+    "accumulate_objectives": Case(lambda every_k: transforms.accumulate_objectives(
+        transforms.pcgrad(num_objectives=3), every_k, num_objectives=3), dict(every_k=2), 3,
+        lambda s: dict(key=jax.random.key(s)), static=("every_k",), group=2),
     "combine_objectives": Case(lambda weights: transforms.combine_objectives(weights),
                                dict(weights=jnp.asarray([1.0, 0.5, 0.5])), 3, lambda s: {}),
 }
@@ -167,7 +171,9 @@ def test_apply_if_finite_after_the_transform_skips_a_non_finite_step(name):
   # (SAM's update is grad_fn at the perturbed point: there the NaN comes from grad_fn)
   update = jax.jit(_update(tx, case, grad_fn=lambda p: jax.tree.map(lambda x: x * jnp.nan, p)))
   bad = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.nan), _grads(case, 0))
-  updates, state = update(bad, tx.init(PARAMS), case.extra(0))
+  state = tx.init(PARAMS)
+  for _ in range(case.group):   # an accumulating transform emits its NaN at the group's end
+    updates, state = update(bad, state, case.extra(0))
   assert all((np.asarray(u) == 0).all() for u in jax.tree.leaves(updates))   # skipped
   assert int(state[1].notfinite_count) == 1
 

@@ -15,4 +15,5 @@ def test_python_blocks_run(page, capsys):
   for block in blocks:
     exec(compile(block, page, "exec"), {})   # pylint: disable=exec-used
   if page == "docs/your-own-code.md":   # the printed results match the comments
-    assert capsys.readouterr().out.split("\n")[:2] == ["['audio', 'video']", "(3,)"]
+    assert capsys.readouterr().out.split("\n")[:4] == ["['audio', 'video']", "(3,)",
+                                                       "audio shared", "['audio', 'video']"]

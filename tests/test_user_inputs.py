@@ -262,3 +262,28 @@ def test_label_transforms_work_inside_multi_transform(make):
   for m in ("audio", "video"):   # the modulated partition gets what the transform alone gives
     np.testing.assert_allclose(updates[m]["w"], direct[m]["w"], rtol=1e-6)
   np.testing.assert_array_equal(updates["head"]["b"], -PARAMS["head"]["b"])
+
+
+def test_accumulated_stacked_gradients_are_projected_as_one_large_batch():
+  # Micro-batch rows (objective 1; objective 2): batch 1 (2, 0); (0, 2), batch 2 (0, 0); (-2, 0).
+  # Mean: g1 = (1, 0), g2 = (-1, 1); g1.g2 = -1 < 0, so PCGrad (fixed order) projects both:
+  # g1' = g1 + 1/2 g2 = (0.5, 0.5), g2' = g2 + 1/1 g1 = (0, 1); sum (0.5, 1.5).
+  # MultiSteps after PCGrad averages the per-batch results instead: batch 1 has no conflict,
+  # (2, 2); batch 2 has dot 0, (-2, 0); mean (0, 1).
+  batches = [{"w": jnp.asarray([[2.0, 0.0], [0.0, 2.0]])},
+             {"w": jnp.asarray([[0.0, 0.0], [-2.0, 0.0]])}]
+  params = {"w": jnp.zeros(2)}
+  pcgrad = lambda: transforms.pcgrad(num_objectives=2, order="fixed")
+  large = transforms.accumulate_objectives(optax.chain(pcgrad(), optax.scale(-1.0)), 2,
+                                           num_objectives=2)
+  after = optax.chain(pcgrad(), optax.MultiSteps(optax.scale(-1.0), 2).gradient_transformation())
+  for tx, expected in ((large, [0.5, 1.5]), (after, [0.0, 1.0])):
+    state = tx.init(params)
+    first, state = jax.jit(tx.update)(batches[0], state, params)
+    np.testing.assert_array_equal(first["w"], [0.0, 0.0])   # accumulating: no update yet
+    out, state = jax.jit(tx.update)(batches[1], state, params)
+    np.testing.assert_allclose(-out["w"], expected, rtol=1e-6)
+  with pytest.raises(TransformInputError, match=r"expected stacked gradients \[K=2"):
+    large.update({"w": jnp.ones(2)}, large.init(params), params)
+  with pytest.raises(TransformInputError, match="sam/msam outside the accumulation"):
+    large.update(batches[0], large.init(params), params, grad_fn=lambda p: p)

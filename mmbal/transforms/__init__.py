@@ -4,6 +4,7 @@ Every factory returns an ``optax.GradientTransformationExtraArgs``: per-modality
 arrive as keyword extra args (``{modality: value}`` dicts), so each drops into any chain:
 ``optax.chain(mmbal.transforms.ogm_ge(labels, alpha=0.8), optax.sgd(1e-3))``.
 """
+from mmbal.transforms.accumulate import AccumulateState, accumulate_objectives
 from mmbal.transforms.blending import (BlendingState, blending_update, find_blending_state,
                                        gradient_blending)
 from mmbal.transforms.combine import combine_objectives
