@@ -77,6 +77,21 @@ def test_misspelled_extra_args_are_named_but_other_transforms_args_pass():
   chain.update(PARAMS, chain.init(PARAMS), PARAMS, **SCORES)
 
 
+@pytest.mark.parametrize("make, stacked, typo, meant", [
+    (lambda: transforms.sam(rho=0.05), False, "grad_fm", "grad_fn"),
+    (lambda: transforms.msam(("audio", "video")), False, "shapley_value", "shapley_values"),
+    (lambda: transforms.owm_projection({"audio": {"w": True}, "video": {"w": False},
+                                        "head": {"b": False}}, 3), False, "feature_means",
+     "feature_mean"),
+    (lambda: transforms.pcgrad(num_objectives=2), True, "keys", "key"),
+])
+def test_every_transform_names_a_misspelled_extra_arg(make, stacked, typo, meant):
+  tx = make()
+  grads = jax.tree.map(lambda p: jnp.stack([p, -p]), PARAMS) if stacked else PARAMS
+  with pytest.raises(TransformInputError, match=f"'{typo}'; did you mean '{meant}'"):
+    tx.update(grads, tx.init(PARAMS), PARAMS, **{typo: 1.0})
+
+
 def test_labels_from_paths_for_a_linen_style_tree():
   params = {"params": {"audio_encoder": {"Dense_0": {"kernel": 1.0, "bias": 2.0}},
                        "video_encoder": {"Dense_0": {"kernel": 3.0}}, "head": {"kernel": 4.0}}}

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mmbal.transforms._checks import TransformInputError, check_extra_args
+
 
 class OwmState(NamedTuple):
   projector: jax.Array   # [D, D] P, shared by all modalities
@@ -44,8 +46,11 @@ def owm_projection(mask: Any, dim: int, *, mode: str = "replace"
     del params
     return OwmState(jnp.eye(dim, dtype=jnp.float32), jnp.zeros((), jnp.int32))
 
-  def update(updates, state, params=None, *, feature_mean, progress=0.0, **extra):
-    del extra
+  def update(updates, state, params=None, *, feature_mean=None, progress=0.0, **extra):
+    check_extra_args("owm_projection", extra, dict(feature_mean=feature_mean))
+    if feature_mean is None:
+      raise TransformInputError(f"owm_projection: pass the extra argument feature_mean=[{dim}] (the "
+                                f"batch mean of the features the projected kernels read)")
     chosen = mask(params if params is not None else updates) if callable(mask) else mask
     alpha = 0.1 ** (1.0 + progress)
     r = jax.lax.stop_gradient(feature_mean).astype(jnp.float32)

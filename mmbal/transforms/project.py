@@ -210,7 +210,8 @@ def pcgrad(*, num_objectives: int, reduction: str = "sum", order: str = "random"
                        jnp.zeros((k, k), jnp.float32))
 
   def update_fn(updates, state, params=None, *, key=None, **extra_args):
-    del params, extra_args
+    del params
+    check_extra_args("pcgrad", extra_args, dict(key=key) if order == "random" else {})
     k = _num_objectives(updates)
     if k != num_objectives:
       raise TransformInputError(f"pcgrad: num_objectives={num_objectives} but the gradients "

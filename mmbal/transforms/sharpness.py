@@ -32,6 +32,7 @@ import optax
 
 from mmbal.labels import SHARED
 from mmbal.scores import shapley_matrix
+from mmbal.transforms._checks import check_extra_args
 from mmbal.tasks import task_correct, task_loss
 
 _NORMALIZE = ("l2", "sign")
@@ -188,7 +189,7 @@ def sam(*, rho: float = 0.05, normalize: str = "l2", eps: float = 1e-12,
     return SamState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
 
   def update_fn(updates, state, params=None, *, grad_fn: Callable | None = None, **extra_args):
-    del extra_args
+    check_extra_args("sam", extra_args, dict(grad_fn=grad_fn))
     grads, norm = _perturbed_gradient(updates, params, grad_fn, rho, normalize, eps, "sam",
                                       perturb)
     return grads, SamState(optax.safe_increment(state.count), norm)
@@ -382,7 +383,9 @@ def msam(modalities: Sequence[str], *, rho: float = 0.05, normalize: str = "l2",
   def update_fn(updates, state, params=None, *, grad_fn: Callable | None = None,
                 shapley_values: Mapping[str, Any] | None = None, subset_logits=None,
                 targets=None, **extra_args):
-    del extra_args
+    check_extra_args("msam", extra_args, dict(
+        grad_fn=grad_fn, shapley_values=shapley_values, subset_logits=subset_logits,
+        targets=targets))
     if shapley_values is None:
       if subset_logits is None or targets is None:
         raise ValueError(f"msam: pass the extra argument shapley_values={{modality: v_m}} for "
