@@ -5,13 +5,14 @@
 #   launch/local_multiprocess.sh N [--devices-per-process D] [--port P] -- train args...
 #   launch/local_multiprocess.sh 2 --devices-per-process 4 -- --config configs/mfeat/joint.py --workdir /tmp/mp
 #
-# Each process gets D simulated CPU devices (default 1) and logs to stderr with a [i] prefix.
+# Each process gets D simulated CPU devices (default 1) and logs to stderr with a [i] prefix
+# (gloo's one 'Rank N is connected to M peer ranks' line per device pair is dropped).
 # SIGTERM/SIGINT to this script is forwarded to every process (a preemption: they agree on a
 # step, checkpoint and exit 0). If one process fails, the others are stopped and its exit
 # status is returned.
 set -euo pipefail
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [[ $# -ge 1 && "$1" =~ ^[0-9]+$ && "$1" -ge 1 ]] || usage
 num=$1; shift
 devices=1
@@ -35,7 +36,7 @@ for ((i = 0; i < num; i++)); do
   JAX_PLATFORMS=cpu JAX_NUM_CPU_DEVICES=$devices \
     "$python" -m mmbal.train.cli train --distributed --coordinator "127.0.0.1:$port" \
       --num-processes "$num" --process-id "$i" "$@" \
-      > >(sed -u "s/^/[$i] /") 2> >(sed -u "s/^/[$i] /" >&2) &
+      > >(sed -u "s/^/[$i] /") 2> >(sed -u "/^\[Gloo\] Rank [0-9]* is connected to/d; s/^/[$i] /" >&2) &
   pids+=($!)
 done
 

@@ -53,6 +53,11 @@ def text_only_apply(scale, tokens):
   return ignores_image(scale, None, tokens)
 
 
+def without_image(scale, tokens):
+  """The image-reading model without its image: no evidence, uniform over the answers."""
+  return _everywhere(jnp.zeros((tokens.shape[0], 3)), tokens)
+
+
 def reads_image(scale, image, tokens):
   """Answer index round(2 * mean of channel 0): c = 0 -> 5, 0.5 -> 7, 1 -> 9."""
   c = 2 * image[..., 0].mean((1, 2))
@@ -67,7 +72,7 @@ def blind_model():
 @pytest.fixture(scope="module")
 def visual_model():
   return dd.diagnose_decoder(reads_image, jnp.float32(10.0), [make_batch()], answer_ids=IDS,
-                             text_only=(text_only_apply, jnp.float32(3.0)))
+                             text_only=(text_only_apply, jnp.float32(3.0)), no_image=without_image)
 
 
 def test_model_ignoring_the_image(blind_model):
@@ -75,7 +80,8 @@ def test_model_ignoring_the_image(blind_model):
   # Predictions 5 (w1 = 3) / 7 (w1 = 4) vs Y: right on rows 0 and 2 only.
   assert r.count == 8 and r.accuracy == r.blind_accuracy == 0.25
   assert r.visual_dependency == 0 and r.visual_dependency_normalised == 0
-  assert r.visual_information_gain == 0 and r.swap_change_rate == 0
+  assert r.blind_kl == 0 and r.blind_information_gain == 0 and r.swap_change_rate == 0
+  assert r.no_image_accuracy is r.multimodal_gain is r.visual_information_gain is r.leakage is None
   assert (r.swap_count, r.swap_unpaired) == (7, 1)
   # Donors: 0<->1, 2<->3, a cycle in {4,5,6} (all y' = 7). Predictions equal y' on rows 1
   # (5 = y0) and 3 (7 = y2) only: 2/7 by coincidence.
@@ -91,7 +97,7 @@ def test_model_ignoring_the_image_any_blind(blind):
   r = dd.diagnose_decoder(ignores_image, jnp.float32(3.0), [make_batch()], answer_ids=IDS,
                           blind=blind, seed=3)
   assert r.blind == blind and r.blind_detail.startswith(blind)
-  assert r.accuracy == r.blind_accuracy == 0.25 and r.visual_information_gain == 0
+  assert r.accuracy == r.blind_accuracy == 0.25 and r.blind_kl == 0
   if blind == "noise":   # channel 0 over the real rows: mean 0.5, E[x^2] = 3/8, std sqrt(1/8)
     assert "mean (0.5, 0.25, 0)" in r.blind_detail and "std (0.3536, 0, 0)" in r.blind_detail
 
@@ -104,11 +110,19 @@ def test_model_reading_the_image(visual_model):
   # Blank image: channel 0 = its mean over the real rows, 4/8 = 0.5 -> answers 7: right on
   # rows 2, 4, 5, 6.
   assert r.blind_accuracy == 0.5
-  assert r.visual_dependency == r.multimodal_gain == 0.5 and r.visual_dependency_normalised == 0.5
+  assert r.visual_dependency == 0.5 and r.visual_dependency_normalised == 0.5
   assert r.prior_following == 2 / 8                              # y = prior on rows 0, 2
   assert r.blind_prior_following == 3 / 8                        # prior 7 on rows 2, 3, 7
-  # LM base (the image-free model) S_t = 0.25: leakage max(0, 0.5 - 0.25).
-  assert r.text_only_accuracy == 0.25 and r.leakage == 0.25
+  # No image: uniform logits, argmax 5: right on rows 0, 3; prior 5 on rows 0, 1, 4, 5, 6.
+  assert r.no_image_accuracy == 0.25 and r.multimodal_gain == 0.75
+  assert r.no_image_prior_following == 5 / 8 and r.no_image_loss == pytest.approx(math.log(3))
+  # Full logits -10 (2c - k)^2: at c = 0 or 1 (rows 0, 1, 3, 7) the other answers get -10 and
+  # -40; at c = 0.5, -10 and -10. VIG = log 3 - mean CE.
+  ce = (math.log(1 + math.exp(-10) + math.exp(-40)) + math.log(1 + 2 * math.exp(-10))) / 2
+  assert r.loss == pytest.approx(ce, abs=1e-7)   # float32 log-softmax near 1
+  assert r.visual_information_gain == pytest.approx(math.log(3) - ce, rel=1e-5)
+  # LM base S_t = 0.25: leakage max(0, S_ov - S_t) = 0.
+  assert r.text_only_accuracy == 0.25 and r.leakage == 0.0
   # The mean image equals the blank one here (every pixel of channel 0 averages to 0.5).
   m = dd.diagnose_decoder(reads_image, jnp.float32(10.0), [make_batch()], answer_ids=IDS, blind="mean")
   assert m.blind_accuracy == 0.5 and m.blind_detail.startswith("mean: the mean image over the 8")
@@ -117,9 +131,9 @@ def test_model_reading_the_image(visual_model):
 @pytest.mark.parametrize("scale", [0.0, 1e30])
 def test_zero_and_huge_logits_stay_finite(scale):
   r = dd.diagnose_decoder(reads_image, jnp.float32(scale), [make_batch()], answer_ids=IDS)
-  assert all(math.isfinite(getattr(r, k)) for k in ("loss", "blind_loss", "visual_information_gain"))
+  assert all(math.isfinite(getattr(r, k)) for k in ("loss", "blind_loss", "blind_kl"))
   if scale == 0:   # uniform over 3 answers: argmax picks 5 (right on rows 0, 3), CE log 3, no KL
-    assert r.accuracy == 0.25 and r.loss == pytest.approx(math.log(3)) and r.visual_information_gain == 0
+    assert r.accuracy == 0.25 and r.loss == pytest.approx(math.log(3)) and r.blind_kl == 0
   else:
     assert r.accuracy == 1.0 and r.blind_accuracy == 0.5
 
@@ -141,7 +155,7 @@ def test_answer_vocabulary_restriction():
   assert r.accuracy == 0.25                     # always 5 over the answers: right on rows 0, 3
   # CE over the answer vocabulary: -log(e / (e + 2)) for y = 5, -log(1 / (e + 2)) otherwise.
   assert r.loss == pytest.approx(math.log(math.e + 2) - 2 / 8, rel=1e-6)
-  assert r.visual_information_gain == 0 and r.num_answers == 3
+  assert r.blind_kl == 0 and r.num_answers == 3
 
 
 def test_visual_information_gain_two_answers():
@@ -155,7 +169,7 @@ def test_visual_information_gain_two_answers():
   r = dd.diagnose_decoder(two, jnp.float32(2.0), [batch], answer_ids=[5, 7], blank_value=0.0)
   # Full logits (2, 0) and (1, 0); the blank image (0) gives (0, 0): q = (1/2, 1/2).
   kl = lambda a: sum(p * math.log(2 * p) for p in (1 / (1 + math.exp(-a)), 1 / (1 + math.exp(a))))
-  assert r.visual_information_gain == pytest.approx((kl(2.0) + kl(1.0)) / 2, rel=1e-5)
+  assert r.blind_kl == pytest.approx((kl(2.0) + kl(1.0)) / 2, rel=1e-5)
   assert r.blind_detail == "blank: constant image of the given pixel value 0"
   # Same question (the answer token after "?" is not part of it): one swap pair. Both still
   # predict 5 on the other's image (logits (1, 0) and (2, 0)); only row 1's donor answer is 5.
@@ -177,13 +191,14 @@ def test_swap_donors_groups_and_padding():
 def test_masks_and_given_leakage(visual_model):
   real_only = make_batch(slice(0, 8))
   del real_only["mask"]
-  r = dd.diagnose_decoder(reads_image, jnp.float32(10.0), [real_only], answer_ids=IDS, text_only=0.2)
-  same = ("accuracy", "blind_accuracy", "visual_information_gain", "prior_following", "swap_count",
-          "swap_unpaired", "swap_change_rate", "image_following_rate", "loss")
+  r = dd.diagnose_decoder(reads_image, jnp.float32(10.0), [real_only], answer_ids=IDS, text_only=0.2,
+                          no_image=without_image)
+  same = ("accuracy", "blind_accuracy", "blind_kl", "visual_information_gain", "prior_following",
+          "swap_count", "swap_unpaired", "swap_change_rate", "image_following_rate", "loss")
   assert all(getattr(r, k) == pytest.approx(getattr(visual_model, k)) for k in same)
-  assert r.multimodal_gain == 0.5 and r.leakage == pytest.approx(0.3)   # max(0, 0.5 - 0.2)
+  assert r.multimodal_gain == 0.75 and r.leakage == pytest.approx(0.05)   # max(0, 0.25 - 0.2)
   r = dd.diagnose_decoder(reads_image, jnp.float32(10.0), [real_only], answer_ids=IDS, text_only=0.9,
-                          blank_value=[0.5, 0.25, 0.0])
+                          blank_value=[0.5, 0.25, 0.0], no_image=without_image)
   assert r.leakage == 0.0 and r.blind_accuracy == 0.5
   # Split into two padded batches (one pass, a generator): the counts add up.
   first, second = make_batch([0, 1, 2, 3, 8]), make_batch(slice(4, 9))   # same shape: one compile
@@ -195,10 +210,11 @@ def test_masks_and_given_leakage(visual_model):
 
 def test_markdown_names_the_blind_method(visual_model):
   md = visual_model.to_markdown()
-  assert md.startswith("Image removed for blind scores: blank: constant image")
-  assert "| blind accuracy Acc(∅,q) | 50.00 % |" in md and "| swap: follows" in md
-  assert "| visual information gain KL(p(.\\|v,q) ‖ p(.\\|∅,q)) (nats) | " in md   # escaped pipes
-  assert visual_model.to_dict()["leakage"] == 0.25
+  assert md.startswith("Image replaced for the blind scores: blank: constant image")
+  assert "| blind accuracy Acc(blind,q) | 50.00 % |" in md and "| swap: follows" in md
+  assert "| no-image accuracy S_ov (the model without its image) | 25.00 % |" in md
+  assert "| KL(p(.\\|v,q) ‖ p(.\\|blind,q)) (nats) | " in md   # escaped pipes
+  assert visual_model.to_dict()["leakage"] == 0.0
 
 
 def test_attention_share_hand_case():
@@ -275,3 +291,47 @@ def test_errors_on_logits_and_one_pass():
     dd.diagnose_decoder(lambda p, i, t: t.astype(jnp.float32), 1.0, [make_batch()], answer_ids=IDS)
   with pytest.raises(ValueError, match="pass a list"):
     dd.diagnose_decoder(ignores_image, 1.0, iter([make_batch()]), answer_ids=IDS, blind="noise")
+
+
+def test_diagnose_from_logits_matches_the_model_pass(visual_model):
+  """Arrays of answer logits (as a PyTorch MLLM would give) -> the same diagnosis."""
+  b = make_batch()
+  answer_logits = lambda fn, image: np.asarray(fn(jnp.float32(10.0), jnp.asarray(image),
+                                                  jnp.asarray(b["tokens"]))[:, POS][:, IDS])
+  blank = np.broadcast_to(np.array([0.5, 0.25, 0.0], np.float32), b["image"].shape)
+  donor, paired = dd.swap_donors(b["tokens"], b["answer_position"], b["mask"], seed=(0, 0))
+  index = lambda tokens: np.searchsorted(IDS, tokens).astype(np.int32)
+  r = dd.diagnose_from_logits(
+      answer_logits(reads_image, b["image"]), index(b["answer"]), mask=b["mask"],
+      blind=answer_logits(reads_image, blank), blind_detail="a blank image",
+      no_image=np.zeros((len(Y), 3)), swapped=answer_logits(reads_image, b["image"][donor]),
+      swap_donor=np.where(paired, donor, -1), prior_answer=index(b["prior_answer"]),
+      text_only=answer_logits(ignores_image, b["image"]))
+  mine, theirs = r.to_dict(), visual_model.to_dict()
+  for k in theirs:
+    if k not in ("blind", "blind_detail"):
+      assert mine[k] == pytest.approx(theirs[k], abs=1e-6), k
+  assert (r.blind, r.blind_detail) == ("given", "a blank image")
+  # Only what is given is measured; S_t may be a number.
+  r = dd.diagnose_from_logits(np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([0, 0]),
+                              no_image=np.array([[1.0, 0.0], [1.0, 0.0]]), text_only=0.5)
+  assert (r.accuracy, r.no_image_accuracy, r.multimodal_gain, r.leakage) == (0.5, 1.0, -0.5, 0.5)
+  assert r.blind_accuracy is None and r.swap_change_rate is None and r.swap_count == 0
+  assert "blind" not in r.to_markdown()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(logits=np.zeros((3,)), answer=np.zeros(3, int)), r"logits: expected answer logits \[N, K\]"),
+    (dict(logits=np.zeros((3, 2)), answer=np.array([0, 2, 1])), r"answer: expected \[3\] answer indices in \[0, 2\)"),
+    (dict(logits=np.zeros((3, 2)), answer=np.zeros(3, int), no_image=np.zeros((2, 2))),
+     r"no_image: expected answer logits \[N=3, K=2\]"),
+    (dict(logits=np.array([[0.0, np.nan]] * 3), answer=np.zeros(3, int)), "non-finite logits .first at row 0"),
+    (dict(logits=np.zeros((3, 2)), answer=np.zeros(3, int), swapped=np.zeros((3, 2))),
+     "swapped and swap_donor go together"),
+    (dict(logits=np.zeros((3, 2)), answer=np.zeros(3, int), blind_detail="blank"),
+     "blind_detail describes the blind logits"),
+    (dict(logits=np.zeros((3, 2)), answer=np.zeros(3, int), text_only=1.5), r"S_t must be in \[0, 1\]"),
+])
+def test_diagnose_from_logits_refuses_bad_arrays(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    dd.diagnose_from_logits(**kwargs)

@@ -11,7 +11,8 @@ returns the run's history: one record per evaluation with
 * ``id_blind_accuracy`` / ``ood_blind_accuracy``: the same with the image removed — replaced by a
   constant image at the data's mean pixel value ("blank", `mmbal.diagnostics.diagnose_decoder`);
 * ``ood_image_following``: answers that follow a swapped-in image of the same question;
-* ``id_vig``: KL(p(.|image, q) || p(.|blank, q)) over the answer vocabulary (nats);
+* ``id_blind_kl``: KL(p(.|image, q) || p(.|blank, q)) over the answer vocabulary (nats; stored
+  as ``id_vig`` by runs before the rename: it is not the literature's VIG);
 * ``grad_ratio``: ||grad vision + projector|| / ||grad LM|| of the training loss (the answer
   loss plus any auxiliary objective), averaged over the steps since the previous evaluation.
 """
@@ -253,7 +254,7 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
           id_blind_accuracy=found["id"].blind_accuracy,
           ood_blind_accuracy=found["ood"].blind_accuracy,
           ood_image_following=found["ood"].image_following_rate,
-          id_vig=found["id"].visual_information_gain,
+          id_blind_kl=found["id"].blind_kl,
           grad_ratio=float(np.mean(jax.device_get(ratios)))))
       ratios = []
   return history

@@ -74,11 +74,16 @@ def run_experiment(experiment: Experiment, budget: Budget, seeds, out: pathlib.P
   return {name: runs for name, runs in results.items() if runs}
 
 
+def _blind_kl(histories) -> str:
+  """The history key of KL(full || blank): ``id_vig`` in runs stored before it was renamed."""
+  return "id_vig" if histories and histories[0] and "id_vig" in histories[0][0] else "id_blind_kl"
+
+
 def condition_rows(experiment: Experiment, results: dict, budget: Budget):
   early = early_step(budget)
   header = ["condition", "T_escape (steps)", f"OOD acc @{early}", f"OOD acc @{budget.steps}",
             f"ID acc @{budget.steps}", f"OOD prior-following @{budget.steps}",
-            f"ID blind acc @{budget.steps}", f"VIG @{budget.steps} (nats)",
+            f"ID blind acc @{budget.steps}", f"KL(full‖blank) @{budget.steps} (nats)",
             f"grad ratio V/L (≤{early})"]
   rows = []
   for name, histories in results.items():
@@ -89,7 +94,7 @@ def condition_rows(experiment: Experiment, results: dict, budget: Budget):
                  report.mean_std(report.at_step(histories, "id_accuracy")),
                  report.mean_std(report.at_step(histories, "ood_prior_following")),
                  report.mean_std(report.at_step(histories, "id_blind_accuracy")),
-                 report.mean_std(report.at_step(histories, "id_vig"), 3),
+                 report.mean_std(report.at_step(histories, _blind_kl(histories)), 3),
                  report.mean_std(ratio)])
   return header, rows
 

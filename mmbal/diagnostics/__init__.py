@@ -2,11 +2,12 @@
 
 Pure functions of ``apply(params, inputs) -> logits`` and data (see
 `mmbal.diagnostics.usage`), and linear probes on frozen encoder features.
-Decoder (VLM) models, ``apply(params, image, tokens) -> logits``: `mmbal.diagnostics.decoder`.
+Decoder (VLM) models, ``apply(params, image, tokens) -> logits``: `mmbal.diagnostics.decoder`;
+any framework's multimodal LLM from arrays of answer logits: `diagnose_from_logits`.
 """
 from mmbal.diagnostics.decoder import (BLINDS, AttentionShare, DecoderDiagnosis, ImageStatistics,
-                                      answer_logits, attention_share, diagnose_decoder,
-                                      gradient_norm_shares, image_statistics, swap_donors)
+                                      answer_logits, answer_sums, attention_share,
+                                      diagnose_decoder, diagnose_from_logits, gradient_norm_shares, image_statistics, swap_donors)
 from mmbal.diagnostics.probe import fit_linear_probes, probe_accuracy
 from mmbal.diagnostics.usage import (dependence, diagnose, dominance, permutation_shapley,
                                      random_orderings, shapley, shapley_from_values,

@@ -26,13 +26,23 @@ distribution, so they are not offered on a generic ``apply``):
   the perceptual-score ablation of Gat et al., 2021: in distribution, but the donor's answer
   may coincide with the example's own).
 
-**Measures** (Acc = accuracy, p = the answer-vocabulary softmax, ∅ = the blind image):
+**Measures** (Acc = accuracy, p = the answer-vocabulary softmax, y = the correct answer):
 
-* ``accuracy`` Acc(v, q); ``blind_accuracy`` Acc(∅, q); the visual-dependency gap
-  ``VD = Acc(v, q) - Acc(∅, q)`` and ``VD / Acc(v, q)`` (question-only baselines, VQA v1);
-* MMStar (Chen et al., 2024, Eq. 1-2): multi-modal gain ``MG = S_wv - S_ov`` (= VD on the
-  same data) and leakage ``ML = max(0, S_ov - S_t)``, S_t the score of the LM base on the
-  questions alone (``text_only``);
+* ``accuracy`` Acc(v, q) and ``loss`` = mean -log p(y|v, q);
+* with the true **no-image** pass (``no_image``: the model without its visual input, as
+  MMStar evaluates; Chen et al., 2024, Eq. 1-2): ``no_image_accuracy`` S_ov, multi-modal gain
+  ``MG = S_wv - S_ov`` and leakage ``ML = max(0, S_ov - S_t)``, S_t the score of the LM base
+  on the questions alone (``text_only``); visual information gain
+  ``VIG = mean[-log p(y|q) + log p(y|v, q)]`` in nats, the drop in the correct answer's
+  log-perplexity that the image brings (Lee & Hwang, 2026, define VIG from the perplexities
+  with and without the image; [UNVERIFIED] whether they take the log ratio, as here, or the
+  difference of perplexities);
+* with a **blind** stand-in image (above): ``blind_accuracy`` Acc(blind, q), the
+  visual-dependency gap ``VD = Acc(v, q) - Acc(blind, q)`` and ``VD / Acc(v, q)``
+  (question-only baselines, VQA v1), ``blind_information_gain`` (VIG's form against the
+  stand-in) and ``blind_kl = mean KL(p(.|v, q) || p(.|blind, q))`` in nats. A stand-in image is
+  not "no image": blind accuracy depends strongly on which stand-in (mllm_bias.md), so these
+  are reported under the stand-in's name and never as MMStar's scores;
 * image swap (counterfactual image): the image of another example *with the same question*
   (identical tokens up to and including ``answer_position``), so the donor's answer y' is the
   correct answer for (v', q). Change rate ``P(f(v', q) != f(v, q))``, image-following rate
@@ -40,14 +50,16 @@ distribution, so they are not offered on a generic ``apply``):
   donor answer differs (the change rate of a model that answers from the image perfectly).
   Partners are a seeded derangement within each group of identical questions in a batch
   (`swap_donors`); examples with no partner in their batch are left out and counted;
-* prior-following ``P(f(v, q) = prior(q))`` on full and on blind inputs (with ``prior_answer``);
-* visual information gain ``VIG = mean KL(p(.|v, q) || p(.|∅, q))`` in nats (mllm_bias.md §3.2).
+* prior-following ``P(f(., q) = prior(q))`` on full, blind and no-image inputs (with
+  ``prior_answer``).
 
 Tokens after ``answer_position`` (a teacher-forced answer) are passed unchanged in every
 variant: the measures assume, as for any causal decoder, that the answer logits do not see them.
 
-All variants of a batch (full, blind, swapped) run as ONE batched ``apply`` call of 3B
-examples inside one jitted function; sums over the real rows are accumulated on device.
+All image variants of a batch (full, swapped, blind) run as ONE batched ``apply`` call of 3B
+examples inside one jitted function (plus one ``no_image`` call); sums over the real rows are
+accumulated on device. `diagnose_from_logits` computes the same measures from arrays of
+answer logits of any model.
 `attention_share` and `gradient_norm_shares` are the white-box extras (§3.3).
 """
 from __future__ import annotations
@@ -69,25 +81,34 @@ REQUIRED = ("image", "tokens", "answer", "answer_position")
 
 @dataclasses.dataclass(frozen=True)
 class DecoderDiagnosis:
-  """Dataset-level results of `diagnose_decoder` (floats; None where not measured)."""
+  """Dataset-level results of `diagnose_decoder` / `diagnose_from_logits` (floats; None where
+  the input needed was not given)."""
   count: int                         # real (unmasked) examples scored
   num_answers: int                   # size of the answer vocabulary
-  blind: str                         # how the image was removed (one of BLINDS)
-  blind_detail: str                  # the same, with the values used
+  blind: str | None                  # how the image was replaced for the blind scores
+  blind_detail: str | None           # the same, with the values used
   accuracy: float                    # Acc(v, q)
-  blind_accuracy: float              # Acc(∅, q)
-  visual_dependency: float           # VD = Acc(v, q) - Acc(∅, q)
+  loss: float                        # mean answer cross-entropy -log p(y|v,q) (nats)
+  # The image replaced by a stand-in (blank / mean / noise / permuted image):
+  blind_accuracy: float | None       # Acc(blind, q)
+  blind_loss: float | None
+  visual_dependency: float | None    # VD = Acc(v, q) - Acc(blind, q)
   visual_dependency_normalised: float | None   # VD / Acc(v, q) (None when Acc = 0)
-  multimodal_gain: float             # MMStar MG = S_wv - S_ov (= VD on these data)
-  loss: float                        # mean answer cross-entropy (nats, answer vocabulary)
-  blind_loss: float
-  visual_information_gain: float     # mean KL(p(.|v,q) || p(.|∅,q)) in nats
-  text_only_accuracy: float | None   # S_t: the LM base's score (None without text_only)
+  blind_information_gain: float | None  # blind_loss - loss (nats)
+  blind_kl: float | None             # mean KL(p(.|v,q) || p(.|blind,q)) (nats)
+  blind_prior_following: float | None  # P(f(blind, q) = prior(q))
+  # No image at all (the model without its visual input, as MMStar evaluates):
+  no_image_accuracy: float | None    # S_ov
+  no_image_loss: float | None        # -log p(y|q)
+  multimodal_gain: float | None      # MMStar MG = S_wv - S_ov
+  visual_information_gain: float | None  # VIG = no_image_loss - loss (nats): the drop in the
+  #                                        correct answer's log-perplexity the image brings
+  no_image_prior_following: float | None
+  text_only_accuracy: float | None   # S_t: the LM base's score
   leakage: float | None              # MMStar ML = max(0, S_ov - S_t)
-  prior_following: float | None      # P(f(v, q) = prior(q)) (None without prior_answer)
-  blind_prior_following: float | None  # P(f(∅, q) = prior(q))
+  prior_following: float | None      # P(f(v, q) = prior(q)) (None without prior answers)
   swap_count: int                    # examples with a same-question partner (swapped)
-  swap_unpaired: int                 # real examples left out: no partner in their batch
+  swap_unpaired: int                 # real examples left out: no partner
   swap_change_rate: float | None     # P(f(v', q) != f(v, q))
   image_following_rate: float | None  # P(f(v', q) = y')
   swap_own_answer_rate: float | None  # P(f(v', q) = y)
@@ -97,26 +118,38 @@ class DecoderDiagnosis:
     return dataclasses.asdict(self)
 
   def to_markdown(self) -> str:
-    """A small Markdown table of every measure, headed by how the image was removed."""
+    """A small Markdown table of every measure given, headed by how the image was removed."""
     rows = [("examples", str(self.count)),
             ("accuracy Acc(v,q)", _pct(self.accuracy)),
-            ("blind accuracy Acc(∅,q)", _pct(self.blind_accuracy)),
-            ("visual dependency VD = Acc(v,q) - Acc(∅,q) (= MMStar MG)", _pp(self.visual_dependency)),
-            ("VD / Acc(v,q)", _num(self.visual_dependency_normalised)),
-            ("visual information gain KL(p(.|v,q) ‖ p(.|∅,q)) (nats)", _num(self.visual_information_gain)),
-            ("answer cross-entropy, full / blind (nats)", f"{self.loss:.4f} / {self.blind_loss:.4f}"),
-            ("LM-base score S_t / leakage ML = max(0, S_ov - S_t)",
-             f"{_pct(self.text_only_accuracy)} / {_pp(self.leakage)}"),
-            ("prior-following, full / blind",
-             f"{_pct(self.prior_following)} / {_pct(self.blind_prior_following)}"),
-            ("image swaps (same question) / unpaired examples", f"{self.swap_count} / {self.swap_unpaired}"),
-            ("swap: prediction changed", _pct(self.swap_change_rate)),
-            ("swap: follows the donor image's answer y'", _pct(self.image_following_rate)),
-            ("swap: keeps its own answer y", _pct(self.swap_own_answer_rate)),
-            ("swap: donor answer differs (a perfect visual model's change rate)",
-             _pct(self.swap_answer_differs))]
-    lines = [f"Image removed for blind scores: {self.blind_detail}. Scores over the "
-             f"{self.num_answers}-token answer vocabulary.", "", "| measure | value |", "|---|---:|"]
+            ("answer cross-entropy -log p(y|v,q) (nats)", _num(self.loss))]
+    if self.no_image_accuracy is not None:
+      rows += [("no-image accuracy S_ov (the model without its image)", _pct(self.no_image_accuracy)),
+               ("MMStar multimodal gain MG = S_wv - S_ov", _pp(self.multimodal_gain)),
+               ("visual information gain VIG = -log p(y|q) + log p(y|v,q) (nats)",
+                _num(self.visual_information_gain)),
+               ("LM-base score S_t / MMStar leakage ML = max(0, S_ov - S_t)",
+                f"{_pct(self.text_only_accuracy)} / {_pp(self.leakage)}")]
+    if self.blind_accuracy is not None:
+      rows += [("blind accuracy Acc(blind,q)", _pct(self.blind_accuracy)),
+               ("visual dependency VD = Acc(v,q) - Acc(blind,q)", _pp(self.visual_dependency)),
+               ("VD / Acc(v,q)", _num(self.visual_dependency_normalised)),
+               ("blind information gain -log p(y|blind,q) + log p(y|v,q) (nats)",
+                _num(self.blind_information_gain)),
+               ("KL(p(.|v,q) ‖ p(.|blind,q)) (nats)", _num(self.blind_kl))]
+    if self.prior_following is not None:
+      rows.append(("prior-following, full / blind / no image",
+                   f"{_pct(self.prior_following)} / {_pct(self.blind_prior_following)} / "
+                   f"{_pct(self.no_image_prior_following)}"))
+    if self.swap_count or self.swap_unpaired:
+      rows += [("image swaps (same question) / unpaired examples", f"{self.swap_count} / {self.swap_unpaired}"),
+               ("swap: prediction changed", _pct(self.swap_change_rate)),
+               ("swap: follows the donor image's answer y'", _pct(self.image_following_rate)),
+               ("swap: keeps its own answer y", _pct(self.swap_own_answer_rate)),
+               ("swap: donor answer differs (a perfect visual model's change rate)",
+                _pct(self.swap_answer_differs))]
+    head = (f"Image replaced for the blind scores: {self.blind_detail}. " if self.blind else "")
+    lines = [f"{head}Scores over the {self.num_answers}-answer vocabulary.", "",
+             "| measure | value |", "|---|---:|"]
     return "\n".join(lines + [f"| {_escape(k)} | {v} |" for k, v in rows])
 
 
@@ -134,7 +167,8 @@ class AttentionShare(NamedTuple):
 
 
 def diagnose_decoder(apply: Callable, params, batches: Iterable[Mapping[str, Any]], *, answer_ids,
-                     blind: str = "blank", seed: int = 0, text_only=None, blank_value=None,
+                     blind: str = "blank", seed: int = 0, no_image: Callable | None = None,
+                     text_only=None, blank_value=None,
                      put_batch: Callable[[dict], dict] | None = None) -> DecoderDiagnosis:
   """Every measure of the module docstring from one pass (one jitted evaluation per batch).
 
@@ -147,6 +181,9 @@ def diagnose_decoder(apply: Callable, params, batches: Iterable[Mapping[str, Any
       ``prior_answer``) must be one of them.
     blind: how the image is removed: one of `BLINDS`.
     seed: seeds the swap partners, the permuted blind and the noise images.
+    no_image: ``no_image(params, tokens) -> logits [B, T, V]``: the same model without its
+      visual input (for TinyVLM, `mmbal.models.vlm.lm_only_logits`; for a LLaVA-style model,
+      the prompt without image tokens). Gives the MMStar scores (S_ov, MG, leakage) and VIG.
     text_only: S_t of the MMStar leakage: None, a number in [0, 1], or a pair
       ``(text_only_apply, text_params)`` with ``text_only_apply(text_params, tokens) -> logits
       [B, T, V]`` (the LM base, same vocabulary), scored on the same examples.
@@ -173,6 +210,11 @@ def diagnose_decoder(apply: Callable, params, batches: Iterable[Mapping[str, Any
   _check_logits(apply, (params, first["image"], first["tokens"]), first, ids, "apply")
   if text_apply is not None:
     _check_logits(text_apply, (text_params, first["tokens"]), first, ids, "text_only")
+  if no_image is not None:
+    if not callable(no_image):
+      raise ValueError(f"no_image: expected a function (params, tokens) -> logits, got "
+                       f"{type(no_image).__name__}")
+    _check_logits(no_image, (params, first["tokens"]), first, ids, "no_image")
   fill, detail = _blind_fill(blind, blank_value, batches, one_pass, seed)
 
   put = put_batch or (lambda b: {k: jnp.asarray(v) for k, v in b.items()})
@@ -185,10 +227,94 @@ def diagnose_decoder(apply: Callable, params, batches: Iterable[Mapping[str, Any
     host = {k: np.asarray(batch[k]) for k in REQUIRED + (("prior_answer",) if has_prior else ())}
     host.update(mask=mask, donor=donor.astype(np.int32), paired=paired)
     sums = _batch_sums(params, text_params, put(host), fill, jnp.asarray(ids),
-                       jax.random.fold_in(key, i), apply=apply, text_apply=text_apply, blind=blind)
+                       jax.random.fold_in(key, i), apply=apply, text_apply=text_apply,
+                       no_image=no_image, blind=blind)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   t = {k: float(v) for k, v in jax.device_get(totals).items()}
-  return _diagnosis(t, len(ids), blind, detail, given_text, text_apply is not None, has_prior)
+  return _diagnosis(t, len(ids), blind, detail, given_text)
+
+
+def diagnose_from_logits(logits, answer, *, no_image=None, blind=None, blind_detail: str | None = None,
+                         swapped=None, swap_donor=None, prior_answer=None, text_only=None,
+                         mask=None) -> DecoderDiagnosis:
+  """The diagnosis of ANY model from plain arrays of answer logits.
+
+  Run your model (a PyTorch LLaVA, Qwen-VL, SmolVLM, ...) on the same N multiple-choice or
+  short-answer prompts under each condition, keep the logits of the K answer choices (the
+  first token of each choice, or summed log-probabilities of whole choices), and pass them as
+  numpy arrays:
+
+  Args:
+    logits: ``[N, K]`` with the image.
+    answer: ``[N]`` index of the correct choice in ``[0, K)``.
+    no_image: ``[N, K]`` the prompts without any image (MMStar's S_ov): MG, VIG, leakage.
+    blind: ``[N, K]`` with the image replaced by a stand-in (blank, noise, ...); say which in
+      ``blind_detail``: VD, blind information gain, KL.
+    swapped: ``[N, K]`` with another example's image, and ``swap_donor [N]``: the row whose
+      image example i saw, chosen so its answer is correct for i's question (same question,
+      e.g. from `swap_donors`); -1 where example i was not swapped.
+    prior_answer: ``[N]`` the choice the language prior gives (prior-following rates).
+    text_only: ``[N, K]`` logits of the LM base on the text alone (MMStar's S_t), or S_t itself.
+    mask: ``[N]`` bools, False rows are ignored.
+
+  Returns the `DecoderDiagnosis` (None for what needs an input not given).
+  """
+  z = _answer_array(logits, "logits")
+  size, num = z.shape
+  index = lambda x, name: _index_array(x, name, size, num)
+  y = index(answer, "answer")
+  arrays = {}
+  for name, value in (("no_image", no_image), ("blind", blind), ("swapped", swapped),
+                      ("text_only", None if _is_score(text_only) else text_only)):
+    if value is not None:
+      arrays[name] = _answer_array(value, name, (size, num))
+  if (swapped is None) != (swap_donor is None):
+    raise ValueError("swapped and swap_donor go together: the swapped logits and, per row, "
+                     "whose image it saw")
+  if blind_detail is not None and blind is None:
+    raise ValueError("blind_detail describes the blind logits: pass blind= too")
+  real = np.ones(size, bool) if mask is None else np.asarray(mask).astype(bool)
+  if real.shape != (size,):
+    raise ValueError(f"mask: expected [{size}], got shape {real.shape}")
+  extra = {}
+  if swapped is not None:
+    donor = np.asarray(swap_donor)
+    if donor.shape != (size,) or not np.issubdtype(donor.dtype, np.integer) \
+        or donor.min() < -1 or donor.max() >= size:
+      raise ValueError(f"swap_donor: expected [{size}] ints in [-1, {size}) (-1: not swapped)")
+    extra.update(donor=np.maximum(donor, 0), paired=donor >= 0)
+  if prior_answer is not None:
+    extra["prior"] = index(prior_answer, "prior_answer")
+  given_text = None
+  if _is_score(text_only):
+    given_text = _parse_text_only(float(text_only))[2]
+  sums = jax.jit(answer_sums)(z, y, real, **arrays, **extra)
+  t = {k: float(v) for k, v in jax.device_get(sums).items()}
+  detail = None if blind is None else (blind_detail or "blind logits given by the caller")
+  return _diagnosis(t, num, None if blind is None else "given", detail, given_text)
+
+
+def _is_score(x) -> bool:
+  return isinstance(x, (int, float, np.number)) and not isinstance(x, bool)
+
+
+def _answer_array(x, name, shape=None) -> np.ndarray:
+  z = np.asarray(x, np.float32)
+  if z.ndim != 2 or (shape is not None and z.shape != shape) or z.shape[1] < 2:
+    want = f"[N={shape[0]}, K={shape[1]}]" if shape else "[N, K] (K >= 2 answers)"
+    raise ValueError(f"{name}: expected answer logits {want}, got shape {z.shape}")
+  bad = np.argwhere(~np.isfinite(z))
+  if bad.size:
+    raise ValueError(f"{name}: non-finite logits (first at row {bad[0][0]}, answer {bad[0][1]})")
+  return z
+
+
+def _index_array(x, name, size, num) -> np.ndarray:
+  a = np.asarray(x)
+  if a.shape != (size,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= num:
+    raise ValueError(f"{name}: expected [{size}] answer indices in [0, {num}), got "
+                     f"{a.dtype} of shape {a.shape}")
+  return a.astype(np.int32)
 
 
 def swap_donors(tokens, answer_position, mask=None, *, seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -244,42 +370,65 @@ def answer_logits(logits, answer_position, answer_ids):
   return at[:, answer_ids].astype(jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "text_apply", "blind"))
-def _batch_sums(params, text_params, batch, fill, answer_ids, key, *, apply, text_apply, blind):
+@functools.partial(jax.jit, static_argnames=("apply", "text_apply", "no_image", "blind"))
+def _batch_sums(params, text_params, batch, fill, answer_ids, key, *, apply, text_apply, no_image,
+                blind):
   """Sums over the batch's real rows of every per-example score (one ``apply`` of 3B rows)."""
   image, tokens = batch["image"], batch["tokens"]
-  size, length = tokens.shape
-  real = batch["mask"].astype(bool)
+  length = tokens.shape[1]
   pos = jnp.clip(batch["answer_position"].astype(jnp.int32), 0, length - 1)
-  answer = batch["answer"].astype(jnp.int32)
-  label = jnp.argmax(answer[:, None] == answer_ids[None], -1)     # index in the answer vocabulary
-  blank = _blind_images(image, fill, real, key, blind)
-  swapped = image[batch["donor"]]
-  logits = apply(params, jnp.concatenate([image, blank, swapped]), jnp.tile(tokens, (3, 1)))
-  z_full, z_blind, z_swap = jnp.split(answer_logits(logits, jnp.tile(pos, 3), answer_ids), 3)
-  lp_full, lp_blind = jax.nn.log_softmax(z_full), jax.nn.log_softmax(z_blind)
-  pred_full, pred_blind, pred_swap = (answer_ids[z.argmax(-1)] for z in (z_full, z_blind, z_swap))
-  p_full = jnp.exp(lp_full)
-  kl = jnp.where(p_full > 0, p_full * (lp_full - lp_blind), 0.0).sum(-1)
+  index = lambda token: jnp.argmax(token.astype(jnp.int32)[:, None] == answer_ids[None], -1)
+  blank = _blind_images(image, fill, batch["mask"].astype(bool), key, blind)
+  logits = apply(params, jnp.concatenate([image, image[batch["donor"]], blank]),
+                 jnp.tile(tokens, (3, 1)))
+  z_full, z_swap, z_blind = jnp.split(answer_logits(logits, jnp.tile(pos, 3), answer_ids), 3)
+  z_none = None if no_image is None else answer_logits(no_image(params, tokens), pos, answer_ids)
+  z_text = (None if text_apply is None
+            else answer_logits(text_apply(text_params, tokens), pos, answer_ids))
+  return answer_sums(z_full, index(batch["answer"]), batch["mask"], blind=z_blind, no_image=z_none,
+                     swapped=z_swap, donor=batch["donor"], paired=batch["paired"],
+                     prior=index(batch["prior_answer"]) if "prior_answer" in batch else None,
+                     text_only=z_text)
+
+
+def answer_sums(full, answer, mask, *, blind=None, no_image=None, swapped=None, donor=None,
+                paired=None, prior=None, text_only=None) -> dict:
+  """Sums over the real rows (``mask``) of every per-example score, from answer logits.
+
+  ``full`` / ``blind`` / ``no_image`` / ``swapped`` / ``text_only``: ``[B, K]`` logits over the
+  K answers; ``answer`` / ``prior``: ``[B]`` answer indices in ``[0, K)``; ``donor [B]``:
+  whose image row b of ``swapped`` saw (so ``answer[donor]`` is y'), ``paired [B]``: which rows
+  are swaps. Pure jnp (used inside jit by both entry points).
+  """
+  real = jnp.asarray(mask).astype(bool)
+  lp_full = jax.nn.log_softmax(full.astype(jnp.float32))
+  pred = lp_full.argmax(-1)
 
   def total(value, rows=real):
     return jnp.where(rows, value, 0).astype(jnp.float32).sum()
 
-  ce = lambda lp: -jnp.take_along_axis(lp, label[:, None], 1)[:, 0]
-  paired = real & batch["paired"]
-  donor_answer = answer[batch["donor"]]
-  out = dict(count=total(1), correct=total(pred_full == answer), blind_correct=total(pred_blind == answer),
-             ce=total(ce(lp_full)), blind_ce=total(ce(lp_blind)), kl=total(kl),
-             swaps=total(1, paired), swap_changed=total(pred_swap != pred_full, paired),
-             swap_follows=total(pred_swap == donor_answer, paired),
-             swap_own=total(pred_swap == answer, paired),
-             swap_differs=total(donor_answer != answer, paired))
-  if "prior_answer" in batch:
-    prior = batch["prior_answer"].astype(jnp.int32)
-    out.update(prior=total(pred_full == prior), blind_prior=total(pred_blind == prior))
-  if text_apply is not None:
-    z_text = answer_logits(text_apply(text_params, tokens), pos, answer_ids)
-    out["text_correct"] = total(answer_ids[z_text.argmax(-1)] == answer)
+  ce = lambda lp: -jnp.take_along_axis(lp, answer[:, None], 1)[:, 0]
+  out = dict(count=total(1), correct=total(pred == answer), ce=total(ce(lp_full)))
+  if prior is not None:
+    out["prior"] = total(pred == prior)
+  for name, z in (("blind", blind), ("none", no_image)):
+    if z is None:
+      continue
+    lp = jax.nn.log_softmax(z.astype(jnp.float32))
+    out.update({f"{name}_correct": total(lp.argmax(-1) == answer), f"{name}_ce": total(ce(lp))})
+    if prior is not None:
+      out[f"{name}_prior"] = total(lp.argmax(-1) == prior)
+    if name == "blind":
+      p_full = jnp.exp(lp_full)
+      out["blind_kl"] = total(jnp.where(p_full > 0, p_full * (lp_full - lp), 0.0).sum(-1))
+  if swapped is not None:
+    swaps, pred_swap, donor_answer = real & paired, swapped.argmax(-1), answer[donor]
+    out.update(swaps=total(1, swaps), swap_changed=total(pred_swap != pred, swaps),
+               swap_follows=total(pred_swap == donor_answer, swaps),
+               swap_own=total(pred_swap == answer, swaps),
+               swap_differs=total(donor_answer != answer, swaps))
+  if text_only is not None:
+    out["text_correct"] = total(text_only.argmax(-1) == answer)
   return out
 
 
@@ -318,26 +467,35 @@ def _blind_fill(blind, blank_value, batches, one_pass, seed):
           f"{_vec(stats.pixel_std)} (seed {seed})")
 
 
-def _diagnosis(t, num_answers, blind, detail, given_text, measured_text, has_prior) -> DecoderDiagnosis:
+def _diagnosis(t: dict, num_answers: int, blind, detail, given_text) -> DecoderDiagnosis:
+  """The dataset-level measures from the summed scores of `answer_sums`."""
   n = t["count"]
   if not n:
-    raise ValueError("batches: every example is masked out (mask all 0)")
-  acc, blind_acc = t["correct"] / n, t["blind_correct"] / n
-  text = t["text_correct"] / n if measured_text else given_text
-  swaps = t["swaps"]
+    raise ValueError("every example is masked out (mask all 0)")
+  mean = lambda k: t[k] / n if k in t else None
+  acc, loss = t["correct"] / n, t["ce"] / n
+  blind_acc, blind_loss = mean("blind_correct"), mean("blind_ce")
+  none_acc, none_loss = mean("none_correct"), mean("none_ce")
+  text = mean("text_correct") if "text_correct" in t else given_text
+  swaps = t.get("swaps", 0.0)
   swap = lambda k: t[k] / swaps if swaps else None
+  minus = lambda a, b: None if a is None or b is None else a - b
+  vd = minus(acc, blind_acc)
   return DecoderDiagnosis(
       count=int(n), num_answers=num_answers, blind=blind, blind_detail=detail,
-      accuracy=acc, blind_accuracy=blind_acc, visual_dependency=acc - blind_acc,
-      visual_dependency_normalised=(acc - blind_acc) / acc if acc > 0 else None,
-      multimodal_gain=acc - blind_acc, loss=t["ce"] / n, blind_loss=t["blind_ce"] / n,
-      visual_information_gain=t["kl"] / n, text_only_accuracy=text,
-      leakage=None if text is None else max(0.0, blind_acc - text),
-      prior_following=t["prior"] / n if has_prior else None,
-      blind_prior_following=t["blind_prior"] / n if has_prior else None,
-      swap_count=int(swaps), swap_unpaired=int(n - swaps), swap_change_rate=swap("swap_changed"),
-      image_following_rate=swap("swap_follows"), swap_own_answer_rate=swap("swap_own"),
-      swap_answer_differs=swap("swap_differs"))
+      accuracy=acc, loss=loss, blind_accuracy=blind_acc, blind_loss=blind_loss,
+      visual_dependency=vd,
+      visual_dependency_normalised=vd / acc if vd is not None and acc > 0 else None,
+      blind_information_gain=minus(blind_loss, loss), blind_kl=mean("blind_kl"),
+      blind_prior_following=mean("blind_prior"),
+      no_image_accuracy=none_acc, no_image_loss=none_loss, multimodal_gain=minus(acc, none_acc),
+      visual_information_gain=minus(none_loss, loss), no_image_prior_following=mean("none_prior"),
+      text_only_accuracy=text,
+      leakage=None if none_acc is None or text is None else max(0.0, none_acc - text),
+      prior_following=mean("prior"),
+      swap_count=int(swaps), swap_unpaired=int(n - swaps) if "swaps" in t else 0,
+      swap_change_rate=swap("swap_changed"), image_following_rate=swap("swap_follows"),
+      swap_own_answer_rate=swap("swap_own"), swap_answer_differs=swap("swap_differs"))
 
 
 def attention_share(attention, num_visual: int, query_positions, mask=None, *,
