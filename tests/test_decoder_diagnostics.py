@@ -325,7 +325,7 @@ def test_diagnose_from_logits_matches_the_model_pass(visual_model):
     (dict(logits=np.zeros((3, 2)), answer=np.array([0, 2, 1])), r"answer: expected \[3\] answer indices in \[0, 2\)"),
     (dict(logits=np.zeros((3, 2)), answer=np.zeros(3, int), no_image=np.zeros((2, 2))),
      r"no_image: expected answer logits \[N=3, K=2\]"),
-    (dict(logits=np.array([[0.0, np.nan]] * 3), answer=np.zeros(3, int)), "non-finite logits .first at row 0"),
+    (dict(logits=np.array([[0.0, np.nan]] * 3), answer=np.zeros(3, int)), "NaN or \+inf logits .first at row 0"),
     (dict(logits=np.zeros((3, 2)), answer=np.zeros(3, int), swapped=np.zeros((3, 2))),
      "swapped and swap_donor go together"),
     (dict(logits=np.zeros((3, 2)), answer=np.zeros(3, int), blind_detail="blank"),
@@ -335,3 +335,35 @@ def test_diagnose_from_logits_matches_the_model_pass(visual_model):
 def test_diagnose_from_logits_refuses_bad_arrays(kwargs, message):
   with pytest.raises(ValueError, match=message):
     dd.diagnose_from_logits(**kwargs)
+
+
+def test_contrastive_logits_by_hand():
+  from mmbal.diagnostics.contrastive import contrastive_logits
+  # Full (2, 1, -5), reference (no image) (2, 0, 0): alpha 1 -> 2 z - z' = (2, 2, -10);
+  # p_full = softmax(2, 1, -5): answer 2 has p/p_max = e^-7 < beta 0.1 -> cut.
+  out = np.asarray(contrastive_logits(jnp.array([2.0, 1.0, -5.0]), jnp.array([2.0, 0.0, 0.0])))
+  np.testing.assert_allclose(out[:2], [2.0, 2.0])
+  assert out[2] == -np.inf
+  # Without the cut the contrast alone: (2, 2, -10); alpha 0 is plain decoding.
+  np.testing.assert_allclose(contrastive_logits(jnp.array([2.0, 1.0, -5.0]),
+                                                jnp.array([2.0, 0.0, 0.0]), beta=0.0), [2, 2, -10])
+  np.testing.assert_allclose(contrastive_logits(jnp.array([2.0, 1.0, -5.0]),
+                                                jnp.array([9.0, 0.0, 0.0]), alpha=0.0, beta=0.0),
+                             [2.0, 1.0, -5.0])
+  with pytest.raises(ValueError, match="alpha >= 0 and beta in"):
+    contrastive_logits(jnp.zeros(3), jnp.zeros(3), alpha=-1.0)
+
+
+def test_contrastive_decoding_scored_through_diagnose_from_logits():
+  from mmbal.diagnostics.contrastive import contrastive_logits
+  # Two questions whose prior answer is 0. With the image the model leans to the prior on row 1
+  # (right answer 1); the no-image logits hold the prior alone. Contrasting removes it.
+  full = np.array([[3.0, 0.0], [1.0, 0.8]])
+  no_image = np.array([[1.0, 0.0], [1.0, 0.0]])
+  answer, prior = np.array([0, 1]), np.array([0, 0])
+  plain = dd.diagnose_from_logits(full, answer, prior_answer=prior)
+  vcd = dd.diagnose_from_logits(np.asarray(contrastive_logits(full, no_image, alpha=1.0, beta=0.1)),
+                                answer, prior_answer=prior)
+  # Row 1: 2 * (1, 0.8) - (1, 0) = (1, 1.6) -> answer 1; row 0: (5, 0) stays 0.
+  assert (plain.accuracy, plain.prior_following) == (0.5, 1.0)
+  assert (vcd.accuracy, vcd.prior_following) == (1.0, 0.5)

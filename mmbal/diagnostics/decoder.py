@@ -303,9 +303,12 @@ def _answer_array(x, name, shape=None) -> np.ndarray:
   if z.ndim != 2 or (shape is not None and z.shape != shape) or z.shape[1] < 2:
     want = f"[N={shape[0]}, K={shape[1]}]" if shape else "[N, K] (K >= 2 answers)"
     raise ValueError(f"{name}: expected answer logits {want}, got shape {z.shape}")
-  bad = np.argwhere(~np.isfinite(z))
+  bad = np.argwhere(np.isnan(z) | (z == np.inf))   # -inf: an answer ruled out (e.g. by VCD)
   if bad.size:
-    raise ValueError(f"{name}: non-finite logits (first at row {bad[0][0]}, answer {bad[0][1]})")
+    raise ValueError(f"{name}: NaN or +inf logits (first at row {bad[0][0]}, answer {bad[0][1]})")
+  empty = np.nonzero(~np.isfinite(z).any(-1))[0]
+  if empty.size:
+    raise ValueError(f"{name}: every answer is -inf in row {empty[0]}")
   return z
 
 
