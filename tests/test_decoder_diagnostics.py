@@ -367,3 +367,18 @@ def test_contrastive_decoding_scored_through_diagnose_from_logits():
   # Row 1: 2 * (1, 0.8) - (1, 0) = (1, 1.6) -> answer 1; row 0: (5, 0) stays 0.
   assert (plain.accuracy, plain.prior_following) == (0.5, 1.0)
   assert (vcd.accuracy, vcd.prior_following) == (1.0, 0.5)
+
+
+def test_pope_scores_by_hand():
+  from mmbal.diagnostics.pope import pope_scores
+  # truth  Y Y Y N N N ; predicted Y Y N Y Y N ; a padding row (predicted Y, truth N) ignored.
+  # tp 2, fp 2, fn 1, tn 1: accuracy 3/6, precision 2/4, recall 2/3, F1 2 pr / (p + r) = 4/7.
+  pred = np.array([1, 1, 0, 1, 1, 0, 1], bool)
+  true = np.array([1, 1, 1, 0, 0, 0, 0], bool)
+  s = pope_scores(pred, true, mask=np.array([1] * 6 + [0]))
+  assert (s.count, s.accuracy, s.precision, s.recall) == (6, 0.5, 0.5, pytest.approx(2 / 3))
+  assert s.f1 == pytest.approx(4 / 7) and s.yes_ratio == pytest.approx(4 / 6) and s.true_yes_ratio == 0.5
+  never = pope_scores(np.zeros(4, bool), np.array([1, 0, 1, 0], bool))
+  assert never.precision is None and never.f1 is None and never.yes_ratio == 0.0
+  with pytest.raises(ValueError, match="two \\[N\\] bool arrays"):
+    pope_scores(np.zeros(3), np.zeros(3, bool))

@@ -240,3 +240,26 @@ def test_bad_config_fields_raise_naming_the_field(kwargs, field):
 def test_unknown_split_raises():
   with pytest.raises(ValueError, match="split: expected one of"):
     pv.generate(pv.PriorVQAConfig(num_train=10), "validation")
+
+
+def test_exists_questions_show_the_shape_exactly_when_the_answer_is_yes():
+  config = pv.PriorVQAConfig(question_types=("exists",), prior=0.5, num_train=400)
+  d = pv.generate(config, "train")
+  vocab = pv.vocabulary(config)
+  assert [vocab.words[i] for i in d["tokens"][0, :6]] == ["<bos>", "is", "there", "a",
+                                                         vocab.words[d["tokens"][0, 4]], "?"]
+  shape = _shape_index(config, d["tokens"], d["answer_position"])
+  masks = pv.shape_masks(config)
+  painted = _painted(d["image"])
+  yes = d["answer"] == vocab.id("yes")
+  assert 0.4 < yes.mean() < 0.6          # prior 0.5 over two answers: balanced, as in POPE
+  def trim(a):   # to the bounding box of the True pixels
+    rows, cols = np.nonzero(a)
+    return a[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+  for i in range(400):   # one object; its painted pattern is the queried shape's mask iff yes
+    box, mask = trim(painted[i]), trim(masks[shape[i]])
+    assert (box.shape == mask.shape and (box == mask).all()) == yes[i], i
+  # Opt-in: the default question types and vocabulary are unchanged.
+  assert pv.PriorVQAConfig().question_types == ("color", "count", "position")
+  assert "yes" not in pv.vocabulary(pv.PriorVQAConfig()).words

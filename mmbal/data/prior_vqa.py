@@ -21,6 +21,11 @@ shapes), tokenised as `BOS <words> ? <answer> PAD...`:
   random palette colour), its whole box inside that quadrant: rows
   `[0, image_size // 2)` are top, `[image_size - image_size // 2, image_size)` bottom
   (likewise for columns), so an odd canvas's middle row/column is in neither.
+* `exists` (only when asked for in `question_types`; POPE-style object probing, Li et al.,
+  EMNLP 2023): "is there a <shape> ?" -> "yes" / "no". A yes scene holds one object of the
+  shape, a no scene one object of another shape (POPE's "random" negatives), each in a random
+  palette colour. With `prior = 0.5` the answers are balanced, as in POPE; a prior answer of
+  "yes" at a higher `prior` builds the yes-bias POPE measures.
 
 Language prior. Every (question type, shape) has a prior answer, fixed by the seed
 (per type, a random permutation of the answers is tiled over the shapes, so shapes
@@ -63,7 +68,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-QUESTION_TYPES = ("color", "count", "position")
+QUESTION_TYPES = ("color", "count", "position")   # the default set
+ALL_QUESTION_TYPES = QUESTION_TYPES + ("exists",)   # "exists" on request (POPE-style probing)
 SPLITS = ("train", "test_id", "test_ood")
 PALETTE = {  # name -> RGB in [0, 1]; saturated, far from both greys below.
     "red": (0.9, 0.1, 0.1), "green": (0.1, 0.75, 0.1), "blue": (0.15, 0.25, 0.95),
@@ -78,7 +84,9 @@ MAX_COVERAGE = 0.4  # Largest share of the canvas the object boxes of one scene 
 PAD, BOS = "<pad>", "<bos>"
 _TEMPLATES = {"color": ("what", "color", "is", "the", None, "?"),
               "count": ("how", "many", None, "?"),
-              "position": ("where", "is", "the", None, "?")}  # None: the shape word.
+              "position": ("where", "is", "the", None, "?"),
+              "exists": ("is", "there", "a", None, "?")}  # None: the shape word.
+YES_NO = ("yes", "no")
 _PLACEMENT_ROUNDS = 100
 _PLACEMENT_RESTARTS = 20
 
@@ -166,9 +174,9 @@ class PriorVQAConfig:
       raise ValueError(f"question_types: expected a tuple of names from {QUESTION_TYPES}, "
                        f"got {types!r}")
     object.__setattr__(self, "question_types", tuple(types))
-    unknown = [t for t in types if t not in QUESTION_TYPES]
+    unknown = [t for t in types if t not in ALL_QUESTION_TYPES]
     if not types or unknown or len(set(types)) != len(types):
-      raise ValueError(f"question_types: expected distinct names from {QUESTION_TYPES}, got "
+      raise ValueError(f"question_types: expected distinct names from {ALL_QUESTION_TYPES}, got "
                        f"{list(types)}" + (f" (unknown: {unknown})" if unknown else ""))
     for name, low in (("image_size", 1), ("object_size", 1), ("num_shapes", 1),
                       ("num_colors", 2), ("distractors", 0), ("upsample", 1),
@@ -195,6 +203,9 @@ class PriorVQAConfig:
     if "count" in types and self.max_count < 2:
       raise ValueError(f"max_count: count questions need at least 2 answers, got "
                        f"{self.max_count}")
+    if "exists" in types and self.num_shapes < 2:
+      raise ValueError(f"num_shapes: exists questions show another shape for 'no', so expected "
+                       f"at least 2 shapes, got {self.num_shapes}")
     if self.distractors and self.num_shapes < 2:
       raise ValueError(f"num_shapes: distractors take a shape other than the queried one, so "
                        f"expected at least 2 shapes, got {self.num_shapes}")
@@ -212,7 +223,7 @@ class PriorVQAConfig:
 
   def num_answers(self, question_type: str) -> int:
     return {"color": self.num_colors, "count": self.max_count,
-            "position": len(POSITIONS)}[question_type]
+            "position": len(POSITIONS), "exists": len(YES_NO)}[question_type]
 
 
 def max_objects(config: PriorVQAConfig) -> int:
@@ -232,7 +243,9 @@ def answer_words(config: PriorVQAConfig, question_type: str) -> tuple[str, ...]:
     return tuple(str(n) for n in range(1, config.max_count + 1))
   if question_type == "position":
     return POSITIONS
-  raise ValueError(f"question_type: expected one of {QUESTION_TYPES}, got {question_type!r}")
+  if question_type == "exists":
+    return YES_NO
+  raise ValueError(f"question_type: expected one of {ALL_QUESTION_TYPES}, got {question_type!r}")
 
 
 def vocabulary(config: PriorVQAConfig) -> Vocabulary:
@@ -277,7 +290,7 @@ def prior_answer_index(config: PriorVQAConfig) -> dict[str, np.ndarray]:
   """Question type -> int `[num_shapes]`: each shape's prior answer (answer index)."""
   rng = np.random.default_rng((config.seed, 1))
   table = {}
-  for t in QUESTION_TYPES:  # All types, so a type's priors do not depend on the others.
+  for t in ALL_QUESTION_TYPES:  # All types, so a type's priors do not depend on the others.
     k = config.num_answers(t)
     reps = -(-config.num_shapes // k)
     table[t] = np.concatenate([rng.permutation(k) for _ in range(reps)])[:config.num_shapes]
@@ -358,6 +371,8 @@ def _render(config, q, stream) -> np.ndarray:
   others = (q["shape"][:, None] + 1 + rng.integers(max(config.num_shapes - 1, 1),
                                                    size=(n, slots))) % config.num_shapes
   shape = np.where(slot < num_q_slots, q["shape"][:, None], others)
+  absent = (qname == "exists") & (q["answer"] == YES_NO.index("no"))
+  shape[:, 0] = np.where(absent, others[:, 0], shape[:, 0])   # "no": another shape is shown
   colours = palette(config)
   colour_index = rng.integers(config.num_colors, size=(n, slots))
   colour_index[:, 0] = np.where(qname == "color", q["answer"], colour_index[:, 0])
