@@ -200,3 +200,24 @@ def test_builder_on_the_installed_package(tmp_path):
   negated = np.array([bool({"not", "no"} & set(ev.words_of(q))) for q, _, _ in rows])
   np.testing.assert_array_equal(test["prior_answer"][yes_no],
                                 np.where(negated[yes_no], vocab.id("yes"), vocab.id("no")))
+
+
+def test_changing_priors_split_inverts_each_questions_answer_prior():
+  # Two questions with 3 answers each, 100 examples per (question, answer); the majority answer
+  # per question in the new train split must be a minority answer in the new test split.
+  rng = np.random.default_rng(0)
+  question = np.repeat([0, 1], 300)
+  answer = np.concatenate([np.repeat([10, 11, 12], 100), np.repeat([20, 21, 22], 100)])
+  tokens = np.stack([np.ones(600), 5 + question, np.full(600, 3), answer], 1).astype(np.int32)
+  data = dict(tokens=tokens, answer=answer.astype(np.int32), answer_position=np.full(600, 2, np.int32),
+              question_type=np.zeros(600, np.int32), prior_answer=np.zeros(600, np.int32),
+              image_id=rng.integers(1000, size=600))
+  train, test = ev.changing_priors_split(data, skew=0.9, test_fraction=0.3, seed=1)
+  assert len(test["answer"]) == 180 and len(train["answer"]) > 300      # 30 % of 600 in test
+  assert set(np.unique(train["answer"])) == set(answer.tolist())        # every answer trainable
+  blind = ev.question_only_baseline(train, test)
+  assert blind["accuracy"] < 0.1     # the train prior is a test minority (0.9 vs 0.1 shares)
+  assert ev.question_only_baseline(train, train)["accuracy"] > 0.45
+  np.testing.assert_array_equal(test["prior_answer"], blind["predictions"])
+  with pytest.raises(ValueError, match="skew in"):
+    ev.changing_priors_split(data, skew=0.4)

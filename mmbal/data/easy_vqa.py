@@ -153,6 +153,57 @@ def _question_ids(train, test) -> tuple[np.ndarray, np.ndarray]:
   return ids[:len(keys[0])], ids[len(keys[0]):]
 
 
+def changing_priors_split(data: Mapping[str, np.ndarray], *, skew: float = 0.9,
+                          test_fraction: float = 0.3, seed: int = 0) -> tuple[dict, dict]:
+  """A VQA-CP-style re-split (Agrawal et al., CVPR 2018): per question, the answer
+  distribution of `train` is inverted in `test`.
+
+  ``data``: examples as `arrays` gives them (e.g. the package's train and test concatenated).
+  Per question (the token prefix through "?", as `question_only_baseline` groups them), its
+  answers are shuffled (``np.random.default_rng(seed)``) and dealt alternately into a
+  *train-heavy* and a *test-heavy* half. A fraction ``skew`` of a train-heavy answer's
+  examples goes to train and ``1 - skew`` to test; the reverse for a test-heavy answer. Then
+  test is subsampled to ``test_fraction`` of all examples where it holds more (the rows
+  dropped are in neither split). So the
+  answers the prior learns from train are the minority answers of test, while every answer
+  of a question is still seen in train (unless it has a single example). Questions with a
+  single answer cannot be inverted and go to train.
+
+  Returns ``(train, test)`` dicts with the same keys, ``prior_answer`` recomputed as each
+  question's majority answer in the new train split.
+  """
+  if not 0.5 < skew <= 1.0 or not 0.0 < test_fraction < 1.0:
+    raise ValueError(f"expected skew in (0.5, 1] and test_fraction in (0, 1), got skew={skew}, "
+                     f"test_fraction={test_fraction}")
+  rng = np.random.default_rng(seed)
+  question, _ = _question_ids(data, data)
+  answer = np.asarray(data["answer"], np.int64)
+  to_test = np.zeros(len(answer), bool)
+  for q in np.unique(question):
+    rows = np.flatnonzero(question == q)
+    answers = rng.permutation(np.unique(answer[rows]))
+    if len(answers) < 2:
+      continue
+    for i, a in enumerate(answers):
+      group = rng.permutation(rows[answer[rows] == a])
+      share = 1.0 - skew if i % 2 == 0 else skew   # even: train-heavy, odd: test-heavy
+      to_test[group[:int(round(share * len(group)))]] = True
+  excess = to_test.sum() - int(test_fraction * len(answer))
+  if excess > 0:   # keep test's inverted mix: drop a uniform sample of its rows
+    dropped = rng.choice(np.flatnonzero(to_test), size=excess, replace=False)
+    keep = np.ones(len(answer), bool)
+    keep[dropped] = False
+  else:
+    keep = np.ones(len(answer), bool)
+  train = {k: np.asarray(v)[~to_test] for k, v in data.items()}
+  test = {k: np.asarray(v)[to_test & keep] for k, v in data.items()}
+  if "prior_answer" in data:
+    dtype = np.asarray(data["prior_answer"]).dtype
+    train["prior_answer"] = question_only_baseline(train, train)["predictions"].astype(dtype)
+    test["prior_answer"] = question_only_baseline(train, test)["predictions"].astype(dtype)
+  return train, test
+
+
 # ----------------------------------------------------------------------------- reading
 
 
