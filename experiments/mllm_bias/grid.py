@@ -1,0 +1,189 @@
+"""The prior-strength x visual-difficulty x LM-capacity grid, analysed as time-to-event.
+
+    python -m experiments.mllm_bias.grid --out results/mllm_bias --seeds 0 1 2 3 4 5 6 7 8 9
+    python -m experiments.mllm_bias.grid --tiny --out /tmp/grid --seeds 0 1   # smoke run
+
+The outcome is the *prior-induced delay* of each cell: how much later the model leaves the
+language shortcut (T_escape: the first evaluation with inverted-prior accuracy >= 0.5) with a
+language prior of strength p than the same model on the same images with no prior
+(p = 1/K, every colour equally likely per question). Runs that never escape within the budget
+are censored (`survival`), never dropped: each cell's T_escape is a Kaplan–Meier curve, the
+delay is the difference of medians, and each prior is compared with its no-prior control by a
+log-rank test (Holm-corrected over the grid). The delay is given in steps and in training
+compute (6 x parameters x tokens per step, the usual transformer estimate), since the two
+LM capacities cost different amounts per step.
+
+A cell whose no-prior control does not escape within the budget (in at least half its seeds)
+is *too hard for this model*: the images alone do not carry enough evidence, so following the
+prior there is the rational answer, not a bias; its delays are not reported as prior effects.
+Every run is saved as it finishes (`run_experiment`), so the grid resumes after interruption.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+
+import jax
+import numpy as np
+from flax import nnx
+
+from experiments.mllm_bias import report, survival
+from experiments.mllm_bias.common import Budget, Setting, _model, data_config
+from experiments.mllm_bias.factors import Experiment
+from experiments.mllm_bias.run import run_experiment
+from mmbal.data.prior_vqa import vocabulary
+
+NO_PRIOR = "no prior"
+PRIORS = (NO_PRIOR, 0.5, 0.8, 0.95)
+DIFFICULTIES = {"clean": (), "low contrast 0.6": (("color_similarity", 0.6),),
+                "small object (32x32 canvas)": (("image_size", 32),),
+                "pixel noise 0.3": (("noise", 0.3),)}
+CAPACITIES = {"1-block LM": dict(depth=1), "2-block LM": dict(depth=2)}
+
+
+def cell_name(prior, difficulty: str) -> str:
+  return f"{difficulty}, {'prior ' + format(prior, 'g') if prior != NO_PRIOR else NO_PRIOR}"
+
+
+def grid_experiment(capacity: str, priors=PRIORS, difficulties=tuple(DIFFICULTIES)) -> Experiment:
+  """The cells of one LM capacity as an `Experiment` (one saved run per cell and seed)."""
+  k = len(vocabulary(data_config(Setting("x"), Budget(), 0)).answer_ids_for("color"))
+  conditions = tuple(
+      Setting(cell_name(p, d), data=DIFFICULTIES[d] + (("prior", 1.0 / k if p == NO_PRIOR else p),))
+      for d in difficulties for p in priors)
+  return Experiment(f"grid/{_slug(capacity)}", f"Prior x difficulty grid, {capacity}",
+                    "How much later does a prior of strength p make the model escape?",
+                    conditions, claims=(), groups=())
+
+
+def _slug(text: str) -> str:
+  return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def escape_times(histories, budget: Budget) -> tuple[list[float], list[bool]]:
+  """Per run: T_escape, or the budget's last step with ``escaped`` False (censored)."""
+  steps = [report.escape_step(h) for h in histories]
+  return ([float(budget.steps if s is None else s) for s in steps], [s is not None for s in steps])
+
+
+def training_flops_per_step(budget: Budget, config) -> float:
+  """``6 N T``: parameters N of the VLM (vision + projector + LM) times the tokens T of a
+  batch (visual tokens + text tokens, per example, times the batch)."""
+  model = _model(vocabulary(config).size, config, budget, 0)
+  params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  side = config.image_size * config.upsample // budget.patch
+  return 6.0 * params * budget.batch * (side * side + 16)
+
+
+def holm(p_values: list[float]) -> list[float]:
+  """Holm–Bonferroni adjusted p-values (same order as given)."""
+  order = np.argsort(p_values)
+  adjusted, running = [0.0] * len(p_values), 0.0
+  for rank, i in enumerate(order):
+    running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+    adjusted[i] = running
+  return adjusted
+
+
+def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors) -> list[dict]:
+  """One row per (difficulty, prior != none): medians, delay, log-rank vs the no-prior cell."""
+  budget = dataclasses.replace(budget, **CAPACITIES[capacity])
+  rows = []
+  for d in difficulties:
+    control = results.get(cell_name(NO_PRIOR, d))
+    if not control:
+      continue
+    t0, e0 = escape_times(control, budget)
+    km0 = survival.kaplan_meier(t0, e0)
+    too_hard = survival.median_time(km0) is None
+    flops = training_flops_per_step(budget, data_config(Setting("x", data=DIFFICULTIES[d]), budget, 0))
+    for p in priors:
+      runs = results.get(cell_name(p, d))
+      if p == NO_PRIOR or not runs:
+        continue
+      t, e = escape_times(runs, budget)
+      km = survival.kaplan_meier(t, e)
+      test = survival.log_rank(t, e, t0, e0)
+      median, median0 = survival.median_time(km), survival.median_time(km0)
+      delay = None if median is None or median0 is None else median - median0
+      rows.append(dict(capacity=capacity, difficulty=d, prior=p, seeds=len(runs),
+                       escaped=int(sum(e)), control_escaped=int(sum(e0)),
+                       median=median, control_median=median0, delay_steps=delay,
+                       delay_flops=None if delay is None else delay * flops,
+                       locked_at_end=survival.survival_at(km, budget.steps),
+                       chi2=test.chi2, p_value=test.p_value, too_hard=too_hard))
+  return rows
+
+
+def _fmt(x, digits=0):
+  return "—" if x is None else f"{x:.{digits}f}"
+
+
+def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, command: str):
+  for row, adjusted in zip(rows, holm([r["p_value"] for r in rows])):
+    row["p_holm"] = adjusted
+  header = ["LM", "images", "prior", "escaped / control", "median T (steps)",
+            "no-prior median", "delay (steps)", "delay (PFLOP)", "still locked at end",
+            "log-rank p (Holm)", "reading"]
+  table = []
+  for r in rows:
+    if r["too_hard"]:
+      reading = "too hard without a prior: not a prior effect"
+    elif r["p_holm"] < 0.05:
+      reading = "prior delays the escape" if (r["delay_steps"] or math.inf) > 0 else "prior speeds it"
+    else:
+      reading = "no delay shown"
+    table.append([r["capacity"], r["difficulty"], format(r["prior"], "g"),
+                  f"{r['escaped']}/{r['seeds']} vs {r['control_escaped']}/{r['seeds']}",
+                  _fmt(r["median"]) if r["median"] is not None else f"> {budget.steps}",
+                  _fmt(r["control_median"]) if r["control_median"] is not None else f"> {budget.steps}",
+                  _fmt(r["delay_steps"]),
+                  _fmt(None if r["delay_flops"] is None else r["delay_flops"] / 1e15, 3),
+                  f"{r['locked_at_end']:.2f}", f"{r['p_value']:.3g} ({r['p_holm']:.3g})", reading])
+  lines = ["# The prior-induced delay: prior strength x visual difficulty x LM capacity", "",
+           f"Command: `{command}`", "",
+           f"Seeds {list(seeds)} per cell; {budget.steps} steps, evaluated every "
+           f"{budget.eval_every}; TinyVLM d={budget.dim}; prior-VQA colour questions. T_escape is "
+           "the first evaluation with inverted-prior accuracy >= 0.5; runs that never escape are "
+           "censored at the budget (Kaplan–Meier medians; `> budget` when fewer than half "
+           "escaped). Delay = median(prior) - median(no prior) on the same images and model; "
+           "log-rank test against the no-prior cell, Holm-corrected over the table.", "",
+           report.markdown_table(header, table), ""]
+  folder = out / "grid"
+  folder.mkdir(parents=True, exist_ok=True)
+  (folder / "report.md").write_text("\n".join(lines))
+  (folder / "results.json").write_text(json.dumps(dict(budget=dataclasses.asdict(budget),
+                                                       seeds=list(seeds), rows=rows), indent=1))
+  return folder / "report.md"
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog="python -m experiments.mllm_bias.grid",
+                                   description=__doc__.split("\n\n")[0])
+  parser.add_argument("--out", default="results/mllm_bias")
+  parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+  parser.add_argument("--tiny", action="store_true", help="seconds-sized smoke run")
+  parser.add_argument("--report-only", action="store_true")
+  parser.add_argument("--capacities", nargs="+", default=list(CAPACITIES), choices=list(CAPACITIES))
+  parser.add_argument("--difficulties", nargs="+", default=list(DIFFICULTIES),
+                      choices=list(DIFFICULTIES))
+  args = parser.parse_args(argv)
+  budget = Budget.tiny() if args.tiny else Budget()
+  out = pathlib.Path(args.out)
+  command = "python -m experiments.mllm_bias.grid " + " ".join(
+      a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
+  rows = []
+  for capacity in args.capacities:
+    experiment = grid_experiment(capacity, difficulties=tuple(args.difficulties))
+    sized = dataclasses.replace(budget, **CAPACITIES[capacity])
+    results = run_experiment(experiment, sized, args.seeds, out, saved_only=args.report_only)
+    rows += analyse(results, budget, capacity, args.difficulties, PRIORS)
+  print(f"wrote {write_report(rows, budget, args.seeds, out, command)}")
+
+
+if __name__ == "__main__":
+  main()
