@@ -37,3 +37,37 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path):
   stamp = [r.stat().st_mtime_ns for r in runs]
   grid.main(args)   # everything saved: nothing re-runs
   assert [r.stat().st_mtime_ns for r in runs] == stamp
+
+
+def test_ambiguous_evidence_probe_switching_points():
+  import numpy as np
+  from experiments.mllm_bias import ambiguous
+  from mmbal.data import prior_vqa as pv
+  config = pv.PriorVQAConfig(question_types=("color",), num_test=60)
+  data = pv.generate(config, "test_ood")
+  np.testing.assert_array_equal(ambiguous.blended_images(config, data, 1.0), data["image"])
+  ids, colours = pv.vocabulary(config).answer_ids_for("color"), pv.palette(config)
+  painted = np.abs(data["image"] - colours[np.searchsorted(ids, data["answer"])][:, None, None]
+                   ).max(-1) < 1e-6
+  prior_rgb = colours[np.searchsorted(ids, data["prior_answer"])]
+  at_zero = ambiguous.blended_images(config, data, 0.0)
+  np.testing.assert_allclose(at_zero[painted], np.repeat(prior_rgb, painted.sum((1, 2)), 0))
+
+  def reader(bias):   # nearest palette colour of the object, the prior's distance scaled down
+    def predict(images, d):
+      rgb = np.stack([images[i][painted[i]].mean(0) for i in range(len(images))])
+      dist = np.linalg.norm(rgb[:, None] - colours[None], axis=-1)
+      dist[np.arange(len(rgb)), np.searchsorted(ids, d["prior_answer"])] *= bias
+      return ids[dist.argmin(-1)]
+    return predict
+
+  weights = (0.0, 0.4, 0.6, 0.8, 1.0)
+  fair = ambiguous.probe(reader(1.0), config, weights)
+  assert fair["answers_prior"][0] == 1.0 and fair["answers_y"][-1] == 1.0
+  # Between 0.4 (mostly prior) and 0.6 (mostly y; a few blends are nearest a third colour).
+  assert 0.4 < fair["switching_point"] <= 0.6
+  # Distances to the prior shrunk 4x: at w = 0.6 the blend is 0.6 d from p (0.15 d scaled) and
+  # 0.4 d from y, so the prior still wins; the switch comes later.
+  biased = ambiguous.probe(reader(0.25), config, weights)
+  assert biased["answers_prior"][2] > 0.5 and biased["switching_point"] > 0.6
+  assert ambiguous.switching_point([0, 1], [0, 0], [1, 1]) == 1.0   # never switches

@@ -14,7 +14,9 @@ returns the run's history: one record per evaluation with
 * ``id_blind_kl``: KL(p(.|image, q) || p(.|blank, q)) over the answer vocabulary (nats; stored
   as ``id_vig`` by runs before the rename: it is not the literature's VIG);
 * ``grad_ratio``: ||grad vision + projector|| / ||grad LM|| of the training loss (the answer
-  loss plus any auxiliary objective), averaged over the steps since the previous evaluation.
+  loss plus any auxiliary objective), averaged over the steps since the previous evaluation;
+* ``switching_point`` (the last record only, on noise-free images): the ambiguous-evidence
+  probe (`ambiguous`), the blend weight at which the trained model stops answering the prior.
 """
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ import numpy as np
 import optax
 from flax import nnx
 
+from experiments.mllm_bias import ambiguous
 from mmbal import transforms
 from mmbal.data.prior_vqa import PriorVQAConfig, generate, shape_words, vocabulary
-from mmbal.diagnostics.decoder import diagnose_decoder
+from mmbal.diagnostics.decoder import answer_logits, diagnose_decoder
 from mmbal.models.vlm import TinyVLM, load_pretrained, vlm_modality_labels
 from mmbal.train.vlm import (alignment_objective, counterfactual_objective, make_vlm_trainer,
                              ogm_ge_confidence)
@@ -257,7 +260,25 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
           id_blind_kl=found["id"].blind_kl,
           grad_ratio=float(np.mean(jax.device_get(ratios)))))
       ratios = []
+  if not config.noise:   # the ambiguous-evidence probe needs the object's exact pixels
+    history[-1]["switching_point"] = ambiguous.probe(
+        functools.partial(_predict, trainer.apply, state.params, answer_ids, eval_batch),
+        config)["switching_point"]
   return history
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _answers(apply, params, image, tokens, position, answer_ids):
+  logits = answer_logits(apply(params, image, tokens), position, answer_ids)
+  return answer_ids[logits.argmax(-1)]
+
+
+def _predict(apply, params, answer_ids, batch: int, images, data) -> np.ndarray:
+  """The model's answer token for every example of ``data`` shown ``images``."""
+  chunks = _eval_batches({**data, "image": images}, batch)
+  out = [np.asarray(_answers(apply, params, c["image"], c["tokens"], c["answer_position"],
+                             jnp.asarray(answer_ids))) for c in chunks]
+  return np.concatenate(out)[:len(data["answer"])]
 
 
 _TRAINERS: dict = {}

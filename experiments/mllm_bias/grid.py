@@ -110,13 +110,21 @@ def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors) 
       test = survival.log_rank(t, e, t0, e0)
       median, median0 = survival.median_time(km), survival.median_time(km0)
       delay = None if median is None or median0 is None else median - median0
+      switches = [h[-1]["switching_point"] for h in runs if "switching_point" in h[-1]]
       rows.append(dict(capacity=capacity, difficulty=d, prior=p, seeds=len(runs),
+                       switching_point=float(np.median(switches)) if switches else None,
+                       control_switching_point=_median_switch(control),
                        escaped=int(sum(e)), control_escaped=int(sum(e0)),
                        median=median, control_median=median0, delay_steps=delay,
                        delay_flops=None if delay is None else delay * flops,
                        locked_at_end=survival.survival_at(km, budget.steps),
                        chi2=test.chi2, p_value=test.p_value, too_hard=too_hard))
   return rows
+
+
+def _median_switch(histories):
+  switches = [h[-1]["switching_point"] for h in histories if "switching_point" in h[-1]]
+  return float(np.median(switches)) if switches else None
 
 
 def _fmt(x, digits=0):
@@ -128,7 +136,7 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
     row["p_holm"] = adjusted
   header = ["LM", "images", "prior", "escaped / control", "median T (steps)",
             "no-prior median", "delay (steps)", "delay (PFLOP)", "still locked at end",
-            "log-rank p (Holm)", "reading"]
+            "switch w (no prior)", "log-rank p (Holm)", "reading"]
   table = []
   for r in rows:
     if r["too_hard"]:
@@ -143,7 +151,9 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
                   _fmt(r["control_median"]) if r["control_median"] is not None else f"> {budget.steps}",
                   _fmt(r["delay_steps"]),
                   _fmt(None if r["delay_flops"] is None else r["delay_flops"] / 1e15, 3),
-                  f"{r['locked_at_end']:.2f}", f"{r['p_value']:.3g} ({r['p_holm']:.3g})", reading])
+                  f"{r['locked_at_end']:.2f}",
+                  f"{_fmt(r['switching_point'], 2)} ({_fmt(r['control_switching_point'], 2)})",
+                  f"{r['p_value']:.3g} ({r['p_holm']:.3g})", reading])
   lines = ["# The prior-induced delay: prior strength x visual difficulty x LM capacity", "",
            f"Command: `{command}`", "",
            f"Seeds {list(seeds)} per cell; {budget.steps} steps, evaluated every "
@@ -151,7 +161,10 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
            "the first evaluation with inverted-prior accuracy >= 0.5; runs that never escape are "
            "censored at the budget (Kaplan–Meier medians; `> budget` when fewer than half "
            "escaped). Delay = median(prior) - median(no prior) on the same images and model; "
-           "log-rank test against the no-prior cell, Holm-corrected over the table.", "",
+           "log-rank test against the no-prior cell, Holm-corrected over the table. Switch w: "
+           "the ambiguous-evidence probe at the end of training (median over seeds; the blend "
+           "weight from the prior colour to the true one at which the model stops answering the "
+           "prior; 0.5 is unbiased, noise-free cells only).", "",
            report.markdown_table(header, table), ""]
   folder = out / "grid"
   folder.mkdir(parents=True, exist_ok=True)
