@@ -493,7 +493,8 @@ def test_lnln_trains_and_sweeps_missing_rates(built, manual_dir, tmp_path):
       f"data.data_dir={built['data_dir']}", "train.batch_size=2", "train.num_epochs=2",
       "optimizer.warmup_steps=1", "eval.batch_size=2", "mesh.data=2", "log.progress=False",
       "method.lnln.dim=16", "method.lnln.num_tokens=2", "method.lnln.heads=2",
-      "method.lnln.head_dim=8", "method.lnln.fusion_depth=1", "method.lnln.eval_seeds=1"])
+      "method.lnln.head_dim=8", "method.lnln.fusion_depth=1", "method.lnln.block_depth=1",
+      "method.lnln.eval_seeds=1"])
   run = train_and_evaluate(c, tmp_path / "run")
   results = json.loads((tmp_path / "run" / "results.json").read_text())
   sweep = results["lnln_missing"]

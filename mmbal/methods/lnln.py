@@ -41,6 +41,8 @@ class Settings:
   heads: int = setting(8, low=1, doc="attention heads")
   head_dim: int = setting(64, low=1, doc="width of one attention head")
   fusion_depth: int = setting(4, low=1, doc="fusion layers")
+  block_depth: int = setting(0, low=0, doc="0: the paper's depths; n > 0: n blocks in every other "
+                             "sub-transformer and n + 1 hyper-modality layers (quick CPU runs)")
   official_code: bool = setting(False, doc="the documented paper-vs-code differences as in the code")
   cc: float = setting(0.9, low=0.0, doc="weight of the completeness-check loss")
   adv: float = setting(0.8, low=0.0, doc="weight of the adversarial loss")
@@ -63,6 +65,9 @@ def build_model(c, modalities, num_classes, task):
                audio_len=shapes["audio"][0], vision_len=shapes["vision"][0],
                dim=lc.dim, num_tokens=lc.num_tokens, heads=lc.heads, head_dim=lc.head_dim,
                mlp_dim=lc.dim, fusion_depth=lc.fusion_depth, num_outputs=1)
+  if lc.block_depth:
+    n = lc.block_depth
+    sizes.update(embed_depth=n, cc_depth=n, proxy_depth=n, rec_depth=n, hyper_depth=n + 1)
   config = LNLNConfig.official_code(**sizes) if lc.official_code else LNLNConfig(**sizes)
   model = LNLN(config, rngs=nnx.Rngs(c.seed))
   model.names = NAMES
