@@ -80,7 +80,8 @@ def test_tiny_experiment_writes_its_report(tmp_path, name, only):
     assert len(histories) == 2                                  # two seeds
     last = histories[0][-1]
     assert last["step"] == Budget.tiny().steps
-    assert 0.0 <= last["ood_accuracy"] <= 1.0 and last["id_vig"] >= 0.0
+    assert 0.0 <= last["ood_accuracy"] <= 1.0 and last["id_blind_kl"] >= 0.0
+    assert 0.0 <= last["switching_point"] <= 1.0          # the ambiguous-evidence probe
   # A second invocation loads the saved runs instead of training again.
   runs = sorted((folder / "runs").glob("*.json"))
   stamps = [p.stat().st_mtime_ns for p in runs]

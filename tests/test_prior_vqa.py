@@ -263,3 +263,24 @@ def test_exists_questions_show_the_shape_exactly_when_the_answer_is_yes():
   # Opt-in: the default question types and vocabulary are unchanged.
   assert pv.PriorVQAConfig().question_types == ("color", "count", "position")
   assert "yes" not in pv.vocabulary(pv.PriorVQAConfig()).words
+
+
+def test_multiple_choice_lists_the_true_and_the_prior_colour_and_answers_a_letter():
+  config = pv.PriorVQAConfig(question_types=("color",), num_test=50)
+  data = pv.generate(config, "test_ood")          # the true colour is never the prior one here
+  mc = pv.multiple_choice(config, data, num_options=4)
+  vocab = pv.choice_vocabulary(config, 4)
+  words = lambda row: [vocab.words[t] for t in row]
+  first = words(mc["tokens"][0][:mc["answer_position"][0] + 2])
+  question = words(data["tokens"][0][:data["answer_position"][0] + 1])
+  assert first[:len(question)] == question and first[len(question)::2][:4] == ["A", "B", "C", "D"]
+  for i in range(50):
+    row = words(mc["tokens"][i][:mc["answer_position"][i] + 2])
+    listed = dict(zip(row[len(question)::2][:4], row[len(question) + 1::2][:4]))
+    assert row[-1] == vocab.words[mc["answer"][i]]                 # the answer letter follows
+    assert listed[vocab.words[mc["answer"][i]]] == vocab.words[data["answer"][i]]
+    assert listed[vocab.words[mc["prior_answer"][i]]] == vocab.words[data["prior_answer"][i]]
+    assert len(set(listed.values())) == 4
+  assert pv.vocabulary(config).words == vocab.words[:pv.vocabulary(config).size]   # ids kept
+  with pytest.raises(ValueError, match="num_options"):
+    pv.multiple_choice(config, data, num_options=9)

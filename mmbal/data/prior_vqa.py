@@ -439,3 +439,62 @@ def _overlaps(pos, active, o) -> np.ndarray:
   last = pos[:, -1:, :]
   clash = (np.abs(pos[:, :-1] - last) < o).all(-1) & active[:, :-1]
   return clash.any(-1) & active[:, -1]
+
+
+LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H")
+
+
+def choice_vocabulary(config: PriorVQAConfig, num_options: int) -> Vocabulary:
+  """`vocabulary(config)` plus the option letters, the answers of `multiple_choice` (the
+  letters come last, so every other word keeps its token id)."""
+  base = vocabulary(config)
+  letters = LETTERS[:num_options]
+  return Vocabulary(list(base.words[2:]) + list(letters), {"choice": letters})
+
+
+def multiple_choice(config: PriorVQAConfig, data: Mapping[str, np.ndarray], *, num_options: int = 4,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+  """MMStar-style multiple choice from a split of colour questions (`generate`).
+
+  Each question lists ``num_options`` colours, ``<question> ? A <c1> B <c2> ... <letter>``,
+  and the answer is the letter of the true colour. The options are the true colour, the
+  question's prior colour (when it differs: the prior is always on offer) and random other
+  colours, in a seeded random order. Token ids are those of `choice_vocabulary`;
+  ``answer`` / ``prior_answer`` are the letters' ids, ``answer_position`` the last option
+  word, ``image`` and ``question_type`` are kept. Score a model with and without its image
+  (MMStar's S_wv, S_ov) through `mmbal.diagnostics.diagnose_decoder(no_image=...)` or
+  `diagnose_from_logits`.
+  """
+  if set(config.question_types) != {"color"}:
+    raise ValueError("multiple_choice: expected a config of colour questions only")
+  if not 2 <= num_options <= min(config.num_colors, len(LETTERS)):
+    raise ValueError(f"num_options: expected 2..{min(config.num_colors, len(LETTERS))}, got "
+                     f"{num_options}")
+  base, vocab = vocabulary(config), choice_vocabulary(config, num_options)
+  colours = base.answer_ids_for("color")
+  answer = np.searchsorted(colours, data["answer"])
+  prior = np.searchsorted(colours, data["prior_answer"])
+  rng = np.random.default_rng((config.seed, 9, seed))
+  n, k = len(answer), len(colours)
+  options = np.empty((n, num_options), np.int64)
+  for i in range(n):
+    rest = [c for c in rng.permutation(k) if c not in (answer[i], prior[i])]
+    chosen = [answer[i]] + ([prior[i]] if prior[i] != answer[i] else [])
+    options[i] = rng.permutation(chosen + rest[:num_options - len(chosen)])
+  length = int(data["answer_position"].max()) + 2 + 2 * num_options
+  tokens = np.zeros((n, length), np.int32)
+  letters = np.array([vocab.id(l) for l in LETTERS[:num_options]], np.int32)
+  position = np.zeros(n, np.int32)
+  for i in range(n):
+    question = data["tokens"][i, :data["answer_position"][i] + 1]
+    listed = np.stack([letters, colours[options[i]]], 1).reshape(-1)
+    row = np.concatenate([question, listed])
+    tokens[i, :len(row)] = row
+    position[i] = len(row) - 1
+  answer_letter = letters[(options == answer[:, None]).argmax(1)]
+  prior_letter = letters[(options == prior[:, None]).argmax(1)]
+  has_prior = (options == prior[:, None]).any(1)
+  tokens[np.arange(n), position + 1] = answer_letter
+  return dict(image=data["image"], tokens=tokens, answer=answer_letter,
+              answer_position=position, question_type=data["question_type"],
+              prior_answer=np.where(has_prior, prior_letter, answer_letter).astype(np.int32))
