@@ -9,16 +9,18 @@ head of a chain::
 
 How everything is computed (sharding-friendly, nothing is flattened or concatenated):
 
-1. a ``K x K`` Gram matrix ``G_ij = <g_i, g_j>`` is built leafwise with
-   ``einsum("i...,j...->ij")`` and summed over the leaves (over the leaves of one label
-   group where a method needs per-group dot products);
+1. a ``K x K`` Gram matrix ``G_ij = <g_i, g_j>`` is built leafwise, contracting each
+   leaf's own axes (on CPU each leaf flattened to ``[K, N]`` first, which XLA:CPU runs 2.5x
+   faster), and summed over the leaves (over the leaves of one label group where a method
+   needs per-group dot products);
 2. the method runs on that tiny matrix (a ``lax.fori_loop`` over K for PCGrad, closed-form
    min-norm solves for MMPareto) and yields coefficients ``c`` (``[K]``);
 3. each leaf's update is ``tensordot(c, g_leaf, axes=1)``, which keeps the leaf's sharding.
 
-Before the Gram matrix is formed every gradient is divided by one common scale (the largest
-``|g|`` of all leaves); all coefficients are ratios of dot products, so this changes
-nothing except that zero and 1e30 gradients give finite results.
+The Gram matrix is formed in float32 from the gradients as they are, in one read: a step
+whose Gram matrix is not finite (a non-finite gradient, or ``||g||`` beyond ~1e19) is combined
+without projection (the plain sum) and leaves the logged statistics unchanged; all
+coefficients are ratios of dot products, so they do not depend on the gradients' scale.
 
 Unknown extra arguments of ``update`` are ignored. The states log what was applied
 (cosines, conflict fraction, weights); in a chain read them with
@@ -58,18 +60,28 @@ def _num_objectives(updates) -> int:
   return ks.pop()
 
 
-def _common_scale(updates):
-  """max |g| over all leaves (1 where everything is zero or non-finite)."""
-  s = jnp.max(jnp.stack([jnp.max(jnp.abs(g.astype(jnp.float32))) for g in jax.tree.leaves(updates)]))
-  return jnp.where((s > 0) & jnp.isfinite(s), s, 1.0)
+def _gram(x):
+  """``[K, K]`` Gram matrix of ``[K, ...]``: a contraction over the leaf's own axes, which
+  keeps its sharding on accelerators. On CPU the leaf is first flattened to ``[K, N]``: XLA:CPU
+  runs the 2-D product 2.5x faster (there a reshape across a sharded axis only copies memory
+  between simulated devices)."""
+  x = x.astype(jnp.float32)
+  if x.ndim > 2 and jax.default_backend() == "cpu":
+    x = x.reshape(x.shape[0], -1)
+  axes = tuple(range(1, x.ndim))
+  return jnp.tensordot(x, x, axes=(axes, axes))
 
 
-def _leaf_grams(updates, scale):
-  """Per-leaf ``[K, K]`` Gram matrices of the gradients divided by ``scale``."""
-  def gram(g):
-    x = g.astype(jnp.float32) / scale
-    return jnp.einsum("i...,j...->ij", x, x)
-  return jax.tree.map(gram, updates)
+def _leaf_grams(updates):
+  """Per-leaf ``[K, K]`` Gram matrices in float32, from the gradients as they are.
+
+  Read once and never rescaled first: a rescaling pass (or a branch that might take one)
+  keeps XLA from fusing the Gram products with the producer of the stacked gradients and
+  costs more than the projection itself. The price: a leaf set whose squared norms leave
+  float32's range (``||g||`` beyond ~1e19) gives a non-finite Gram, and the transforms then
+  combine that step without projection (as for a non-finite gradient).
+  """
+  return jax.tree.map(_gram, updates)
 
 
 def _sum_grams(grams, labels=None, keep: Callable[[Any], bool] = lambda label: True):
@@ -218,10 +230,10 @@ def pcgrad(*, num_objectives: int, reduction: str = "sum", order: str = "random"
                                 f"stack {k} objectives")
     if project == "shared":
       _check_labels(labels, updates, "pcgrad")
-      grams = _leaf_grams(updates, _common_scale(updates))
+      grams = _leaf_grams(updates)
       gram = _sum_grams(grams, labels, lambda lab: lab == SHARED)
     else:
-      gram = _sum_grams(_leaf_grams(updates, _common_scale(updates)))
+      gram = _sum_grams(_leaf_grams(updates))
 
     if order == "random":
       if key is None:
@@ -392,7 +404,7 @@ def mmpareto(modalities: Sequence[str], labels=None, *, gamma: float = 1.0,
       raise ValueError(f"mmpareto: expected K = 1 + {len(modalities)} stacked objectives "
                        f"[fused, {', '.join(modalities)}], got {k}")
     check_axis_names("mmpareto", objectives, ("fused",) + modalities, free_first=True)
-    grams = _leaf_grams(updates, _common_scale(updates))
+    grams = _leaf_grams(updates)
     if labels is not None:
       _check_labels(labels, updates, "mmpareto")
     coefs, weights, conflicts, cosines, group_gram = {}, {}, {}, {}, {}
@@ -401,8 +413,9 @@ def mmpareto(modalities: Sequence[str], labels=None, *, gamma: float = 1.0,
                   else _sum_grams(grams))
       idx = jnp.asarray(ix)
       gram = gram_all[idx][:, idx]
-      cos = _cosines(gram)[0]
-      conflict = jnp.any(cos < 0)
+      finite = jnp.all(jnp.isfinite(gram))   # else: the plain sum, statistics kept
+      cos = jnp.where(finite, _cosines(gram)[0], state.cosines[g])
+      conflict = jnp.any(cos < 0) & finite
       n = len(ix)
       alpha = jnp.where(conflict, min_norm_weights(gram), jnp.full((n,), 1.0 / n))
       local = jnp.where(conflict, n * alpha, jnp.ones((n,)))
@@ -591,15 +604,17 @@ def balgrad(modalities: Sequence[str], *, reweight: str | Callable = "loss_share
         w = jnp.asarray(reweight(losses), jnp.float32).reshape((m_count,))
     w = jax.lax.stop_gradient(w)
 
-    gram = _sum_grams(_leaf_grams(updates, _common_scale(updates)))
+    gram = _sum_grams(_leaf_grams(updates))
     kl_coef = jnp.zeros((k,), jnp.float32).at[1:1 + m_count].set(w)   # g_kl in terms of g_k
     task = jax.nn.one_hot(0, k, dtype=jnp.float32)
     dot = task @ gram @ kl_coef
     kl_norm2 = kl_coef @ gram @ kl_coef
     tn2 = gram[0, 0]
     den = jnp.sqrt(jnp.maximum(tn2 * kl_norm2, 0.0))
-    cosine = jnp.where(den > 0, dot / jnp.where(den > 0, den, 1.0), 0.0)
-    projected = (dot < 0) & (kl_norm2 > 0) if project else jnp.zeros((), bool)
+    finite = jnp.all(jnp.isfinite(gram))   # else: no projection, the last cosine kept
+    cosine = jnp.where(finite & (den > 0), dot / jnp.where(den > 0, den, 1.0),
+                       jnp.where(finite, 0.0, state.cosine))
+    projected = (dot < 0) & (kl_norm2 > 0) & finite if project else jnp.zeros((), bool)
     step = jnp.where(projected, dot / jnp.where(kl_norm2 > 0, kl_norm2, 1.0), 0.0)
     uni = jnp.zeros((k,), jnp.float32).at[1 + m_count:].set(1.0)
     coef = task - step * kl_coef + uni + kl_coef
