@@ -25,6 +25,16 @@ def test_step_overhead_runs_and_reports_every_variant(tmp_path):
     assert variant in text
 
 
+def test_projection_overhead_runs_and_reports_every_variant(tmp_path):
+  out = tmp_path / "projection.json"
+  subprocess.run([sys.executable, "benchmarks/projection_overhead.py", "--quick", "--out", str(out)],
+                 check=True, capture_output=True)
+  result = json.loads(out.read_text())
+  assert set(result["paired_vs_plain"]) == {"plain", "pcgrad/vmap", "pcgrad/unrolled",
+                                            "mmpareto/vmap", "mmpareto/unrolled"}
+  assert result["paired_vs_plain"]["plain"] == 1.0 and result["model"]["inputs"]["a"] == 32
+
+
 def test_method_overhead_runs_and_reports_its_targets(tmp_path):
   # A representative subset (every method's step compiles and trains in test_methods_train):
   # a modulation transform, a projection, the late-fusion reference and MLA's own step.
