@@ -138,7 +138,8 @@ def _eval_batches(data: dict, batch: int):
     yield chunk
 
 
-def _model(vocab_size: int, config: PriorVQAConfig, budget: Budget, seed: int) -> TinyVLM:
+def tiny_vlm(vocab_size: int, config: PriorVQAConfig, budget: Budget, seed: int) -> TinyVLM:
+  """The budget's TinyVLM for the config's images (size after upsampling), seeded."""
   image_size = config.image_size * config.upsample
   return TinyVLM(vocab_size=vocab_size, image_size=image_size, patch_size=budget.patch,
                  dim=budget.dim, depth=budget.depth, heads=budget.heads,
@@ -154,7 +155,7 @@ def pretrain_lm(config: PriorVQAConfig, train: dict, budget: Budget, seed: int,
   if lm_text == "uniform":   # every answer equally likely given the question
     config = dataclasses.replace(config, prior=1.0 / len(vocabulary(config).answer_ids_for("color")))
     train = generate(config, "train")
-  model = _model(vocab_size, config, budget, seed + 1000)
+  model = tiny_vlm(vocab_size, config, budget, seed + 1000)
   text = {k: v for k, v in train.items() if k != "image"}
   trainer = _trainer(("lm", vocab_size, config.image_size * config.upsample, budget),
                      lambda: make_vlm_trainer(model, optax.adam(budget.learning_rate),
@@ -198,7 +199,7 @@ def pretrain_vision(config: PriorVQAConfig, data: dict, budget: Budget, seed: in
   shape_ids = np.asarray([vocab.id(w) for w in shape_words(config)])
   shape_token = data["tokens"][np.arange(len(colors)), data["answer_position"] - 1]
   shapes = np.searchsorted(shape_ids, shape_token)
-  host = _model(vocab.size, config, budget, seed + 2000)
+  host = tiny_vlm(vocab.size, config, budget, seed + 2000)
   classifier = _VisionClassifier(host.vision, budget.dim, len(vocab.answer_ids_for("color")),
                                  len(shape_ids), rngs=nnx.Rngs(seed))
   optimizer = nnx.Optimizer(classifier, optax.adam(budget.learning_rate), wrt=nnx.Param)
@@ -215,7 +216,7 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
   vocab = vocabulary(config)
   train = generate(config, "train")
   tests = {"id": generate(config, "test_id"), "ood": generate(config, "test_ood")}
-  model = _model(vocab.size, config, budget, seed)
+  model = tiny_vlm(vocab.size, config, budget, seed)
   if setting.lm != "scratch":
     load_pretrained(model, lm=pretrain_lm(config, train, budget, seed, setting.lm_text).lm)
   if setting.vision == "pretrained":

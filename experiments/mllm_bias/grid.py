@@ -32,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 from experiments.mllm_bias import report, survival
-from experiments.mllm_bias.common import Budget, Setting, _model, data_config
+from experiments.mllm_bias.common import Budget, Setting, data_config, tiny_vlm
 from experiments.mllm_bias.factors import Experiment
 from experiments.mllm_bias.run import run_experiment
 from mmbal.data.prior_vqa import vocabulary
@@ -73,7 +73,7 @@ def escape_times(histories, budget: Budget) -> tuple[list[float], list[bool]]:
 def training_flops_per_step(budget: Budget, config) -> float:
   """``6 N T``: parameters N of the VLM (vision + projector + LM) times the tokens T of a
   batch (visual tokens + text tokens, per example, times the batch)."""
-  model = _model(vocabulary(config).size, config, budget, 0)
+  model = tiny_vlm(vocabulary(config).size, config, budget, 0)
   params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
   side = config.image_size * config.upsample // budget.patch
   return 6.0 * params * budget.batch * (side * side + 16)
