@@ -178,3 +178,14 @@ def test_bad_configuration_and_batches_are_clear(run):
   ]:
     with pytest.raises(ValueError, match=message):
       trainer.step(state, bad)
+
+
+def test_alignment_without_the_answer_token_never_reads_the_answer():
+  model = TinyVLM(**KW, rngs=nnx.Rngs(0))
+  batch = {k: jnp.asarray(v) for k, v in _batch().items()}
+  out = dict(visual_tokens=model.encode_image(batch["image"]))
+  other = dict(batch, tokens=batch["tokens"].at[:, 4].set((batch["tokens"][:, 4] - 7) % 4 + 8))
+  question_only = alignment_objective(include_answer=False)
+  np.testing.assert_allclose(question_only(model, batch, out), question_only(model, other, out))
+  # The pilot's caption (with the answer) changes with it.
+  assert not np.allclose(alignment_objective()(model, batch, out), alignment_objective()(model, other, out))

@@ -38,10 +38,11 @@ from mmbal.models.vlm import TinyVLM, load_pretrained, vlm_modality_labels
 from mmbal.train.vlm import (alignment_objective, counterfactual_objective, make_vlm_trainer,
                              ogm_ge_confidence)
 
-LM_CHOICES = ("scratch", "pretrained", "frozen")          # frozen = pretrained, then frozen
+LM_CHOICES = ("scratch", "pretrained", "frozen", "frozen_random")   # frozen = pretrained, then
+#                                                     frozen; frozen_random = random, frozen
 LM_TEXT_CHOICES = ("prior", "uniform")                     # what the LM was pretrained on
 VISION_CHOICES = ("trainable", "frozen", "pretrained")    # frozen = random and frozen
-OBJECTIVES = ("align", "counterfactual")
+OBJECTIVES = ("align", "align_question", "counterfactual")   # align_question: no answer token
 TRANSFORMS = (None, "ogm_ge")
 
 
@@ -217,15 +218,17 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
   train = generate(config, "train")
   tests = {"id": generate(config, "test_id"), "ood": generate(config, "test_ood")}
   model = tiny_vlm(vocab.size, config, budget, seed)
-  if setting.lm != "scratch":
+  if setting.lm in ("pretrained", "frozen"):
     load_pretrained(model, lm=pretrain_lm(config, train, budget, seed, setting.lm_text).lm)
   if setting.vision == "pretrained":
     load_pretrained(model, vision=pretrain_vision(config, train, budget, seed))
-  freeze = (("lm",) if setting.lm == "frozen" else ()) + (
+  freeze = (("lm",) if setting.lm.startswith("frozen") else ()) + (
       ("vision",) if setting.vision != "trainable" else ())
   objectives = {}
   if "align" in setting.objectives:
     objectives["align"] = (alignment_objective(), 1.0)
+  if "align_question" in setting.objectives:
+    objectives["align"] = (alignment_objective(include_answer=False), 1.0)
   if "counterfactual" in setting.objectives:
     objectives["counterfactual"] = (counterfactual_objective(), 1.0)
   transform, extra_args = None, None

@@ -112,8 +112,9 @@ def backbone_experiment() -> Experiment:
                      for lm, lm_text in lms for v, v_text in visions
                      if not (lm == "pretrained" and v != "trainable"))
   control = Setting("prior-free text LM, frozen + random vision", lm="frozen", lm_text="uniform")
-  conditions = conditions + (control,)
-  name = {(c.lm, c.vision): c.name for c in conditions[:-1]}
+  random_frozen = Setting("random LM, frozen + random vision", lm="frozen_random")
+  conditions = conditions + (control, random_frozen)
+  name = {(c.lm, c.vision): c.name for c in conditions[:-2]}
   claims = (
       Claim("a frozen text-pretrained LM stays on the prior longer than a random LM "
             "(random trainable vision)", name["scratch", "trainable"], name["frozen", "trainable"]),
@@ -129,10 +130,12 @@ def backbone_experiment() -> Experiment:
       Claim("initialising from the text-pretrained LM and fine-tuning it delays the escape "
             "(the pilot found no effect at this scale)", name["scratch", "trainable"],
             name["pretrained", "trainable"]),
+      Claim("control: a frozen RANDOM LM escapes earlier than a frozen prior-laden one (freezing "
+            "alone does not hold the prior)", random_frozen.name, name["frozen", "trainable"]),
   )
   groups = (("LM: random vs text-pretrained (fine-tuned / frozen); random trainable vision",
              (name["scratch", "trainable"], name["pretrained", "trainable"],
-              name["frozen", "trainable"], control.name)),
+              name["frozen", "trainable"], control.name, random_frozen.name)),
             ("vision: random / frozen / pretrained; random vs frozen LM",
              (name["scratch", "trainable"], name["scratch", "pretrained"],
               name["frozen", "trainable"], name["frozen", "pretrained"])))
@@ -147,6 +150,8 @@ def objective_experiment() -> Experiment:
   base = Setting("next-token CE")
   conditions = (base,
                 Setting("+ InfoNCE image-question alignment", objectives=("align",)),
+                Setting("+ InfoNCE alignment, question only (no answer token)",
+                        objectives=("align_question",)),
                 Setting("+ counterfactual-image hinge", objectives=("counterfactual",)),
                 Setting("+ OGM-GE (mmbal.transforms.ogm_ge)", transform="ogm_ge"))
   claims = tuple(

@@ -74,7 +74,8 @@ def answer_accuracy(logits, batch):
 # --------------------------------------------------------------------------- objectives
 
 
-def alignment_objective(*, temperature: float = 0.1, ignore_ids: Sequence[int] = (0, 1)) -> Objective:
+def alignment_objective(*, temperature: float = 0.1, ignore_ids: Sequence[int] = (0, 1),
+                        include_answer: bool = True) -> Objective:
   """Image-caption InfoNCE (`mmbal.objectives.infonce_alignment`), as in the pilot:
 
   visual feature = mean over the projected visual tokens; caption feature = sum of the LM's
@@ -82,12 +83,18 @@ def alignment_objective(*, temperature: float = 0.1, ignore_ids: Sequence[int] =
   (PAD = 0 and BOS = 1 by default; add the question's constant words to keep, e.g., only
   the shape and colour tokens). Identical captions in a batch are soft positives
   (`same_rows_targets`). Gradients reach the vision side, the projector and the embeddings.
+
+  ``include_answer=False``: the caption stops at ``answer_position`` (the question alone).
+  With the answer token in the caption (the default, the pilot's) the objective supervises
+  the vision side with the label itself, so it is not a label-free cross-modal term.
   """
   ignore = jnp.asarray(list(ignore_ids), jnp.int32)
 
   def objective(model, batch, out):
     tokens = batch["tokens"]
     keep = ~jnp.isin(tokens, ignore)
+    if not include_answer:
+      keep &= jnp.arange(tokens.shape[1])[None] <= batch["answer_position"][:, None]
     caption = (model.lm.token_embedding(tokens) * keep[..., None]).sum(1)
     visual = out["visual_tokens"].astype(jnp.float32).mean(1)
     targets = same_rows_targets(jnp.where(keep, tokens, -1))
