@@ -12,7 +12,8 @@ from mmbal.models.vlm import (TinyVLM, lm_only_logits, load_pretrained, make_vlm
                               vlm_modality_labels)
 from mmbal.objectives import counterfactual_hinge, infonce_alignment, same_rows_targets
 from mmbal.train.vlm import (alignment_objective, answer_cross_entropy, answer_log_prob,
-                             counterfactual_objective, make_vlm_trainer, ogm_ge_confidence)
+                             counterfactual_objective, make_vlm_trainer, ogm_ge_confidence,
+                             visual_answer_objective)
 from mmbal.transforms import ogm_ge
 
 KW = dict(vocab_size=12, image_size=8, patch_size=4, dim=16, depth=1, heads=2, max_text_len=6)
@@ -189,3 +190,19 @@ def test_alignment_without_the_answer_token_never_reads_the_answer():
   np.testing.assert_allclose(question_only(model, batch, out), question_only(model, other, out))
   # The pilot's caption (with the answer) changes with it.
   assert not np.allclose(alignment_objective()(model, batch, out), alignment_objective()(model, other, out))
+
+
+def test_visual_answer_head_is_the_tied_readout_of_the_mean_visual_token():
+  model = TinyVLM(**KW, rngs=nnx.Rngs(0))
+  batch = {k: jnp.asarray(v) for k, v in _batch().items()}
+  visual = model.encode_image(batch["image"])
+  ids = np.arange(8, 12)                                   # the answers of _batch
+  value = visual_answer_objective(ids)(model, batch, dict(visual_tokens=visual))
+  # Written out: logits_k = <mean visual token, embedding of answer k>, CE of the answer.
+  v = np.asarray(visual, np.float64).mean(1)
+  table = np.asarray(model.lm.embed.embedding[...], np.float64)[ids]
+  logits = v @ table.T
+  log_p = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
+      - logits.max(1, keepdims=True)
+  expected = -log_p[np.arange(B), np.asarray(batch["answer"]) - 8].mean()
+  np.testing.assert_allclose(float(value), expected, rtol=1e-5)

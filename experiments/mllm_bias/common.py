@@ -36,13 +36,14 @@ from mmbal.data.prior_vqa import PriorVQAConfig, generate, shape_words, vocabula
 from mmbal.diagnostics.decoder import answer_logits, diagnose_decoder
 from mmbal.models.vlm import TinyVLM, load_pretrained, vlm_modality_labels
 from mmbal.train.vlm import (alignment_objective, counterfactual_objective, make_vlm_trainer,
-                             ogm_ge_confidence)
+                             ogm_ge_confidence, visual_answer_objective)
 
 LM_CHOICES = ("scratch", "pretrained", "frozen", "frozen_random")   # frozen = pretrained, then
 #                                                     frozen; frozen_random = random, frozen
 LM_TEXT_CHOICES = ("prior", "uniform")                     # what the LM was pretrained on
 VISION_CHOICES = ("trainable", "frozen", "pretrained")    # frozen = random and frozen
-OBJECTIVES = ("align", "align_question", "counterfactual")   # align_question: no answer token
+OBJECTIVES = ("align", "align_question", "answer_head", "counterfactual")
+# align_question: InfoNCE without the answer token; answer_head: its label-matched control
 TRANSFORMS = (None, "ogm_ge")
 
 
@@ -229,6 +230,8 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
     objectives["align"] = (alignment_objective(), 1.0)
   if "align_question" in setting.objectives:
     objectives["align"] = (alignment_objective(include_answer=False), 1.0)
+  if "answer_head" in setting.objectives:
+    objectives["answer_head"] = (visual_answer_objective(vocab.answer_ids_for("color")), 1.0)
   if "counterfactual" in setting.objectives:
     objectives["counterfactual"] = (counterfactual_objective(), 1.0)
   transform, extra_args = None, None

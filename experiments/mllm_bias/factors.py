@@ -152,6 +152,7 @@ def objective_experiment() -> Experiment:
                 Setting("+ InfoNCE image-question alignment", objectives=("align",)),
                 Setting("+ InfoNCE alignment, question only (no answer token)",
                         objectives=("align_question",)),
+                Setting("+ visual answer head (label-matched control)", objectives=("answer_head",)),
                 Setting("+ counterfactual-image hinge", objectives=("counterfactual",)),
                 Setting("+ OGM-GE (mmbal.transforms.ogm_ge)", transform="ogm_ge"))
   claims = tuple(

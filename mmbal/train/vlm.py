@@ -103,6 +103,23 @@ def alignment_objective(*, temperature: float = 0.1, ignore_ids: Sequence[int] =
   return objective
 
 
+def visual_answer_objective(answer_ids: Sequence[int]) -> Objective:
+  """The label-matched control of `alignment_objective`: the answer predicted from the mean
+  visual token alone, ``CE(softmax(v E_A^T), y)`` with ``E_A`` the LM's (float32) token
+  embeddings of the answers (the read-out is tied to them; no new parameters). It gives the
+  vision side the answer supervision that InfoNCE with the answer in its caption carries,
+  without any alignment: an alignment effect is one this control does not also show."""
+  ids = jnp.asarray(list(answer_ids), jnp.int32)
+
+  def objective(model, batch, out):
+    visual = out["visual_tokens"].astype(jnp.float32).mean(1)
+    logits = visual @ model.lm.token_embedding(ids).astype(jnp.float32).T
+    label = jnp.argmax(batch["answer"][:, None] == ids[None], -1)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, label).mean()
+
+  return objective
+
+
 def counterfactual_objective(*, margin: float = 1.0, shift: int = 1) -> Objective:
   """Counterfactual-image hinge (`mmbal.objectives.counterfactual_hinge`): each question is
   asked again with the image of the example ``shift`` places earlier in the batch
