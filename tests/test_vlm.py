@@ -84,6 +84,9 @@ def test_groups_cover_every_parameter_once(model):
   modal = vlm_modality_labels(model)
   assert modal["lm"]["embed"]["embedding"] == "text" and modal["vision"]["position"] == "vision"
   assert modal["projector"]["kernel"] == "vision" and modal["lm"]["norm"]["scale"] == "shared"
+  whole = vlm_modality_labels(model, text="lm")   # the prior's home: the LM's blocks too
+  assert whole["lm"]["norm"]["scale"] == whole["lm"]["embed"]["embedding"] == "text"
+  assert "shared" not in jax.tree.leaves(whole) and whole["projector"]["kernel"] == "vision"
 
 
 def test_bfloat16_is_finite_and_close_to_float32(forward):

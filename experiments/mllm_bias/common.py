@@ -44,7 +44,7 @@ LM_TEXT_CHOICES = ("prior", "uniform")                     # what the LM was pre
 VISION_CHOICES = ("trainable", "frozen", "pretrained")    # frozen = random and frozen
 OBJECTIVES = ("align", "align_question", "answer_head", "counterfactual")
 # align_question: InfoNCE without the answer token; answer_head: its label-matched control
-TRANSFORMS = (None, "ogm_ge")
+TRANSFORMS = (None, "ogm_ge", "ogm_ge_lm")   # ogm_ge_lm: damps the whole LM, not the embeddings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,8 +235,9 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
   if "counterfactual" in setting.objectives:
     objectives["counterfactual"] = (counterfactual_objective(), 1.0)
   transform, extra_args = None, None
-  if setting.transform == "ogm_ge":
-    transform = transforms.ogm_ge(vlm_modality_labels(model), alpha=0.5)
+  if setting.transform in ("ogm_ge", "ogm_ge_lm"):
+    text = "lm" if setting.transform == "ogm_ge_lm" else "embedding"
+    transform = transforms.ogm_ge(vlm_modality_labels(model, text=text), alpha=0.5)
     extra_args = ogm_ge_confidence
   key = ("vlm", vocab.size, config.image_size * config.upsample, budget, freeze,
          setting.objectives, setting.transform)

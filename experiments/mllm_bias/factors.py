@@ -154,7 +154,9 @@ def objective_experiment() -> Experiment:
                         objectives=("align_question",)),
                 Setting("+ visual answer head (label-matched control)", objectives=("answer_head",)),
                 Setting("+ counterfactual-image hinge", objectives=("counterfactual",)),
-                Setting("+ OGM-GE (mmbal.transforms.ogm_ge)", transform="ogm_ge"))
+                Setting("+ OGM-GE (mmbal.transforms.ogm_ge)", transform="ogm_ge"),
+                Setting("+ OGM-GE on the whole LM (where the prior is stored)",
+                        transform="ogm_ge_lm"))
   claims = tuple(
       Claim(f"{c.name.lstrip('+ ')} makes the model leave the prior earlier than CE alone",
             c.name, base.name) for c in conditions[1:]) + tuple(

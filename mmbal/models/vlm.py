@@ -239,13 +239,19 @@ def vlm_groups(model: TinyVLM, params=None):
   return labels
 
 
-def vlm_modality_labels(model: TinyVLM, params=None):
+def vlm_modality_labels(model: TinyVLM, params=None, *, text: str = "embedding"):
   """Labels for mmbal's balancing transforms: ``"vision"`` (vision encoder + projector),
-  ``"text"`` (the token embedding, i.e. the text 'encoder'; tied with the read-out) and
-  ``"shared"`` (the rest of the LM, which fuses both), e.g. for
-  ``mmbal.transforms.ogm_ge(vlm_modality_labels(model), alpha=...)``."""
-  return param_labels(model, {"vision": [model.vision, model.projector], "text": model.lm.embed},
-                      params)
+  ``"text"`` and ``"shared"``, e.g. for
+  ``mmbal.transforms.ogm_ge(vlm_modality_labels(model), alpha=...)``.
+
+  ``text="embedding"``: the token embedding is the text 'encoder' (tied with the read-out);
+  the rest of the LM, which fuses both, is shared. ``text="lm"``: the whole LM is ``"text"``,
+  so a modulation of the text side reaches the transformer blocks, where a language prior is
+  stored (damping only the embeddings leaves it untouched)."""
+  if text not in ("embedding", "lm"):
+    raise ValueError(f"text: expected 'embedding' or 'lm', got {text!r}")
+  owner = model.lm.embed if text == "embedding" else model.lm
+  return param_labels(model, {"vision": [model.vision, model.projector], "text": owner}, params)
 
 
 def make_vlm_apply(model: TinyVLM):
