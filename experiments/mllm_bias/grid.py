@@ -110,9 +110,8 @@ def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors) 
       test = survival.log_rank(t, e, t0, e0)
       median, median0 = survival.median_time(km), survival.median_time(km0)
       delay = None if median is None or median0 is None else median - median0
-      switches = [h[-1]["switching_point"] for h in runs if "switching_point" in h[-1]]
       rows.append(dict(capacity=capacity, difficulty=d, prior=p, seeds=len(runs),
-                       switching_point=float(np.median(switches)) if switches else None,
+                       switching_point=_median_switch(runs),
                        control_switching_point=_median_switch(control),
                        escaped=int(sum(e)), control_escaped=int(sum(e0)),
                        median=median, control_median=median0, delay_steps=delay,

@@ -188,13 +188,10 @@ def changing_priors_split(data: Mapping[str, np.ndarray], *, skew: float = 0.9,
       group = rng.permutation(rows[answer[rows] == a])
       share = 1.0 - skew if i % 2 == 0 else skew   # even: train-heavy, odd: test-heavy
       to_test[group[:int(round(share * len(group)))]] = True
+  keep = np.ones(len(answer), bool)
   excess = to_test.sum() - int(test_fraction * len(answer))
   if excess > 0:   # keep test's inverted mix: drop a uniform sample of its rows
-    dropped = rng.choice(np.flatnonzero(to_test), size=excess, replace=False)
-    keep = np.ones(len(answer), bool)
-    keep[dropped] = False
-  else:
-    keep = np.ones(len(answer), bool)
+    keep[rng.choice(np.flatnonzero(to_test), size=excess, replace=False)] = False
   train = {k: np.asarray(v)[~to_test] for k, v in data.items()}
   test = {k: np.asarray(v)[to_test & keep] for k, v in data.items()}
   if "prior_answer" in data:
