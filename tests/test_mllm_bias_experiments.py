@@ -65,7 +65,7 @@ def test_every_claim_names_conditions_of_its_experiment():
 @pytest.mark.parametrize("name,only", [
     ("data", "clean|duplicated"),
     ("backbones", r"^random LM \+ random vision|^text-pretrained LM, frozen \+ random vision"),
-    ("objectives", "^next-token|OGM"),
+    ("objectives", r"^next-token|^\+ OGM-GE \(mmbal"),
 ])
 def test_tiny_experiment_writes_its_report(tmp_path, name, only):
   main([name, "--tiny", "--seeds", "0", "1", "--out", str(tmp_path), "--only", only])
