@@ -23,20 +23,26 @@ def test_escape_step_and_summary():
   assert report.escape_summary([history([0.0])]) == "never (0/1 escaped)"
 
 
-def test_judge_counts_never_as_budget_and_needs_a_margin():
+def test_judge_censors_never_and_tests_over_seeds():
   budget = Budget(steps=200, eval_every=50)
   fast = [history([0.0, 0.6, 0.9, 1.0]), history([0.0, 0.7, 0.9, 1.0])]   # T = 100, 100
-  stuck = [history([0.0, 0.0, 0.1, 0.2]), history([0.0, 0.1, 0.2, 0.3])]  # never -> 250, 250
-  claim = Claim("fast beats stuck", "fast", "stuck")
-  assert judge(claim, dict(fast=fast, stuck=stuck), budget) == (True, 100.0, 250.0)
-  assert judge(Claim("reverse", "stuck", "fast"), dict(fast=fast, stuck=stuck), budget)[0] is False
-  # at the end: 1.0 vs 0.25 on OOD accuracy
-  end = Claim("end", "fast", "stuck", "ood_accuracy")
-  ok, a, b = judge(end, dict(fast=fast, stuck=stuck), budget)
-  assert ok and a == 1.0 and b == pytest.approx(0.25)
-  # overlapping seeds (means 0.5 vs 0.45, pooled std 0.25) do not count as reproduced
+  stuck = [history([0.0, 0.0, 0.1, 0.2]), history([0.0, 0.1, 0.2, 0.3])]  # censored at 200
+  # Log-rank by hand: one escape time (100) with 4 at risk, 2 of them fast, 2 escapes, both
+  # fast: E = 2 * 2/4 = 1, V = 2*2*2*2 / (16*3) = 1/3, chi2 = (2 - 1)^2 / V = 3, p = 0.0833.
+  j = judge(Claim("fast beats stuck", "fast", "stuck"), dict(fast=fast, stuck=stuck), budget)
+  assert (j.better, j.worse, j.test) == ("median 100", "median > 200", "log-rank")
+  assert j.p_value == pytest.approx(0.08326, abs=1e-4) and j.as_claimed
+  reverse = judge(Claim("reverse", "stuck", "fast"), dict(fast=fast, stuck=stuck), budget)
+  assert not reverse.as_claimed and reverse.p_value == pytest.approx(j.p_value)
+  # A metric at the end: 1.0, 1.0 vs 0.2, 0.3; exact Mann-Whitney U = 4 of 4 pairs, and of the
+  # 6 equally likely rank splits one gives U = 4 and one U = 0: two-sided p = 2/6.
+  end = judge(Claim("end", "fast", "stuck", "ood_accuracy"), dict(fast=fast, stuck=stuck), budget)
+  assert (end.better, end.worse, end.test) == ("mean 1.00", "mean 0.25", "Mann-Whitney U")
+  assert end.p_value == pytest.approx(1 / 3) and end.as_claimed
+  # Overlapping seeds: U = 3 of 4, P(U >= 3) = 2/6, two-sided 4/6.
   noisy = dict(a=[history([0.25]), history([0.75])], b=[history([0.2]), history([0.7])])
-  assert judge(Claim("noisy", "a", "b", "ood_accuracy"), noisy, Budget(steps=50))[0] is False
+  assert judge(Claim("noisy", "a", "b", "ood_accuracy"), noisy, Budget(steps=50)).p_value == \
+      pytest.approx(2 / 3)
 
 
 def test_early_step_is_the_evaluation_nearest_a_third():

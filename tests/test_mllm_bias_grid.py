@@ -1,5 +1,5 @@
 """The prior x difficulty x capacity grid: a tiny run end to end, and its analysis by hand."""
-from experiments.mllm_bias import grid
+from experiments.mllm_bias import grid, survival
 from experiments.mllm_bias.common import Budget
 
 
@@ -23,7 +23,7 @@ def test_analysis_censors_runs_that_never_escape_and_flags_too_hard_cells():
   assert first["delay_flops"] > 0
   # Without a prior the noisy images are never learned: no delay can be blamed on the prior.
   assert second["too_hard"] and second["delay_steps"] is None
-  assert grid.holm([0.01, 0.04, 0.03]) == [0.03, 0.06, 0.06]
+  assert survival.holm([0.01, 0.04, 0.03]) == [0.03, 0.06, 0.06]
 
 
 def test_tiny_grid_runs_resumes_and_reports(tmp_path):

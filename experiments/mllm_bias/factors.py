@@ -3,16 +3,20 @@ arXiv:2505.18657) as experiments on the tiny VLM: their conditions and the claim
 
 Each `Experiment` lists its conditions (`Setting`s) and its *claims*: a claim compares two
 conditions on one summary (``T_escape``, the first evaluated step with inverted-prior
-accuracy >= 0.5, counting a run that never escapes as ``steps + eval_every``; or a metric at
-a step) and says "reproduced" or "not reproduced" with the numbers, over seeds.
+accuracy >= 0.5, runs that never escape censored at the budget; or a metric at a step) with a
+test over seeds (`judge`); a report calls it reproduced when the Holm-corrected p < 0.05 and
+the difference points the claimed way.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+import math
+from typing import Callable, NamedTuple
 
 import numpy as np
+from scipy import stats
 
+from experiments.mllm_bias import survival
 from experiments.mllm_bias.common import Budget, Setting
 from experiments.mllm_bias.report import at_step, escape_step
 
@@ -38,32 +42,48 @@ class Experiment:
   base_data: tuple = ()                                # data overrides shared by all conditions
 
 
-def _escape_or_budget(history, budget: Budget) -> float:
-  step = escape_step(history)
-  return float(budget.steps + budget.eval_every if step is None else step)
-
-
 def early_step(budget: Budget) -> int:
   """The evaluated step closest to a third of the budget (the "early" comparisons)."""
   steps = [s for s in range(budget.eval_every, budget.steps + 1, budget.eval_every)]
   return min(steps, key=lambda s: abs(s - budget.steps / 3))
 
 
-def claim_values(claim: Claim, histories: Sequence, budget: Budget) -> list[float]:
+class Judgement(NamedTuple):
+  better: str          # the claimed-better condition's summary (KM median T_escape, or mean)
+  worse: str
+  test: str            # "log-rank" (T_escape, censored runs kept) | "Mann-Whitney U" (a metric)
+  p_value: float       # two-sided, before the correction over a report's claims
+  as_claimed: bool     # the difference points the claimed way
+
+
+def judge(claim: Claim, results: dict, budget: Budget) -> Judgement:
+  """Tests one claim over seeds. T_escape: runs that never escape are censored at the budget
+  (`survival`); a log-rank test, and the claim points the right way when the better condition
+  escapes more often than expected under no difference. A metric: a two-sided Mann-Whitney U
+  test (exact over all splits of the seeds up to 10 + 10, ties included) and the better
+  condition's mean is higher."""
+  better, worse = results[claim.better], results[claim.worse]
   if claim.summary == "escape":
-    return [_escape_or_budget(h, budget) for h in histories]
+    ta, ea = escape_times(better, budget)
+    tb, eb = escape_times(worse, budget)
+    test = survival.log_rank(ta, ea, tb, eb)
+    median = lambda t, e: survival.median_time(survival.kaplan_meier(t, e))
+    text = lambda m: f"> {budget.steps}" if m is None else f"{m:.0f}"
+    return Judgement(f"median {text(median(ta, ea))}", f"median {text(median(tb, eb))}",
+                     "log-rank", test.p_value, test.observed_a > test.expected_a)
   step = None if claim.step == "end" else early_step(budget)
-  return at_step(histories, claim.summary, step)
+  a, b = at_step(better, claim.summary, step), at_step(worse, claim.summary, step)
+  splits = math.comb(len(a) + len(b), len(a))   # exact over every split when few (10 + 10)
+  method = stats.PermutationMethod(n_resamples=splits) if splits <= 200_000 else "asymptotic"
+  p_value = float(stats.mannwhitneyu(a, b, alternative="two-sided", method=method).pvalue)
+  return Judgement(f"mean {np.mean(a):.2f}", f"mean {np.mean(b):.2f}", "Mann-Whitney U",
+                   p_value, float(np.mean(a)) > float(np.mean(b)))
 
 
-def judge(claim: Claim, results: dict, budget: Budget) -> tuple[bool, float, float]:
-  """``(reproduced, better's mean, worse's mean)``: reproduced when the means are ordered as
-  claimed by more than the seeds' pooled standard deviation (a conservative, visible rule)."""
-  a = np.asarray(claim_values(claim, results[claim.better], budget))
-  b = np.asarray(claim_values(claim, results[claim.worse], budget))
-  spread = float(np.sqrt((a.var() + b.var()) / 2))
-  margin = (b.mean() - a.mean()) if claim.summary == "escape" else (a.mean() - b.mean())
-  return bool(margin > spread and margin > 0), float(a.mean()), float(b.mean())
+def escape_times(histories, budget: Budget) -> tuple[list[float], list[bool]]:
+  """Per run: T_escape, or the budget's last step with ``escaped`` False (censored)."""
+  steps = [escape_step(h) for h in histories]
+  return [float(budget.steps if s is None else s) for s in steps], [s is not None for s in steps]
 
 
 def data_experiment() -> Experiment:

@@ -33,7 +33,7 @@ from flax import nnx
 
 from experiments.mllm_bias import report, survival
 from experiments.mllm_bias.common import Budget, Setting, data_config, tiny_vlm
-from experiments.mllm_bias.factors import Experiment
+from experiments.mllm_bias.factors import Experiment, escape_times
 from experiments.mllm_bias.run import run_experiment
 from mmbal.data.prior_vqa import vocabulary
 
@@ -64,12 +64,6 @@ def _slug(text: str) -> str:
   return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def escape_times(histories, budget: Budget) -> tuple[list[float], list[bool]]:
-  """Per run: T_escape, or the budget's last step with ``escaped`` False (censored)."""
-  steps = [report.escape_step(h) for h in histories]
-  return ([float(budget.steps if s is None else s) for s in steps], [s is not None for s in steps])
-
-
 def training_flops_per_step(budget: Budget, config) -> float:
   """``6 N T``: parameters N of the VLM (vision + projector + LM) times the tokens T of a
   batch (visual tokens + text tokens, per example, times the batch)."""
@@ -77,16 +71,6 @@ def training_flops_per_step(budget: Budget, config) -> float:
   params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
   side = config.image_size * config.upsample // budget.patch
   return 6.0 * params * budget.batch * (side * side + 16)
-
-
-def holm(p_values: list[float]) -> list[float]:
-  """Holm–Bonferroni adjusted p-values (same order as given)."""
-  order = np.argsort(p_values)
-  adjusted, running = [0.0] * len(p_values), 0.0
-  for rank, i in enumerate(order):
-    running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-    adjusted[i] = running
-  return adjusted
 
 
 def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors) -> list[dict]:
@@ -131,7 +115,7 @@ def _fmt(x, digits=0):
 
 
 def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, command: str):
-  for row, adjusted in zip(rows, holm([r["p_value"] for r in rows])):
+  for row, adjusted in zip(rows, survival.holm([r["p_value"] for r in rows])):
     row["p_holm"] = adjusted
   header = ["LM", "images", "prior", "escaped / control", "median T (steps)",
             "no-prior median", "delay (steps)", "delay (PFLOP)", "still locked at end",

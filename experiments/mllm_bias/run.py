@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from experiments.mllm_bias import report
+from experiments.mllm_bias import report, survival
 from experiments.mllm_bias.common import Budget, run
 from experiments.mllm_bias.factors import EXPERIMENTS, Experiment, early_step, judge
 
@@ -115,8 +115,10 @@ def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, o
   report.plot_escape_bars(folder / "escape.png", results, budget.steps,
                           f"{experiment.title.split(' — ')[0]}: how long the prior holds")
   figures.insert(0, ("T_escape per condition", "escape.png"))
-  claims = [(c, *judge(c, results, budget)) for c in experiment.claims
+  claims = [(c, judge(c, results, budget)) for c in experiment.claims
             if c.better in results and c.worse in results]
+  adjusted = survival.holm([j.p_value for _, j in claims]) if claims else []
+  verdicts = [j.as_claimed and p < 0.05 for (_, j), p in zip(claims, adjusted)]
   header, rows = condition_rows(experiment, results, budget)
   lines = [
       f"# {experiment.title}", "", experiment.question, "",
@@ -134,20 +136,24 @@ def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, o
       "",
       "Blind scores remove the image by replacing it with a constant image at the training "
       "images' mean pixel value (`blind=\"blank\"`); T_escape is the first evaluated step with OOD "
-      "accuracy ≥ 0.5 (runs that never escape are counted in the parenthesis and, in the claims, "
-      f"as {budget.steps + budget.eval_every}).", "",
+      "accuracy ≥ 0.5 (runs that never escape are counted in the parenthesis; in the claims they "
+      "are censored at the budget).", "",
       "## Conditions", "", report.markdown_table(header, rows), "",
       "## Claims", "",
-      "A claim is *reproduced* when the two means are ordered as claimed by more than the seeds' "
-      "pooled standard deviation.", "",
+      "Each claim is tested over the seeds: T_escape with a log-rank test (runs that never "
+      "escape censored at the budget, Kaplan–Meier medians shown), a metric with a two-sided "
+      "Mann-Whitney U test; p-values Holm-corrected over this report's claims. A claim is "
+      "*reproduced* when the corrected p < 0.05 and the difference points the claimed way.", "",
       report.markdown_table(
-          ["claim", "measure", "better condition", "other condition", "verdict"],
+          ["claim", "measure", "better condition", "other condition", "test", "p (Holm)",
+           "verdict"],
           [[c.text, "T_escape" if c.summary == "escape" else
             f"{c.summary} @{'end' if c.step == 'end' else early_step(budget)}",
-            f"{c.better}: {a:.2f}", f"{c.worse}: {b:.2f}",
-            "**reproduced**" if ok else "**not reproduced**"] for c, ok, a, b in claims]), "",
+            f"{c.better}: {j.better}", f"{c.worse}: {j.worse}", j.test,
+            f"{j.p_value:.3g} ({p:.3g})", "**reproduced**" if ok else "**not reproduced**"]
+           for (c, j), p, ok in zip(claims, adjusted, verdicts)]), "",
   ]
-  failed = [c.text for c, ok, _, _ in claims if not ok]
+  failed = [c.text for (c, _), ok in zip(claims, verdicts) if not ok]
   lines += (["Not reproduced here: " + "; ".join(failed) + "."] if failed
             else ["Every claim above reproduced."]) + [""]
   for title, name in figures:
@@ -158,7 +164,9 @@ def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, o
       experiment=experiment.name, budget=dataclasses.asdict(budget), seeds=list(seeds),
       conditions=results,
       claims=[dict(text=c.text, better=c.better, worse=c.worse, measure=c.summary,
-                   reproduced=ok, better_mean=a, worse_mean=b) for c, ok, a, b in claims]),
+                   reproduced=ok, test=j.test, p_value=j.p_value, p_holm=p,
+                   better_summary=j.better, worse_summary=j.worse)
+              for (c, j), p, ok in zip(claims, adjusted, verdicts)]),
       indent=1))
   return path
 

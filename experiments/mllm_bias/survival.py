@@ -84,3 +84,13 @@ def log_rank(times_a, escaped_a, times_b, escaped_b) -> LogRank:
     return LogRank(0.0, 1.0, float(observed), float(expected))
   chi2 = (observed - expected) ** 2 / variance
   return LogRank(float(chi2), math.erfc(math.sqrt(chi2 / 2)), float(observed), float(expected))
+
+
+def holm(p_values: list[float]) -> list[float]:
+  """Holm–Bonferroni adjusted p-values (same order as given)."""
+  order = np.argsort(p_values)
+  adjusted, running = [0.0] * len(p_values), 0.0
+  for rank, i in enumerate(order):
+    running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+    adjusted[i] = running
+  return adjusted
