@@ -1,4 +1,6 @@
 """The prior x difficulty x capacity grid: a tiny run end to end, and its analysis by hand."""
+import json
+
 from experiments.mllm_bias import grid, survival
 from experiments.mllm_bias.common import Budget
 
@@ -34,6 +36,11 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path):
   assert "| 1-block LM | clean | 0.95 |" in report and "log-rank p (Holm)" in report
   runs = sorted((tmp_path / "grid" / "1-block-lm" / "runs").glob("*.json"))
   assert len(runs) == len(grid.PRIORS)
+  # The difficulty's vision-only ceiling: one saved run per seed, a column of the report.
+  runs += sorted((tmp_path / "grid" / "vision-only").glob("*.json"))
+  assert len(runs) == len(grid.PRIORS) + 1
+  ceiling = json.loads(runs[-1].read_text())["ood_accuracy"]
+  assert 0 <= ceiling <= 1 and f"| {ceiling:.2f} |" in report
   stamp = [r.stat().st_mtime_ns for r in runs]
   grid.main(args)   # everything saved: nothing re-runs
   assert [r.stat().st_mtime_ns for r in runs] == stamp

@@ -193,9 +193,10 @@ def _vision_step(classifier, optimizer, image, color, shape):
   return loss
 
 
-def pretrain_vision(config: PriorVQAConfig, data: dict, budget: Budget, seed: int):
-  """A vision encoder trained to classify the object's colour and shape from the images of
-  ``data`` (the VLM's training split, questions unused)."""
+def train_vision_classifier(config: PriorVQAConfig, data: dict, budget: Budget, seed: int,
+                            steps: int) -> _VisionClassifier:
+  """The VLM's vision encoder (seeded like the VLM's) with linear colour and shape heads,
+  trained for ``steps`` to classify the object in the images of ``data`` (questions unused)."""
   vocab = vocabulary(config)
   colors = np.searchsorted(vocab.answer_ids_for("color"), data["answer"])
   shape_ids = np.asarray([vocab.id(w) for w in shape_words(config)])
@@ -205,11 +206,37 @@ def pretrain_vision(config: PriorVQAConfig, data: dict, budget: Budget, seed: in
   classifier = _VisionClassifier(host.vision, budget.dim, len(vocab.answer_ids_for("color")),
                                  len(shape_ids), rngs=nnx.Rngs(seed))
   optimizer = nnx.Optimizer(classifier, optax.adam(budget.learning_rate), wrt=nnx.Param)
-
   labelled = dict(image=data["image"], color=colors, shape=shapes)
-  for _, batch in zip(range(budget.vision_pretrain_steps), _batches(labelled, budget.batch, seed)):
+  for _, batch in zip(range(steps), _batches(labelled, budget.batch, seed)):
     _vision_step(classifier, optimizer, batch["image"], batch["color"], batch["shape"])
-  return classifier.vision
+  return classifier
+
+
+def pretrain_vision(config: PriorVQAConfig, data: dict, budget: Budget, seed: int):
+  """A vision encoder pretrained on the images of ``data`` (the VLM's training split)."""
+  return train_vision_classifier(config, data, budget, seed, budget.vision_pretrain_steps).vision
+
+
+def vision_ceiling(data: tuple, budget: Budget, seed: int) -> float:
+  """How well the images alone answer at this difficulty: the inverted-prior (OOD) test
+  accuracy of a vision-only colour classifier (the VLM's encoder, linear head) trained for the
+  VLM's whole step budget on the same kind of images with prior-free answers (every colour
+  equally likely per shape, so nothing but the image informs it). A VLM that stays on the
+  prior where this ceiling is low follows the prior rationally, not out of bias."""
+  k = len(vocabulary(data_config(Setting("x"), budget, seed)).answer_ids_for("color"))
+  config = data_config(Setting("vision only", data=data + (("prior", 1.0 / k),)), budget, seed)
+  classifier = train_vision_classifier(config, generate(config, "train"), budget, seed,
+                                       budget.steps)
+  test = generate(config, "test_ood")
+  colors = np.searchsorted(vocabulary(config).answer_ids_for("color"), test["answer"])
+  predicted = np.concatenate([np.asarray(_vision_colors(classifier, test["image"][i:i + 256]))
+                              for i in range(0, len(colors), 256)])
+  return float((predicted == colors).mean())
+
+
+@nnx.jit
+def _vision_colors(classifier, image):
+  return classifier(image)[0].argmax(-1)
 
 
 def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:

@@ -26,13 +26,14 @@ import json
 import math
 import pathlib
 import sys
+import time
 
 import jax
 import numpy as np
 from flax import nnx
 
 from experiments.mllm_bias import report, survival
-from experiments.mllm_bias.common import Budget, Setting, data_config, tiny_vlm
+from experiments.mllm_bias.common import Budget, Setting, data_config, tiny_vlm, vision_ceiling
 from experiments.mllm_bias.factors import Experiment, escape_times
 from experiments.mllm_bias.run import run_experiment
 from mmbal.data.prior_vqa import vocabulary
@@ -73,8 +74,31 @@ def training_flops_per_step(budget: Budget, config) -> float:
   return 6.0 * params * budget.batch * (side * side + 16)
 
 
-def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors) -> list[dict]:
-  """One row per (difficulty, prior != none): medians, delay, log-rank vs the no-prior cell."""
+def vision_ceilings(difficulties, budget: Budget, seeds, out: pathlib.Path,
+                    saved_only: bool = False, log=print) -> dict[str, list[float]]:
+  """`common.vision_ceiling` per difficulty and seed, each saved as it finishes (resumable)."""
+  folder = out / "grid" / "vision-only"
+  folder.mkdir(parents=True, exist_ok=True)
+  found: dict[str, list[float]] = {}
+  for d in difficulties:
+    for seed in seeds:
+      path = folder / f"{_slug(d)}__seed{seed}.json"
+      if not path.exists():
+        if saved_only:
+          continue
+        start = time.time()
+        accuracy = vision_ceiling(DIFFICULTIES[d], budget, seed)
+        path.write_text(json.dumps(dict(difficulty=d, seed=seed, ood_accuracy=accuracy,
+                                        seconds=time.time() - start)))
+        log(f"[grid] vision-only ceiling, {d}, seed {seed}: OOD accuracy {accuracy:.2f}")
+      found.setdefault(d, []).append(json.loads(path.read_text())["ood_accuracy"])
+  return found
+
+
+def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors,
+            ceilings=None) -> list[dict]:
+  """One row per (difficulty, prior != none): medians, delay, log-rank vs the no-prior cell,
+  and the difficulty's vision-only ceiling (mean over seeds) when measured."""
   budget = dataclasses.replace(budget, **CAPACITIES[capacity])
   rows = []
   for d in difficulties:
@@ -101,7 +125,9 @@ def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors) 
                        median=median, control_median=median0, delay_steps=delay,
                        delay_flops=None if delay is None else delay * flops,
                        locked_at_end=survival.survival_at(km, budget.steps),
-                       chi2=test.chi2, p_value=test.p_value, too_hard=too_hard))
+                       chi2=test.chi2, p_value=test.p_value, too_hard=too_hard,
+                       vision_ceiling=(float(np.mean(ceilings[d]))
+                                       if ceilings and ceilings.get(d) else None)))
   return rows
 
 
@@ -119,7 +145,7 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
     row["p_holm"] = adjusted
   header = ["LM", "images", "prior", "escaped / control", "median T (steps)",
             "no-prior median", "delay (steps)", "delay (PFLOP)", "still locked at end",
-            "switch w (no prior)", "log-rank p (Holm)", "reading"]
+            "switch w (no prior)", "vision-only OOD acc", "log-rank p (Holm)", "reading"]
   table = []
   for r in rows:
     if r["too_hard"]:
@@ -136,6 +162,7 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
                   _fmt(None if r["delay_flops"] is None else r["delay_flops"] / 1e15, 3),
                   f"{r['locked_at_end']:.2f}",
                   f"{_fmt(r['switching_point'], 2)} ({_fmt(r['control_switching_point'], 2)})",
+                  _fmt(r.get("vision_ceiling"), 2),
                   f"{r['p_value']:.3g} ({r['p_holm']:.3g})", reading])
   lines = ["# The prior-induced delay: prior strength x visual difficulty x LM capacity", "",
            f"Command: `{command}`", "",
@@ -147,7 +174,10 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
            "log-rank test against the no-prior cell, Holm-corrected over the table. Switch w: "
            "the ambiguous-evidence probe at the end of training (median over seeds; the blend "
            "weight from the prior colour to the true one at which the model stops answering the "
-           "prior; 0.5 is unbiased, noise-free cells only).", "",
+           "prior; 0.5 is unbiased, noise-free cells only). Vision-only OOD acc: the "
+           "difficulty's ceiling, a vision-only colour classifier (the VLM's encoder, linear "
+           "head) trained as long on prior-free answers and scored on the same inverted-prior "
+           "test (mean over seeds).", "",
            report.markdown_table(header, table), ""]
   folder = out / "grid"
   folder.mkdir(parents=True, exist_ok=True)
@@ -173,11 +203,12 @@ def main(argv=None):
   command = "python -m experiments.mllm_bias.grid " + " ".join(
       a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
   rows = []
+  ceilings = vision_ceilings(args.difficulties, budget, args.seeds, out, args.report_only)
   for capacity in args.capacities:
     experiment = grid_experiment(capacity, difficulties=tuple(args.difficulties))
     sized = dataclasses.replace(budget, **CAPACITIES[capacity])
     results = run_experiment(experiment, sized, args.seeds, out, saved_only=args.report_only)
-    rows += analyse(results, budget, capacity, args.difficulties, PRIORS)
+    rows += analyse(results, budget, capacity, args.difficulties, PRIORS, ceilings)
   print(f"wrote {write_report(rows, budget, args.seeds, out, command)}")
 
 
