@@ -31,9 +31,7 @@ class NonFiniteState(ValueError):
 
 
 def _words(x):
-  """The array's bits as uint32 words (any dtype mmbal stores)."""
-  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-    x = jax.random.key_data(x)
+  """The array's bits as uint32 words (any dtype mmbal stores but PRNG keys: their data)."""
   if x.dtype == jnp.bool_:
     return x.astype(jnp.uint32)
   unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize]
@@ -47,17 +45,38 @@ def fingerprint(state):
   The checksum is ``sum_i mix(w_i + i * 0x9E3779B9) mod 2^32`` over the leaf's 32-bit words,
   ``mix`` being MurmurHash3's finaliser (a bijection): a change in any one word changes its
   term, so any damage confined to one word is caught; integer sums are exact, so the sum
-  does not depend on the sharding or device count it is computed on."""
-  sums, bad = [], []
-  for x in jax.tree.leaves(state):
-    w = _words(x).reshape(-1)
-    h = w + jnp.arange(w.size, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9)
+  does not depend on the sharding or device count it is computed on.
+
+  The leaves of each dtype are hashed as one concatenated vector and summed per leaf by a
+  segment sum: a handful of kernels for the whole state, where a reduction per leaf made XLA
+  compile one kernel per leaf (a 300-leaf state took 25 s to compile on CPU, for a
+  computation of milliseconds). Concatenating before the bitcast keeps the concatenation a
+  plain copy."""
+  leaves = [jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+            else x for x in jax.tree.leaves(state)]
+  sums, bad = jnp.zeros(len(leaves), jnp.uint32), jnp.zeros(len(leaves), jnp.int32)
+  by_dtype: dict = {}
+  for i, x in enumerate(leaves):
+    by_dtype.setdefault(x.dtype, []).append(i)
+  for dtype, index in by_dtype.items():
+    values = jnp.concatenate([leaves[i].reshape(-1) for i in index])
+    words = _words(values).reshape(-1)
+    per_value = words.size // max(values.size, 1)            # 2 for 8-byte dtypes, else 1
+    counts = np.array([leaves[i].size for i in index]) * per_value
+    leaf = jnp.concatenate([jnp.full(n, i, jnp.int32) for i, n in zip(index, counts)])
+    starts = np.zeros(len(leaves), np.uint32)
+    starts[index] = np.cumsum(counts) - counts
+    h = words + (jnp.arange(words.size, dtype=jnp.uint32) - jnp.asarray(starts)[leaf]) * \
+        jnp.uint32(0x9E3779B9)
     h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
     h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
-    sums.append(jnp.sum(h ^ (h >> 16), dtype=jnp.uint32))
-    inexact = jnp.issubdtype(x.dtype, jnp.inexact)
-    bad.append(jnp.sum(~jnp.isfinite(x)).astype(jnp.int32) if inexact else jnp.int32(0))
-  return jnp.stack(sums), jnp.stack(bad)
+    sums = sums + jax.ops.segment_sum(h ^ (h >> 16), leaf, len(leaves), indices_are_sorted=True)
+    if jnp.issubdtype(dtype, jnp.inexact):
+      value_leaf = leaf if per_value == 1 else jnp.concatenate(
+          [jnp.full(leaves[i].size, i, jnp.int32) for i in index])
+      bad = bad + jax.ops.segment_sum((~jnp.isfinite(values)).astype(jnp.int32), value_leaf,
+                                      len(leaves), indices_are_sorted=True)
+  return sums, bad
 
 
 def _leaf_names(state) -> list[str]:

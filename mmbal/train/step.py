@@ -183,8 +183,13 @@ def make_eval_step(apply_fn, names: tuple[str, ...], task: str = "classification
 
 def keep_best(state: TrainState, score) -> TrainState:
   """Replaces ``best_params`` when ``score`` beats ``best_score`` and the params are finite
-  (on device, no host sync): a diverged model is never selected."""
-  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)]))
+  (on device, no host sync): a diverged model is never selected.
+
+  One finiteness reduction over all leaves concatenated and one `lax.cond` for the copy: a
+  reduction and a select per leaf made XLA compile a kernel per leaf (83 s for 300 leaves on
+  a loaded 2-core CPU; 0.7 s this way)."""
+  leaves = jax.tree.leaves(state.params)
+  finite = jnp.isfinite(jnp.concatenate([p.reshape(-1) for p in leaves])).all()
   better = (score > state.best_score) & finite
-  best = jax.tree.map(lambda new, old: jnp.where(better, new, old), state.params, state.best_params)
+  best = jax.lax.cond(better, lambda: state.params, lambda: state.best_params)
   return state.replace(best_params=best, best_score=jnp.where(better, score, state.best_score))
