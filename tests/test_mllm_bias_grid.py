@@ -34,6 +34,8 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path):
   grid.main(args)
   report = (tmp_path / "grid" / "report.md").read_text()
   assert "| 1-block LM | clean | 0.95 |" in report and "log-rank p (Holm)" in report
+  rows = json.loads((tmp_path / "grid" / "results.json").read_text())["rows"]
+  assert all(0 <= r["vcd_ood_accuracy"] <= 1 for r in rows)   # VCD recorded at each run's end
   runs = sorted((tmp_path / "grid" / "1-block-lm" / "runs").glob("*.json"))
   assert len(runs) == len(grid.PRIORS)
   # The difficulty's vision-only ceiling: one saved run per seed, a column of the report.

@@ -33,8 +33,9 @@ from flax import nnx
 from experiments.mllm_bias import ambiguous
 from mmbal import transforms
 from mmbal.data.prior_vqa import PriorVQAConfig, generate, shape_words, vocabulary
+from mmbal.diagnostics.contrastive import contrastive_logits
 from mmbal.diagnostics.decoder import answer_logits, diagnose_decoder
-from mmbal.models.vlm import TinyVLM, load_pretrained, vlm_modality_labels
+from mmbal.models.vlm import TinyVLM, lm_only_logits, load_pretrained, vlm_modality_labels
 from mmbal.train.vlm import (alignment_objective, counterfactual_objective, make_vlm_trainer,
                              ogm_ge_confidence, visual_answer_objective)
 
@@ -295,6 +296,8 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
           id_blind_kl=found["id"].blind_kl,
           grad_ratio=float(np.mean(jax.device_get(ratios)))))
       ratios = []
+  history[-1].update(_contrastive_decoding(trainer.apply, _no_image_apply(model), state.params,
+                                           tests["ood"], answer_ids, eval_batch))
   if not config.noise:   # the ambiguous-evidence probe needs the object's exact pixels
     history[-1]["switching_point"] = ambiguous.probe(
         functools.partial(_predict, trainer.apply, state.params, answer_ids, eval_batch),
@@ -314,6 +317,31 @@ def _predict(apply, params, answer_ids, batch: int, images, data) -> np.ndarray:
   out = [np.asarray(_answers(apply, params, c["image"], c["tokens"], c["answer_position"],
                              jnp.asarray(answer_ids))) for c in chunks]
   return np.concatenate(out)[:len(data["answer"])]
+
+
+def _no_image_apply(model: TinyVLM):
+  """``(params, tokens) -> logits``: the trained VLM's LM alone, without the visual prefix."""
+  graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+  return lambda params, tokens: lm_only_logits(nnx.merge(graphdef, params, rest), tokens)
+
+
+def _contrastive_decoding(apply, no_image, params, data, answer_ids, batch: int) -> dict:
+  """OOD accuracy of the model without its image, and with visual contrastive decoding
+  (`contrastive_logits`, alpha 1, beta 0.1) against that no-image pass, at the end of a run."""
+  ids = jnp.asarray(answer_ids)
+
+  @jax.jit
+  def answers(params, image, tokens, position):
+    full = answer_logits(apply(params, image, tokens), position, ids)
+    reference = answer_logits(no_image(params, tokens), position, ids)
+    return reference.argmax(-1), contrastive_logits(full, reference).argmax(-1)
+
+  none, vcd = zip(*[jax.device_get(answers(params, c["image"], c["tokens"], c["answer_position"]))
+                    for c in _eval_batches(data, batch)])
+  truth = np.searchsorted(np.asarray(answer_ids), data["answer"])
+  size = len(truth)
+  return dict(ood_no_image_accuracy=float((np.concatenate(none)[:size] == truth).mean()),
+              ood_vcd_accuracy=float((np.concatenate(vcd)[:size] == truth).mean()))
 
 
 _TRAINERS: dict = {}

@@ -127,8 +127,15 @@ def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors,
                        locked_at_end=survival.survival_at(km, budget.steps),
                        chi2=test.chi2, p_value=test.p_value, too_hard=too_hard,
                        vision_ceiling=(float(np.mean(ceilings[d]))
-                                       if ceilings and ceilings.get(d) else None)))
+                                       if ceilings and ceilings.get(d) else None),
+                       end_ood_accuracy=_mean_at_end(runs, "ood_accuracy"),
+                       vcd_ood_accuracy=_mean_at_end(runs, "ood_vcd_accuracy")))
   return rows
+
+
+def _mean_at_end(histories, metric: str):
+  values = [h[-1][metric] for h in histories if metric in h[-1]]
+  return float(np.mean(values)) if values else None
 
 
 def _median_switch(histories):
@@ -145,7 +152,8 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
     row["p_holm"] = adjusted
   header = ["LM", "images", "prior", "escaped / control", "median T (steps)",
             "no-prior median", "delay (steps)", "delay (PFLOP)", "still locked at end",
-            "switch w (no prior)", "vision-only OOD acc", "log-rank p (Holm)", "reading"]
+            "switch w (no prior)", "vision-only OOD acc", "OOD acc at end: plain / VCD",
+            "log-rank p (Holm)", "reading"]
   table = []
   for r in rows:
     if r["too_hard"]:
@@ -163,6 +171,7 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
                   f"{r['locked_at_end']:.2f}",
                   f"{_fmt(r['switching_point'], 2)} ({_fmt(r['control_switching_point'], 2)})",
                   _fmt(r.get("vision_ceiling"), 2),
+                  f"{_fmt(r.get('end_ood_accuracy'), 2)} / {_fmt(r.get('vcd_ood_accuracy'), 2)}",
                   f"{r['p_value']:.3g} ({r['p_holm']:.3g})", reading])
   lines = ["# The prior-induced delay: prior strength x visual difficulty x LM capacity", "",
            f"Command: `{command}`", "",
@@ -177,7 +186,9 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
            "prior; 0.5 is unbiased, noise-free cells only). Vision-only OOD acc: the "
            "difficulty's ceiling, a vision-only colour classifier (the VLM's encoder, linear "
            "head) trained as long on prior-free answers and scored on the same inverted-prior "
-           "test (mean over seeds).", "",
+           "test (mean over seeds). VCD: visual contrastive decoding at the end of training "
+           "(`mmbal.diagnostics.contrastive.contrastive_logits`, alpha 1, beta 0.1, against the no-image "
+           "pass), OOD accuracy, mean over seeds (runs saved before it was recorded: —).", "",
            report.markdown_table(header, table), ""]
   folder = out / "grid"
   folder.mkdir(parents=True, exist_ok=True)
