@@ -1,6 +1,14 @@
 """mmbal's step against the PyTorch code it replaces, same model, shapes and method, side by side.
 
-PCGrad: the popular PyTorch port (github.com/WeiChengTseng/Pytorch-PCGrad, ``pcgrad.py``:
+OGM-GE (``--method ogm_ge``): the official code (github.com/GeWu-Lab/OGM-GE_CVPR2022,
+``main.py::train_epoch`` with its ``models.basic_model.AVClassifier``: a ResNet-18 per
+modality, concat fusion, SGD with momentum) on CREMA-D shapes (a 257 x 188 spectrogram and one
+224 x 224 frame, 6 classes, batch 16), modulation ``OGM_GE`` (alpha 0.8) against ``Normal``;
+mmbal: the jitted steps of ``configs/crema_d/ogm_ge.py`` and ``configs/crema_d/joint.py`` on
+the same shapes. ``train_epoch`` is read from the clone's ``main.py`` (that file's other
+imports, tensorboard and the data sets, are not needed to time it).
+
+PCGrad (``--method pcgrad``): the popular PyTorch port (github.com/WeiChengTseng/Pytorch-PCGrad, ``pcgrad.py``:
 ``PCGrad(optimizer).pc_backward(losses)``, one backward pass per objective) on the port's
 benchmark model (`projection_overhead`: three MLP encoders, inputs 512 / 256 / 128 -> 512 ->
 512, a fused head on the summed features and a head per encoder, batch 256, objectives
@@ -11,30 +19,36 @@ losses) are timed alongside, so each method's overhead is also a ratio to its ow
 The official code is read from YOUR clone (``--official-dir``); nothing of it is copied here.
 torch is an optional benchmark dependency (``pip install torch``).
 
+  git clone https://github.com/GeWu-Lab/OGM-GE_CVPR2022 /tmp/OGM-GE
+  PYTHONPATH=. python benchmarks/vs_official.py --method ogm_ge --official-dir /tmp/OGM-GE
   git clone https://github.com/WeiChengTseng/Pytorch-PCGrad /tmp/Pytorch-PCGrad
-  PYTHONPATH=. python benchmarks/vs_official.py --official-dir /tmp/Pytorch-PCGrad
-  PYTHONPATH=. python benchmarks/vs_official.py --official-dir DIR --quick   # smoke test
+  PYTHONPATH=. python benchmarks/vs_official.py --method pcgrad --official-dir /tmp/Pytorch-PCGrad
+  ... --quick                                                    # smoke test, tiny shapes
 
 Timed interleaved (rounds rotate the order; medians); samples/s and ratios reported per
 variant; jax compile time separately; peak memory (max RSS) of each variant measured in its
-own subprocess. Writes ``benchmarks/results/vs_official_<device>[_quick].json`` and a table.
+own subprocess. Writes ``benchmarks/results/vs_official_<method>_<device>[_quick].json`` and a table.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
 
+OFFICIAL = {"pcgrad": ("github.com/WeiChengTseng/Pytorch-PCGrad", "pcgrad.py"),
+            "ogm_ge": ("github.com/GeWu-Lab/OGM-GE_CVPR2022", "main.py")}
+
+
 def _parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--official-dir", required=True,
-                 help="your clone of github.com/WeiChengTseng/Pytorch-PCGrad")
+  p.add_argument("--method", choices=tuple(OFFICIAL), default="pcgrad")
+  p.add_argument("--official-dir", required=True, help="your clone of the official code")
+  p.add_argument("--batch", type=int, default=None, help="batch size (ogm_ge: 16, pcgrad: 256)")
   p.add_argument("--quick", action="store_true", help="tiny sizes, 2 rounds (smoke test)")
   p.add_argument("--rounds", type=int, default=10)
   p.add_argument("--steps", type=int, default=5)
@@ -59,29 +73,48 @@ except ImportError:
   from benchmarks._timing import device_info, loadavg, report, time_interleaved  # noqa: E402
   from benchmarks.projection_overhead import make_steps, port_model  # noqa: E402
 
-VARIANTS = ("official/plain", "official/pcgrad", "mmbal/plain", "mmbal/pcgrad")
+VARIANTS = ("official/plain", "official/method", "mmbal/plain", "mmbal/method")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _sizes(quick: bool):
-  inputs = {"a": 32, "b": 16, "c": 8} if quick else {"a": 512, "b": 256, "c": 128}
-  return inputs, (32, 16, 10) if quick else (512, 256, 10)
+def _timed(step):
+  """An entry timed by its own loop (a PyTorch step: synchronous on CPU)."""
+  def run(steps):
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+      step()
+    return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
+  return {"run": run}
 
 
-def _official_pcgrad(official_dir: str):
-  """The port's ``PCGrad`` class, imported from the user's clone."""
-  path = os.path.join(official_dir, "pcgrad.py")
+def _official_file(args) -> str:
+  repo, name = OFFICIAL[args.method]
+  path = os.path.join(args.official_dir, name)
   if not os.path.isfile(path):
-    raise SystemExit(f"--official-dir: {path} not found (a clone of "
-                     "github.com/WeiChengTseng/Pytorch-PCGrad)")
-  sys.path.insert(0, official_dir)
-  from pcgrad import PCGrad  # pylint: disable=import-outside-toplevel,import-error
-  return PCGrad
+    raise SystemExit(f"--official-dir: {path} not found (a clone of {repo})")
+  return path
 
 
-def torch_entries(inputs, hidden, classes, batch, PCGrad) -> dict:
-  """``{variant: {"run": run(steps) -> (wall, cpu) per step}}`` for the PyTorch model."""
+# ----------------------------------------------------------------------------- PCGrad
+
+
+def pcgrad_shapes(args):
+  inputs = {"a": 32, "b": 16, "c": 8} if args.quick else {"a": 512, "b": 256, "c": 128}
+  hidden, classes = (32, 10) if args.quick else (512, 10)
+  batch_size = args.batch or (16 if args.quick else 256)
+  rng = np.random.default_rng(0)
+  batch = {m: jnp.asarray(rng.normal(size=(batch_size, d)), jnp.float32) for m, d in inputs.items()}
+  batch["label"] = jnp.asarray(rng.integers(0, classes, batch_size), jnp.int32)
+  return dict(inputs=inputs, hidden=hidden, classes=classes, batch=batch_size), batch
+
+
+def pcgrad_official(args, shapes, batch) -> dict:
+  """The port's ``PCGrad`` (from the user's clone) on the same model in PyTorch."""
   import torch  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, os.path.dirname(_official_file(args)))
+  from pcgrad import PCGrad  # pylint: disable=import-outside-toplevel,import-error
   torch.manual_seed(0)
+  inputs, hidden, classes = shapes["inputs"], shapes["hidden"], shapes["classes"]
   mlp = lambda d: torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(),
                                       torch.nn.Linear(hidden, hidden), torch.nn.ReLU())
   x = {m: torch.as_tensor(np.array(batch[m])) for m in inputs}
@@ -100,14 +133,6 @@ def torch_entries(inputs, hidden, classes, batch, PCGrad) -> dict:
     return [ce(model["head"](sum(features.values())), y)] + [
         ce(model["heads"][m](features[m]), y) for m in inputs]
 
-  def timed(step):
-    def run(steps):
-      t0, c0 = time.perf_counter(), time.process_time()
-      for _ in range(steps):
-        step()
-      return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
-    return {"run": run}
-
   plain_model, plain_opt = build()
   def plain():
     plain_opt.zero_grad(set_to_none=True)
@@ -116,22 +141,101 @@ def torch_entries(inputs, hidden, classes, batch, PCGrad) -> dict:
 
   pc_model, pc_opt = build()
   pc = PCGrad(pc_opt)
-  def pcgrad():
+  def method():
     pc.zero_grad()
     pc.pc_backward(losses(pc_model))
     pc.step()
 
-  return {"official/plain": timed(plain), "official/pcgrad": timed(pcgrad)}
+  return {"official/plain": _timed(plain), "official/method": _timed(method)}
 
 
-def mmbal_entries(inputs, hidden, classes, batch) -> tuple[dict, dict]:
-  names = tuple(inputs)
-  params = port_model(inputs, hidden, classes, jax.random.key(0))
+def pcgrad_mmbal(args, shapes, batch) -> tuple[dict, dict]:
+  names = tuple(shapes["inputs"])
+  params = port_model(shapes["inputs"], shapes["hidden"], shapes["classes"], jax.random.key(0))
   steps = make_steps(params, names)
+  return _compiled({"mmbal/plain": steps["plain"], "mmbal/method": steps["pcgrad/unrolled"]},
+                   lambda tx: (jax.tree.map(jnp.copy, params), tx.init(params)), batch)
+
+
+# ----------------------------------------------------------------------------- OGM-GE
+
+
+def ogm_ge_shapes(args):
+  spectrogram, frame = ((65, 47), 64) if args.quick else ((257, 188), 224)
+  batch_size = args.batch or (4 if args.quick else 16)
+  rng = np.random.default_rng(0)
+  batch = {"audio": rng.normal(size=(batch_size, spectrogram[1], spectrogram[0], 1)),
+           "visual": rng.normal(size=(batch_size, frame, frame, 3)),
+           "label": rng.integers(0, 6, batch_size)}
+  batch = {k: jnp.asarray(v, jnp.int32 if k == "label" else jnp.float32) for k, v in batch.items()}
+  return dict(spectrogram=spectrogram, frame=frame, classes=6, batch=batch_size), batch
+
+
+def ogm_ge_official(args, shapes, batch) -> dict:
+  """The official ``train_epoch`` (read from the clone's main.py) over a list of batches."""
+  import ast  # pylint: disable=import-outside-toplevel
+  import contextlib  # pylint: disable=import-outside-toplevel
+  import io  # pylint: disable=import-outside-toplevel
+  import types  # pylint: disable=import-outside-toplevel
+
+  import torch  # pylint: disable=import-outside-toplevel
+  main_py = _official_file(args)
+  sys.path.insert(0, os.path.dirname(main_py))
+  from models.basic_model import AVClassifier  # pylint: disable=import-outside-toplevel,import-error
+  tree = ast.parse(open(main_py, encoding="utf-8").read())
+  found = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_epoch"]
+  if not found:
+    raise SystemExit(f"{main_py} has no train_epoch")
+  namespace = {"torch": torch, "nn": torch.nn, "np": np}
+  exec(compile(ast.Module(body=found, type_ignores=[]), main_py, "exec"), namespace)  # pylint: disable=exec-used
+  # The official layouts: spectrogram [B, F, T] (unsqueezed to 1 channel), frames [B, 3, T, H, W].
+  spec = torch.as_tensor(np.array(batch["audio"])[..., 0].transpose(0, 2, 1))
+  image = torch.as_tensor(np.array(batch["visual"]).transpose(0, 3, 1, 2)[:, :, None])
+  label = torch.as_tensor(np.array(batch["label"]), dtype=torch.long)
+
+  def entry(modulation):
+    run_args = types.SimpleNamespace(fusion_method="concat", dataset="CREMAD",
+                                     modulation=modulation, alpha=0.8, modulation_starts=0,
+                                     modulation_ends=50, use_tensorboard=False)
+    torch.manual_seed(0)
+    model = torch.nn.DataParallel(AVClassifier(run_args))   # as main.py (model.module.*)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 70, 0.1)
+
+    def run(steps):
+      t0, c0 = time.perf_counter(), time.process_time()
+      with contextlib.redirect_stdout(io.StringIO()):   # it prints "Start training ..."
+        namespace["train_epoch"](run_args, 0, model, "cpu", [(spec, image, label)] * steps,
+                                 optimizer, scheduler)
+      return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
+    return {"run": run}
+
+  return {"official/plain": entry("Normal"), "official/method": entry("OGM_GE")}
+
+
+def ogm_ge_mmbal(args, shapes, batch) -> tuple[dict, dict]:
+  from mmbal.train.config import apply_overrides, load_config  # pylint: disable=import-outside-toplevel
+  from mmbal.train.run import build_parts  # pylint: disable=import-outside-toplevel
+  modalities = {"audio": tuple(batch["audio"].shape[1:]), "visual": tuple(batch["visual"].shape[1:])}
+  steps, init = {}, {}
+  for variant, name in (("mmbal/plain", "joint"), ("mmbal/method", "ogm_ge")):
+    c = apply_overrides(load_config(os.path.join(ROOT, "configs", "crema_d", f"{name}.py")),
+                        [f"train.batch_size={shapes['batch']}"])
+    parts = build_parts(c, modalities, 6, task="classification", steps_per_epoch=100,
+                        total_steps=10_000)
+    steps[variant] = (parts.step_fn, parts.tx)
+    init[variant] = jax.jit(parts.init_state)(parts.params)
+  return _compiled(steps, lambda tx: next(init[v] for v, (_, t) in steps.items() if t is tx), batch)
+
+
+# ----------------------------------------------------------------------------- shared
+
+
+def _compiled(steps: dict, make_state, batch) -> tuple[dict, dict]:
+  """``({variant: {"fn", "state"}}, {variant: compile seconds})``: jitted, state donated."""
   entries, compile_s = {}, {}
-  for variant, key in (("mmbal/plain", "plain"), ("mmbal/pcgrad", "pcgrad/unrolled")):
-    fn, tx = steps[key]
-    state = (jax.tree.map(jnp.copy, params), tx.init(params))
+  for variant, (fn, tx) in steps.items():
+    state = make_state(tx)
     t0 = time.perf_counter()
     compiled = jax.jit(fn, donate_argnums=0).lower(state, batch).compile()
     compile_s[variant] = time.perf_counter() - t0
@@ -139,42 +243,50 @@ def mmbal_entries(inputs, hidden, classes, batch) -> tuple[dict, dict]:
   return entries, compile_s
 
 
-def _batch(inputs, batch_size, classes):
-  rng = np.random.default_rng(0)
-  batch = {m: jnp.asarray(rng.normal(size=(batch_size, d)), jnp.float32) for m, d in inputs.items()}
-  batch["label"] = jnp.asarray(rng.integers(0, classes, batch_size), jnp.int32)
-  return batch
+METHODS = {"pcgrad": (pcgrad_shapes, pcgrad_official, pcgrad_mmbal),
+           "ogm_ge": (ogm_ge_shapes, ogm_ge_official, ogm_ge_mmbal)}
 
 
 def _entries(args, frameworks=("official", "mmbal")):
-  inputs, (hidden, batch_size, classes) = _sizes(args.quick)
-  batch = _batch(inputs, batch_size, classes)
+  shapes_fn, official_fn, mmbal_fn = METHODS[args.method]
+  _official_file(args)   # before any work: the clone is needed
+  shapes, batch = shapes_fn(args)
   entries, compile_s = {}, {}
   if "official" in frameworks:
-    entries.update(torch_entries(inputs, hidden, classes, batch,
-                                 _official_pcgrad(args.official_dir)))
+    entries.update(official_fn(args, shapes, batch))
   if "mmbal" in frameworks:
-    ours, compile_s = mmbal_entries(inputs, hidden, classes, batch)
+    ours, compile_s = mmbal_fn(args, shapes, batch)
     entries.update(ours)
-  return entries, batch, compile_s, (inputs, hidden, batch_size, classes)
+  return entries, batch, compile_s, shapes
 
 
 def _child(args):
-  """Builds and runs one variant only (20 steps) and prints its process's peak RSS (MiB);
-  every child imports both jax and torch, so the baselines match."""
+  """Builds and runs one variant only and prints its process's peak RSS (MiB); every child
+  imports both jax and torch, so the baselines match."""
   import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   entries, batch, _, _ = _entries(args, (args.child.split("/")[0],))
-  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  time_interleaved({args.child: entries[args.child]}, batch, [args.child], rounds=1, steps=20)
-  print(json.dumps(dict(peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                        rss_before_steps_mib=before / 1024)))
+  before = _peak_rss_mib()
+  time_interleaved({args.child: entries[args.child]}, batch, [args.child], rounds=1,
+                   steps=2 if args.quick else 5)
+  print(json.dumps(dict(peak_rss_mib=_peak_rss_mib(), rss_before_steps_mib=before)))
+
+
+def _peak_rss_mib() -> float:
+  """This process's peak resident set (VmHWM; getrusage's maxrss would carry the parent's
+  peak over the fork and exec)."""
+  for line in open("/proc/self/status", encoding="ascii"):
+    if line.startswith("VmHWM:"):
+      return int(line.split()[1]) / 1024
+  return float("nan")
 
 
 def _memory(args) -> dict:
   out = {}
   for variant in VARIANTS:
-    command = [sys.executable, __file__, "--official-dir", args.official_dir, "--child", variant,
-               "--no-write"] + (["--quick"] if args.quick else [])
+    command = [sys.executable, __file__, "--method", args.method, "--official-dir",
+               args.official_dir, "--child", variant, "--no-write"] + (
+                   ["--quick"] if args.quick else []) + (
+                   ["--batch", str(args.batch)] if args.batch else [])
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     out[variant] = json.loads(done.stdout.strip().splitlines()[-1])
   return out
@@ -190,32 +302,32 @@ def _rss(measured) -> str:
 def main(args) -> dict:
   start, load_before = time.time(), loadavg()
   rounds, steps = (2, 2) if args.quick else (args.rounds, args.steps)
-  entries, batch, compile_s, (inputs, hidden, batch_size, classes) = _entries(args)
+  entries, batch, compile_s, shapes = _entries(args)
   wall, cpu = time_interleaved(entries, batch, list(VARIANTS), rounds=rounds, steps=steps)
   median = {v: statistics.median(wall[v]) for v in VARIANTS}
-  samples = {v: batch_size / median[v] for v in VARIANTS}
+  samples = {v: shapes["batch"] / median[v] for v in VARIANTS}
   memory = {} if args.no_memory else _memory(args)
   own_plain = lambda v: median[v.split("/")[0] + "/plain"]
-  speedup = {m: samples[f"mmbal/{m}"] / samples[f"official/{m}"] for m in ("plain", "pcgrad")}
-  rows = ["| variant | ms per step | samples/s | vs its own plain step | CPU s per step | "
+  speedup = {m: samples[f"mmbal/{m}"] / samples[f"official/{m}"] for m in ("plain", "method")}
+  rows = [f"{args.method}: official = {OFFICIAL[args.method][0]}", "",
+          "| variant | ms per step | samples/s | vs its own plain step | CPU s per step | "
           "compile (s) | peak RSS, MiB (growth in the steps) |", "|---|---|---|---|---|---|---|"]
   for v in VARIANTS:
-    rss = memory.get(v)
-    rows.append(f"| `{v}` | {1e3 * median[v]:.1f} | {samples[v]:.0f} | "
+    rows.append(f"| `{v}` | {1e3 * median[v]:.1f} | {samples[v]:.1f} | "
                 f"{median[v] / own_plain(v):.2f}x | {statistics.median(cpu[v]):.3f} | "
-                f"{compile_s.get(v, 0.0):.1f} | {_rss(rss)} |")
+                f"{compile_s.get(v, 0.0):.1f} | {_rss(memory.get(v))} |")
   rows += ["", f"mmbal / official samples per second: plain {speedup['plain']:.2f}x, "
-           f"PCGrad {speedup['pcgrad']:.2f}x"]
-  result = dict(benchmark="vs_official", method="pcgrad", device=device_info(), quick=args.quick,
-                official="github.com/WeiChengTseng/Pytorch-PCGrad pcgrad.py (user's clone)",
-                torch_version=__import__("torch").__version__,
-                torch_threads=__import__("torch").get_num_threads(),
-                model=dict(inputs=inputs, hidden=hidden, batch=batch_size, classes=classes),
-                rounds=rounds, steps=steps, ms_per_step={v: 1e3 * m for v, m in median.items()},
-                samples_per_s=samples, mmbal_over_official=speedup, compile_s=compile_s,
-                peak_rss=memory, all_targets_met=speedup["pcgrad"] >= 1.0,
-                wall_s=time.time() - start, loadavg_after=loadavg())
-  return report(result, benchmark="vs_official", info=result["device"], args=args,
+           f"{args.method} {speedup['method']:.2f}x"]
+  torch = __import__("torch")
+  result = dict(benchmark="vs_official", method=args.method, device=device_info(),
+                quick=args.quick, official=f"{OFFICIAL[args.method][0]} (the user's clone)",
+                torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
+                shapes=shapes, rounds=rounds, steps=steps,
+                ms_per_step={v: 1e3 * m for v, m in median.items()}, samples_per_s=samples,
+                mmbal_over_official=speedup, compile_s=compile_s, peak_rss=memory,
+                all_targets_met=speedup["method"] >= 1.0, wall_s=time.time() - start,
+                loadavg_before=load_before, loadavg_after=loadavg())
+  return report(result, benchmark=f"vs_official_{args.method}", info=result["device"], args=args,
                 load_before=load_before, markdown="\n".join(rows))
 
 
