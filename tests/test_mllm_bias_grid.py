@@ -1,6 +1,8 @@
 """The prior x difficulty x capacity grid: a tiny run end to end, and its analysis by hand."""
 import json
 
+import pytest
+
 from experiments.mllm_bias import grid, survival
 from experiments.mllm_bias.common import Budget
 
@@ -26,6 +28,19 @@ def test_analysis_censors_runs_that_never_escape_and_flags_too_hard_cells():
   # Without a prior the noisy images are never learned: no delay can be blamed on the prior.
   assert second["too_hard"] and second["delay_steps"] is None
   assert survival.holm([0.01, 0.04, 0.03]) == [0.03, 0.06, 0.06]
+
+
+def test_capacities_are_compared_cell_by_cell():
+  budget = Budget.tiny()
+  cell = grid.cell_name(0.8, "clean")
+  small = {cell: [_history(10)] * 3}
+  large = {cell: [_history(20)] * 3, grid.cell_name(0.5, "clean"): [_history(10)] * 3}
+  (row,) = grid.compare_capacities({"1-block LM": small, "2-block LM": large}, budget, ("clean",))
+  # Three escapes at 10 against three at 20: one event time with all six at risk (d = 3, all
+  # small): E = 3 * 3/6 = 1.5, V = 3*3*3*3 / (36*5) = 0.45, chi2 = 1.5^2 / 0.45 = 5.
+  assert (row["small_median"], row["large_median"]) == (10.0, 20.0)
+  assert row["p_value"] == pytest.approx(0.02535, abs=1e-4) and row["p_holm"] == row["p_value"]
+  assert grid.compare_capacities({"1-block LM": small}, budget, ("clean",)) == []
 
 
 def test_tiny_grid_runs_resumes_and_reports(tmp_path):

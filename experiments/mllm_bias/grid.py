@@ -147,11 +147,12 @@ def _fmt(x, digits=0):
   return "—" if x is None else f"{x:.{digits}f}"
 
 
-def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, command: str):
+def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, command: str,
+                 compared=()):
   for row, adjusted in zip(rows, survival.holm([r["p_value"] for r in rows])):
     row["p_holm"] = adjusted
   header = ["LM", "images", "prior", "escaped / control", "median T (steps)",
-            "no-prior median", "delay (steps)", "delay (PFLOP)", "still locked at end",
+            "no-prior median", "delay (steps)", "delay (TFLOP)", "still locked at end",
             "switch w (no prior)", "vision-only OOD acc", "OOD acc at end: plain / VCD",
             "log-rank p (Holm)", "reading"]
   table = []
@@ -167,7 +168,7 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
                   _fmt(r["median"]) if r["median"] is not None else f"> {budget.steps}",
                   _fmt(r["control_median"]) if r["control_median"] is not None else f"> {budget.steps}",
                   _fmt(r["delay_steps"]),
-                  _fmt(None if r["delay_flops"] is None else r["delay_flops"] / 1e15, 3),
+                  _fmt(None if r["delay_flops"] is None else r["delay_flops"] / 1e12, 2),
                   f"{r['locked_at_end']:.2f}",
                   f"{_fmt(r['switching_point'], 2)} ({_fmt(r['control_switching_point'], 2)})",
                   _fmt(r.get("vision_ceiling"), 2),
@@ -190,11 +191,23 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
            "(`mmbal.diagnostics.contrastive.contrastive_logits`, alpha 1, beta 0.1, against the no-image "
            "pass), OOD accuracy, mean over seeds (runs saved before it was recorded: —).", "",
            report.markdown_table(header, table), ""]
+  if compared:
+    steps = lambda m: f"> {budget.steps}" if m is None else f"{m:.0f}"
+    lines += ["## LM capacity", "",
+              "The same cells at both LM capacities: median T_escape of each and a log-rank "
+              "test between them (Holm over this table).", "",
+              report.markdown_table(
+                  ["images", "prior", f"{compared[0]['small']} median",
+                   f"{compared[0]['large']} median", "log-rank p (Holm)"],
+                  [[r["difficulty"], str(r["prior"]), steps(r["small_median"]),
+                    steps(r["large_median"]), f"{r['p_value']:.3g} ({r['p_holm']:.3g})"]
+                   for r in compared]), ""]
   folder = out / "grid"
   folder.mkdir(parents=True, exist_ok=True)
   (folder / "report.md").write_text("\n".join(lines))
   (folder / "results.json").write_text(json.dumps(dict(budget=dataclasses.asdict(budget),
-                                                       seeds=list(seeds), rows=rows), indent=1))
+                                                       seeds=list(seeds), rows=rows,
+                                                       capacity=list(compared)), indent=1))
   return folder / "report.md"
 
 
@@ -213,14 +226,39 @@ def main(argv=None):
   out = pathlib.Path(args.out)
   command = "python -m experiments.mllm_bias.grid " + " ".join(
       a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
-  rows = []
+  rows, by_capacity = [], {}
   ceilings = vision_ceilings(args.difficulties, budget, args.seeds, out, args.report_only)
   for capacity in args.capacities:
     experiment = grid_experiment(capacity, difficulties=tuple(args.difficulties))
     sized = dataclasses.replace(budget, **CAPACITIES[capacity])
-    results = run_experiment(experiment, sized, args.seeds, out, saved_only=args.report_only)
-    rows += analyse(results, budget, capacity, args.difficulties, PRIORS, ceilings)
-  print(f"wrote {write_report(rows, budget, args.seeds, out, command)}")
+    by_capacity[capacity] = run_experiment(experiment, sized, args.seeds, out,
+                                           saved_only=args.report_only)
+    rows += analyse(by_capacity[capacity], budget, capacity, args.difficulties, PRIORS, ceilings)
+  compared = compare_capacities(by_capacity, budget, args.difficulties)
+  print(f"wrote {write_report(rows, budget, args.seeds, out, command, compared)}")
+
+
+def compare_capacities(by_capacity: dict, budget: Budget, difficulties) -> list[dict]:
+  """Per cell run at both LM capacities: the KM medians and a log-rank test between them
+  (does the larger LM hold the prior longer?), Holm-corrected over these comparisons."""
+  if len(by_capacity) != 2:
+    return []
+  (small, a), (large, b) = by_capacity.items()
+  rows = []
+  for d in difficulties:
+    for p in PRIORS:
+      name = cell_name(p, d)
+      if not a.get(name) or not b.get(name):
+        continue
+      ta, ea = escape_times(a[name], budget)
+      tb, eb = escape_times(b[name], budget)
+      median = lambda t, e: survival.median_time(survival.kaplan_meier(t, e))
+      rows.append(dict(difficulty=d, prior=p, small=small, large=large,
+                       small_median=median(ta, ea), large_median=median(tb, eb),
+                       p_value=survival.log_rank(ta, ea, tb, eb).p_value))
+  for row, adjusted in zip(rows, survival.holm([r["p_value"] for r in rows])):
+    row["p_holm"] = adjusted
+  return rows
 
 
 if __name__ == "__main__":
