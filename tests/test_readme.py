@@ -17,3 +17,9 @@ def test_python_blocks_run(page, capsys):
   if page == "docs/your-own-code.md":   # the printed results match the comments
     assert capsys.readouterr().out.split("\n")[:4] == ["['audio', 'video']", "(3,)",
                                                        "audio shared", "['audio', 'video']"]
+
+
+def test_the_readme_stays_a_five_minute_read():
+  # What a newcomer needs (issue 21); the reference lives in docs/, once.
+  text = (ROOT / "README.md").read_text()
+  assert len(text.encode()) < 16_000 and text.count("\n") < 260, "move detail into docs/"
