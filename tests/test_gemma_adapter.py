@@ -74,6 +74,11 @@ def test_bad_inputs_are_named():
     diagnose_gemma(model, params, two, images, answer, [1, 2, 3])
   with pytest.raises(ValueError, match="images must be uint8"):
     diagnose_gemma(model, params, tokens, images.astype(np.float32), answer, [1, 2, 3])
+  left = np.concatenate([np.zeros((4, 1), np.int32), tokens[:, :-1]], axis=1)   # left-padded
+  with pytest.raises(ValueError, match="right-padded with 0.*prompt 0"):
+    diagnose_gemma(model, params, left, images, answer, [1, 2, 3])
+  with pytest.raises(ValueError, match="swap_donor must hold row indices"):
+    diagnose_gemma(model, params, tokens, images, answer, [1, 2, 3], swap_donor=[1, 0, 3, 4])
   with pytest.raises(ValueError, match="answer has 3 rows, tokens has 4"):
     diagnose_gemma(model, params, tokens, images, answer[:3], [1, 2, 3])
 

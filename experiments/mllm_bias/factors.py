@@ -60,8 +60,8 @@ def judge(claim: Claim, results: dict, budget: Budget) -> Judgement:
   """Tests one claim over seeds. T_escape: runs that never escape are censored at the budget
   (`survival`); a log-rank test, and the claim points the right way when the better condition
   escapes more often than expected under no difference. A metric: a two-sided Mann-Whitney U
-  test (exact over all splits of the seeds up to 10 + 10, ties included) and the better
-  condition's mean is higher."""
+  test (exact over all splits of the seeds up to 10 + 10, ties included), the better
+  condition ranking higher (its U above half the pairs)."""
   better, worse = results[claim.better], results[claim.worse]
   if claim.summary == "escape":
     ta, ea = escape_times(better, budget)
@@ -75,9 +75,11 @@ def judge(claim: Claim, results: dict, budget: Budget) -> Judgement:
   a, b = at_step(better, claim.summary, step), at_step(worse, claim.summary, step)
   splits = math.comb(len(a) + len(b), len(a))   # exact over every split when few (10 + 10)
   method = stats.PermutationMethod(n_resamples=splits) if splits <= 200_000 else "asymptotic"
-  p_value = float(stats.mannwhitneyu(a, b, alternative="two-sided", method=method).pvalue)
+  test = stats.mannwhitneyu(a, b, alternative="two-sided", method=method)
+  # The direction from the ranks the test uses (U of the better condition above its null
+  # mean), not from the means, which one outlying seed can flip.
   return Judgement(f"mean {np.mean(a):.2f}", f"mean {np.mean(b):.2f}", "Mann-Whitney U",
-                   p_value, float(np.mean(a)) > float(np.mean(b)))
+                   float(test.pvalue), float(test.statistic) > len(a) * len(b) / 2)
 
 
 def escape_times(histories, budget: Budget) -> tuple[list[float], list[bool]]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import pathlib
 import sys
 import time
@@ -36,7 +35,7 @@ from experiments.mllm_bias import report, survival
 from experiments.mllm_bias.common import Budget, Setting, data_config, tiny_vlm, vision_ceiling
 from experiments.mllm_bias.factors import Experiment, escape_times
 from experiments.mllm_bias.run import run_experiment
-from mmbal.data.prior_vqa import vocabulary
+from mmbal.data.prior_vqa import seq_len, vocabulary
 
 NO_PRIOR = "no prior"
 PRIORS = (NO_PRIOR, 0.5, 0.8, 0.95)
@@ -67,11 +66,11 @@ def _slug(text: str) -> str:
 
 def training_flops_per_step(budget: Budget, config) -> float:
   """``6 N T``: parameters N of the VLM (vision + projector + LM) times the tokens T of a
-  batch (visual tokens + text tokens, per example, times the batch)."""
+  batch (visual tokens + the question's text tokens, per example, times the batch)."""
   model = tiny_vlm(vocabulary(config).size, config, budget, 0)
   params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
   side = config.image_size * config.upsample // budget.patch
-  return 6.0 * params * budget.batch * (side * side + 16)
+  return 6.0 * params * budget.batch * (side * side + seq_len(config))
 
 
 def vision_ceilings(difficulties, budget: Budget, seeds, out: pathlib.Path,
@@ -126,6 +125,8 @@ def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors,
                        delay_flops=None if delay is None else delay * flops,
                        locked_at_end=survival.survival_at(km, budget.steps),
                        chi2=test.chi2, p_value=test.p_value, too_hard=too_hard,
+                       # the log-rank direction: fewer escapes than expected = held longer
+                       prior_holds=test.observed_a < test.expected_a,
                        vision_ceiling=(float(np.mean(ceilings[d]))
                                        if ceilings and ceilings.get(d) else None),
                        end_ood_accuracy=_mean_at_end(runs, "ood_accuracy"),
@@ -160,7 +161,7 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
     if r["too_hard"]:
       reading = "too hard without a prior: not a prior effect"
     elif r["p_holm"] < 0.05:
-      reading = "prior delays the escape" if (r["delay_steps"] or math.inf) > 0 else "prior speeds it"
+      reading = "prior delays the escape" if r["prior_holds"] else "prior speeds it"
     else:
       reading = "no delay shown"
     table.append([r["capacity"], r["difficulty"], format(r["prior"], "g"),

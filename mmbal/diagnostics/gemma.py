@@ -12,7 +12,8 @@
 ``[N]`` the index of the right one. The model is run under each condition and its answer
 logits go to `diagnose_from_logits`: with the image; with NO image (the image token removed,
 MMStar's S_ov: multimodal gain, VIG, leakage); with a blank image (the images' mean, the
-blind variants); with another example's image (``swap_donor``, from `swap_donors`).
+blind variants); with another example's image (``swap_donor [N]``: the row whose image each
+prompt sees, -1 for none; from `swap_donors`: ``np.where(paired, donor, -1)``).
 Nothing here imports ``gemma`` except `load_gemma`: any Flax module called as
 ``model.apply({"params": params}, tokens, images=..., return_last_only=True)`` that returns
 ``.logits`` works.
@@ -114,6 +115,13 @@ def _check(tokens, images, answer, answer_ids, image_token, swap_donor):
   for name, value in (("images", images), ("answer", answer), ("swap_donor", swap_donor)):
     if value is not None and len(value) != size:
       raise ValueError(f"diagnose_gemma: {name} has {len(value)} rows, tokens has {size}")
+  if (np.diff((tokens != 0).astype(int), axis=1) > 0).any():
+    row = int(np.nonzero((np.diff((tokens != 0).astype(int), axis=1) > 0).any(1))[0][0])
+    raise ValueError(f"diagnose_gemma: prompts must be right-padded with 0 (Gemma reads the "
+                     f"answer at the last non-zero token); prompt {row} has a token after a 0")
+  if swap_donor is not None and not ((np.asarray(swap_donor) >= -1)
+                                     & (np.asarray(swap_donor) < size)).all():
+    raise ValueError(f"diagnose_gemma: swap_donor must hold row indices in [0, {size}) or -1")
   per_row = (tokens == image_token).sum(1)
   if (per_row != 1).any():
     row = int(np.nonzero(per_row != 1)[0][0])

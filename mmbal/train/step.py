@@ -183,7 +183,8 @@ def make_eval_step(apply_fn, names: tuple[str, ...], task: str = "classification
 
 def keep_best(state: TrainState, score) -> TrainState:
   """Replaces ``best_params`` when ``score`` beats ``best_score`` and the params are finite
-  (on device, no host sync): a diverged model is never selected.
+  (on device; a GPU reads the `lax.cond` predicate once per evaluation): a diverged model is
+  never selected.
 
   One finiteness reduction over all leaves concatenated and one `lax.cond` for the copy: a
   reduction and a select per leaf made XLA compile a kernel per leaf (83 s for 300 leaves on
