@@ -67,9 +67,9 @@ def judge(claim: Claim, results: dict, budget: Budget) -> Judgement:
     ta, ea = escape_times(better, budget)
     tb, eb = escape_times(worse, budget)
     test = survival.log_rank(ta, ea, tb, eb)
-    median = lambda t, e: survival.median_time(survival.kaplan_meier(t, e))
     text = lambda m: f"> {budget.steps}" if m is None else f"{m:.0f}"
-    return Judgement(f"median {text(median(ta, ea))}", f"median {text(median(tb, eb))}",
+    return Judgement(f"median {text(survival.km_median(ta, ea))}",
+                     f"median {text(survival.km_median(tb, eb))}",
                      "log-rank", test.p_value, test.observed_a > test.expected_a)
   step = None if claim.step == "end" else early_step(budget)
   a, b = at_step(better, claim.summary, step), at_step(worse, claim.summary, step)

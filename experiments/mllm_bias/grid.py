@@ -253,9 +253,8 @@ def compare_capacities(by_capacity: dict, budget: Budget, difficulties) -> list[
         continue
       ta, ea = escape_times(a[name], budget)
       tb, eb = escape_times(b[name], budget)
-      median = lambda t, e: survival.median_time(survival.kaplan_meier(t, e))
       rows.append(dict(difficulty=d, prior=p, small=small, large=large,
-                       small_median=median(ta, ea), large_median=median(tb, eb),
+                       small_median=survival.km_median(ta, ea), large_median=survival.km_median(tb, eb),
                        p_value=survival.log_rank(ta, ea, tb, eb).p_value))
   for row, adjusted in zip(rows, survival.holm([r["p_value"] for r in rows])):
     row["p_holm"] = adjusted

@@ -47,6 +47,11 @@ def median_time(km: Survival) -> float | None:
   return float(km.times[below[0]]) if below.size else None
 
 
+def km_median(times, escaped) -> float | None:
+  """`median_time` of the Kaplan–Meier curve of these runs."""
+  return median_time(kaplan_meier(times, escaped))
+
+
 def survival_at(km: Survival, time: float) -> float:
   """S(time): the share of runs still locked in after ``time``."""
   passed = km.times <= time
