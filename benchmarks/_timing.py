@@ -50,6 +50,21 @@ def flops(compiled) -> float:
     return float("nan")
 
 
+# Dense peak TFLOP/s per chip from the vendors' data sheets: (bfloat16, float32 matmuls as
+# XLA runs them by default: TF32 on NVIDIA tensor cores, bf16 passes on TPU).
+PEAK_TFLOPS = (("H200", 989.4, 494.7), ("H100", 989.4, 494.7), ("A100", 312.0, 156.0),
+               ("L4", 121.0, 60.0), ("TPU v6", 918.0, 918.0), ("TPU v5p", 459.0, 459.0),
+               ("TPU v5 lite", 197.0, 197.0), ("TPU v5e", 197.0, 197.0), ("TPU v4", 275.0, 275.0))
+
+
+def peak_tflops(info, dtype: str) -> float | None:
+  """The device's dense peak for ``dtype`` ("bfloat16" / "float32"), None where unknown (CPUs)."""
+  for kind, bf16, f32 in PEAK_TFLOPS:
+    if kind.lower() in str(info.get("device_kind", "")).lower():
+      return bf16 if dtype == "bfloat16" else f32
+  return None
+
+
 def device_info():
   dev = jax.devices()[0]
   try:
@@ -97,8 +112,10 @@ def report(result: dict, *, benchmark: str, info, args, load_before, markdown: s
   """Prints the table and the verdict; writes the JSON unless ``--no-write``."""
   print(markdown)
   print()
-  print(f"all targets met: {result['all_targets_met']} (wall {result['wall_s']:.0f}s, "
-        f"load average {load_before} -> {result['loadavg_after']})")
+  verdict = (f"all targets met: {result['all_targets_met']} " if "all_targets_met" in result
+             else "")
+  print(f"{verdict}(wall {result['wall_s']:.0f}s, load average {load_before} -> "
+        f"{result['loadavg_after']})")
   if not args.no_write:
     path = pathlib.Path(args.out) if args.out else result_path(benchmark, info, args.quick)
     path.parent.mkdir(parents=True, exist_ok=True)

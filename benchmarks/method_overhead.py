@@ -2,7 +2,9 @@
 
 For a `MultimodalClassifier` with M = 2 and 3 vector modalities shaped like UCI mfeat's
 views (pix 240, fou 76, mor 6; MLP encoders, hidden 128, features 64, concat fusion,
-10 classes, batch 256) this times the trainer's real step for every method: the method
+10 classes, batch 256) -- or, with ``--encoder resnet18``, the audio-visual model of the
+papers (a ResNet-18 per modality on CREMA-D's spectrogram and frame; ``--dtype bfloat16`` for
+mixed precision) -- this times the trainer's real step for every method: the method
 spec from `mmbal.train.run.build_parts` with the default per-method settings of
 `mmbal.train.config.default_config`, the optax chain assembled exactly as
 the trainer does (the trainer's adamw with its cosine schedule,
@@ -52,13 +54,16 @@ plain_late) and PMR, the loss-side methods of issue 5.
   PYTHONPATH=. python benchmarks/method_overhead.py            # CPU, ~2 minutes on 2 cores
   PYTHONPATH=. python benchmarks/method_overhead.py --quick    # CPU, ~1 minute
   PYTHONPATH=. python benchmarks/method_overhead.py --device gpu
+  PYTHONPATH=. python benchmarks/method_overhead.py --device gpu --encoder resnet18 \
+      --modalities 2 --batch 64 --dtype bfloat16 --compile-threads 8
 
-Writes ``benchmarks/results/method_overhead_<device>.json`` (``cpu``, or the platform
-and device kind; ``_quick`` appended for ``--quick``) and prints markdown tables.
+Writes ``benchmarks/results/method_overhead[_resnet18_<dtype>]_<device>.json`` (``cpu``, or
+the platform and device kind; ``_quick`` appended for ``--quick``) and prints markdown tables.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -79,6 +84,14 @@ def _parse_args(argv=None):
   p.add_argument("--dims", type=int, nargs="+", default=None,
                  help="modality sizes (default mfeat's 240 76 6; M uses the first M; one value "
                       "is used for every modality)")
+  p.add_argument("--encoder", choices=("mlp", "cnn", "resnet18"), default="mlp",
+                 help="cnn / resnet18: M = 2, CREMA-D's shapes (spectrogram [188, 257, 1], "
+                      "frame [224, 224, 3], scaled by --image-size), that encoder per modality")
+  p.add_argument("--image-size", type=int, default=224, help="cnn / resnet18: the frame's side")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="the encoders' compute dtype (model.dtype)")
+  p.add_argument("--compile-threads", type=int, default=1,
+                 help="variants compiled concurrently (XLA compiles outside the GIL)")
   p.add_argument("--batch", type=int, default=256)
   p.add_argument("--hidden-dim", type=int, default=128, help="MLP encoder width (model default)")
   p.add_argument("--feature-dim", type=int, default=64, help="encoder output (model default)")
@@ -196,7 +209,14 @@ STEPS_PER_EPOCH = 7      # mfeat: ~1700 training examples / batch 256
 TOTAL_STEPS = 10_000     # the learning-rate schedule stays away from its end while timing
 
 
-def modality_dims(num: int, dims) -> dict[str, tuple[int]]:
+def modality_dims(num: int, dims, args=None) -> dict[str, tuple[int, ...]]:
+  if args is not None and args.encoder != "mlp":
+    if num != 2:
+      raise SystemExit(f"--encoder {args.encoder} is the audio-visual model: --modalities 2, "
+                       f"got {num}")
+    scale = args.image_size / 224
+    return {"audio": (max(8, round(188 * scale)), max(8, round(257 * scale)), 1),
+            "visual": (args.image_size, args.image_size, 3)}
   if dims is None:
     if num > len(DEFAULT_DIMS):
       raise SystemExit(f"--modalities {num}: mfeat has {len(DEFAULT_DIMS)} views; pass --dims")
@@ -211,7 +231,8 @@ def method_config(variant: Variant, args):
   c = default_config()
   c.method.name = variant.method
   c.model.update(unimodal=variant.unimodal, fusion=variant.fusion, hidden_dim=args.hidden_dim,
-                 feature_dim=args.feature_dim)
+                 feature_dim=args.feature_dim, dtype=args.dtype,
+                 image_encoder="cnn" if args.encoder == "mlp" else args.encoder)
   for field, value in variant.overrides:
     c.method[variant.method][field] = value
   return c
@@ -254,18 +275,24 @@ def make_batch(mods, args):
   return batch
 
 
-def compile_variant(name, mods, args, batch):
+def lower_variant(name, mods, args, batch):
+  """The variant's step, traced and lowered (compiled by `compile_lowered`)."""
   step_fn, state, method, model = build_step(VARIANTS[name], mods, args)
   t0 = time.perf_counter()
   lowered = jax.jit(step_fn, donate_argnums=0).lower(state, batch)
-  t1 = time.perf_counter()
-  compiled = lowered.compile()
-  t2 = time.perf_counter()
-  return dict(fn=compiled, state=state, trace_s=t1 - t0, compile_s=t2 - t1, flops=flops(compiled),
-              hlo_ops=hlo_ops(compiled), state_leaves=len(jax.tree.leaves(state)),
+  return dict(lowered=lowered, state=state, trace_s=time.perf_counter() - t0,
+              state_leaves=len(jax.tree.leaves(state)),
               param_count=int(sum(x.size for x in jax.tree.leaves(state.params))),
               grad_mode=method.grad_mode if method.grad_mode == "stacked" else "sum",
               objectives=list(method.objectives or ("fused",) + model.names))
+
+
+def compile_lowered(entry):
+  t0 = time.perf_counter()
+  compiled = entry.pop("lowered").compile()
+  entry.update(fn=compiled, compile_s=time.perf_counter() - t0, flops=flops(compiled),
+               hlo_ops=hlo_ops(compiled))
+  return entry
 
 
 _NOT_EXECUTED = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast")
@@ -286,15 +313,16 @@ def hlo_ops(compiled) -> int | None:
 
 
 def bench_config(num_modalities: int, args, variants, rounds: int, steps: int, log):
-  mods = modality_dims(num_modalities, args.dims)
+  mods = modality_dims(num_modalities, args.dims, args)
   batch = make_batch(mods, args)
-  entries = {}
-  for v in variants:
-    entries[v] = compile_variant(v, mods, args, batch)
+  entries = {v: lower_variant(v, mods, args, batch) for v in variants}
+  # Compile times are per variant; with several threads they overlap (and each may be longer).
+  with concurrent.futures.ThreadPoolExecutor(max(1, args.compile_threads)) as pool:
+    list(pool.map(compile_lowered, entries.values()))
   wall, cpu = time_interleaved(entries, batch, variants, rounds=rounds, steps=steps)
   ms = {v: 1e3 * statistics.median(s) for v, s in wall.items()}
   cpu_ms = {v: 1e3 * statistics.median(s) for v, s in cpu.items()}
-  out = dict(num_modalities=num_modalities, dims={n: s[0] for n, s in mods.items()},
+  out = dict(num_modalities=num_modalities, dims={n: s[0] if len(s) == 1 else list(s) for n, s in mods.items()},
              subsets=2 ** num_modalities - 1, variants={})
   for v in variants:
     e, ref = entries[v], VARIANTS[v].counterpart
@@ -437,7 +465,12 @@ def main(args):
       command=" ".join(["python", "benchmarks/method_overhead.py"] + sys.argv[1:]),
       device=info, loadavg_before=load_before, loadavg_after=loadavg(),
       setup=dict(batch=args.batch, hidden_dim=args.hidden_dim, feature_dim=args.feature_dim,
-                 classes=args.classes, encoder="MLP: LayerNorm -> Linear -> GELU -> Linear",
+                 classes=args.classes, dtype=args.dtype,
+                 encoder={"resnet18": "ResNet-18 per modality (GroupNorm), CREMA-D shapes",
+                          "cnn": "the small CNN per modality, CREMA-D shapes",
+                          "mlp": "MLP: LayerNorm -> Linear -> GELU -> Linear"}[args.encoder],
+                 shapes={n: list(s) for n, s in modality_dims(args.modalities[0], args.dims,
+                                                              args).items()},
                  fusion="concat", optimizer=cfg.optimizer.to_dict(),
                  method_settings={m: cfg.method[m].to_dict() for m in methods.REGISTRY
                                   if m in cfg.method},
@@ -454,7 +487,9 @@ def main(args):
       configs=configs, wall_s=time.perf_counter() - t0)
   checks = [(c["num_modalities"], t) for c in configs for t in c["targets"]]
   result["all_targets_met"] = all(t["met"] for _, t in checks)
-  return report(result, benchmark="method_overhead", info=info, args=args,
+  name = "method_overhead" + ("" if args.encoder == "mlp" and args.dtype == "float32" else
+                              f"_{args.encoder}_{args.dtype}")
+  return report(result, benchmark=name, info=info, args=args,
                 load_before=load_before, markdown=markdown(result))
 
 if __name__ == "__main__":

@@ -23,6 +23,12 @@ Compile time (lower + compile) is recorded; then the variants are timed interlea
   PYTHONPATH=. python benchmarks/vlm_step.py            # CPU, ~2-3 minutes on 2 cores
   PYTHONPATH=. python benchmarks/vlm_step.py --quick    # smoke test
   PYTHONPATH=. python benchmarks/vlm_step.py --device gpu
+  PYTHONPATH=. python benchmarks/vlm_step.py --device gpu --large   # an accelerator-sized model
+
+``--large``: 64x64 images, 8x8 patches (64 visual tokens), dim 512, depth 8, 8 heads, batch 256
+(about 25 M parameters). Each variant's model FLOPs utilisation is XLA's FLOP count of the
+compiled step (cost analysis) per second over the device's dense peak (`_timing.PEAK_TFLOPS`,
+bf16 for ``ce_bf16``, float32-as-TF32 otherwise; none on CPUs).
 
 Writes ``benchmarks/results/vlm_step_<device>[_quick].json``.
 """
@@ -45,6 +51,9 @@ def _parse_args(argv=None):
   p.add_argument("--patch-size", type=int, default=4)
   p.add_argument("--dim", type=int, default=64)
   p.add_argument("--depth", type=int, default=2)
+  p.add_argument("--heads", type=int, default=4)
+  p.add_argument("--large", action="store_true",
+                 help="batch 256, 64x64 images, patch 8, dim 512, depth 8, 8 heads")
   p.add_argument("--variants", nargs="+", default=None)
   p.add_argument("--rounds", type=int, default=None)
   p.add_argument("--steps", type=int, default=None)
@@ -69,10 +78,11 @@ from mmbal.train.vlm import (alignment_objective, counterfactual_objective,  # n
 from mmbal.transforms import ogm_ge  # noqa: E402
 
 try:
-  from _timing import _iqr, device_info, flops, loadavg, result_path, time_interleaved  # noqa: E402
+  from _timing import (_iqr, device_info, flops, loadavg, peak_tflops, result_path,  # noqa: E402
+                       time_interleaved)
 except ImportError:
-  from benchmarks._timing import (_iqr, device_info, flops, loadavg, result_path,  # noqa: E402
-                                  time_interleaved)
+  from benchmarks._timing import (_iqr, device_info, flops, loadavg, peak_tflops,  # noqa: E402
+                                  result_path, time_interleaved)
 
 VARIANTS = ("ce", "ce_frozen_lm", "align", "cf", "align_cf", "align_cf_total_norms", "ogm_ge",
             "ce_bf16", "text_only")
@@ -91,7 +101,7 @@ def make_batch(args):
 
 def make_trainer(variant: str, args):
   model = TinyVLM(vocab_size=VOCAB, image_size=args.image_size, patch_size=args.patch_size,
-                  dim=args.dim, depth=args.depth, heads=4, max_text_len=16,
+                  dim=args.dim, depth=args.depth, heads=args.heads, max_text_len=16,
                   dtype=jnp.bfloat16 if variant == "ce_bf16" else jnp.float32, rngs=nnx.Rngs(0))
   objectives = {}
   if variant in ("align", "align_cf", "align_cf_total_norms"):
@@ -131,25 +141,34 @@ def main(args):
     entries[v]["fn"] = lambda state, _, fn=fn, batch=batch: fn(state, batch)
   wall, cpu = time_interleaved(entries, None, list(variants), rounds=rounds, steps=steps)
   for v in variants:
-    records[v].update(ms=1e3 * statistics.median(wall[v]), ms_min=1e3 * min(wall[v]),
+    seconds = statistics.median(wall[v])
+    peak = peak_tflops(info, "bfloat16" if v == "ce_bf16" else "float32")
+    achieved = records[v]["flops"] / seconds / 1e12
+    records[v].update(ms=1e3 * seconds, ms_min=1e3 * min(wall[v]),
                       ms_iqr=1e3 * _iqr(wall[v]), cpu_ms=1e3 * statistics.median(cpu[v]),
-                      ratio_to_ce=statistics.median(wall[v]) / statistics.median(wall[variants[0]]))
+                      ratio_to_ce=seconds / statistics.median(wall[variants[0]]),
+                      tflops_per_s=achieved, peak_tflops=peak,
+                      mfu=achieved / peak if peak else None)
   setup = dict(batch=args.batch, image_size=args.image_size, patch_size=args.patch_size,
-               dim=args.dim, depth=args.depth, heads=4, text_len=TEXT_LEN, vocab=VOCAB,
+               dim=args.dim, depth=args.depth, heads=args.heads, text_len=TEXT_LEN, vocab=VOCAB,
+               large=args.large,
                visual_tokens=(args.image_size // args.patch_size) ** 2, optimizer="adam(1e-3)",
                rounds=rounds, steps=steps)
   result = dict(benchmark="vlm_step", device=info, setup=setup, variants=records,
                 loadavg_before=load_before, loadavg_after=loadavg(),
                 wall_s=time.perf_counter() - start)
-  lines = ["| variant | ms/step (median) | min | IQR | CPU ms | x ce | compile s |", "|---|---|---|---|---|---|---|"]
+  lines = ["| variant | ms/step (median) | min | IQR | CPU ms | x ce | compile s | TFLOP/s | MFU |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for v in variants:
     r = records[v]
+    mfu = "—" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
     lines.append(f"| {v} | {r['ms']:.2f} | {r['ms_min']:.2f} | {r['ms_iqr']:.2f} | {r['cpu_ms']:.2f} "
-                 f"| {r['ratio_to_ce']:.2f} | {r['compile_s']:.1f} |")
+                 f"| {r['ratio_to_ce']:.2f} | {r['compile_s']:.1f} | {r['tflops_per_s']:.3f} | {mfu} |")
   print("\n".join(lines))
   print(f"load average {load_before} -> {result['loadavg_after']}")
   if not args.no_write:
-    path = pathlib.Path(args.out) if args.out else result_path("vlm_step", info, args.quick)
+    name = "vlm_step_large" if args.large else "vlm_step"
+    path = pathlib.Path(args.out) if args.out else result_path(name, info, args.quick)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
@@ -157,4 +176,7 @@ def main(args):
 
 
 if __name__ == "__main__":
+  if ARGS.large:
+    ARGS.batch, ARGS.image_size, ARGS.patch_size, ARGS.dim, ARGS.depth, ARGS.heads = (
+        256, 64, 8, 512, 8, 8)
   main(ARGS)

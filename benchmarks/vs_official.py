@@ -8,6 +8,16 @@ mmbal: the jitted steps of ``configs/crema_d/ogm_ge.py`` and ``configs/crema_d/j
 the same shapes. ``train_epoch`` is read from the clone's ``main.py`` (that file's other
 imports, tensorboard and the data sets, are not needed to time it).
 
+MMPareto (``--method mmpareto``): the official code (github.com/GeWu-Lab/MMPareto_ICML2024,
+``code/MMPareto.py::train_epoch``: three backward passes to read the fused, audio and visual
+gradients, a min-norm solve per encoder where they conflict, a fourth backward of the summed
+loss; its plain counterpart ``code/uniform_baseline.py::train_epoch``, one backward of
+``L_fused + L_a + L_v``) with its ``models.models.AVClassifier`` (ResNet-18 x 2, concat head
+and one head per modality) on the OGM-GE shapes above (its frames as ``[B, T=1, 3, H, W]``),
+SGD with momentum, gamma 1.5 as the official; mmbal: ``configs/crema_d/mmpareto.py``
+(``method.mmpareto.gamma=1.5``) against ``joint.py`` with ``model.unimodal=heads`` (the same
+summed loss).
+
 PCGrad (``--method pcgrad``): the popular PyTorch port (github.com/WeiChengTseng/Pytorch-PCGrad, ``pcgrad.py``:
 ``PCGrad(optimizer).pc_backward(losses)``, one backward pass per objective) on the port's
 benchmark model (`projection_overhead`: three MLP encoders, inputs 512 / 256 / 128 -> 512 ->
@@ -23,6 +33,8 @@ torch is an optional benchmark dependency (``pip install torch``).
   PYTHONPATH=. python benchmarks/vs_official.py --method ogm_ge --official-dir /tmp/OGM-GE
   git clone https://github.com/WeiChengTseng/Pytorch-PCGrad /tmp/Pytorch-PCGrad
   PYTHONPATH=. python benchmarks/vs_official.py --method pcgrad --official-dir /tmp/Pytorch-PCGrad
+  git clone https://github.com/GeWu-Lab/MMPareto_ICML2024 /tmp/MMPareto
+  PYTHONPATH=. python benchmarks/vs_official.py --method mmpareto --official-dir /tmp/MMPareto
   ... --quick                                                    # smoke test, tiny shapes
 
 Timed interleaved (rounds rotate the order; medians); samples/s and ratios reported per
@@ -41,14 +53,15 @@ import time
 
 
 OFFICIAL = {"pcgrad": ("github.com/WeiChengTseng/Pytorch-PCGrad", "pcgrad.py"),
-            "ogm_ge": ("github.com/GeWu-Lab/OGM-GE_CVPR2022", "main.py")}
+            "ogm_ge": ("github.com/GeWu-Lab/OGM-GE_CVPR2022", "main.py"),
+            "mmpareto": ("github.com/GeWu-Lab/MMPareto_ICML2024", "code/MMPareto.py")}
 
 
 def _parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--method", choices=tuple(OFFICIAL), default="pcgrad")
   p.add_argument("--official-dir", required=True, help="your clone of the official code")
-  p.add_argument("--batch", type=int, default=None, help="batch size (ogm_ge: 16, pcgrad: 256)")
+  p.add_argument("--batch", type=int, default=None, help="batch size (ogm_ge, mmpareto: 16; pcgrad: 256)")
   p.add_argument("--quick", action="store_true", help="tiny sizes, 2 rounds (smoke test)")
   p.add_argument("--rounds", type=int, default=10)
   p.add_argument("--steps", type=int, default=5)
@@ -171,27 +184,58 @@ def ogm_ge_shapes(args):
   return dict(spectrogram=spectrogram, frame=frame, classes=6, batch=batch_size), batch
 
 
-def ogm_ge_official(args, shapes, batch) -> dict:
-  """The official ``train_epoch`` (read from the clone's main.py) over a list of batches."""
+def _train_epoch(path: str, namespace: dict):
+  """The official ``train_epoch`` read from a file of the clone, run in ``namespace`` (the
+  file's other imports, tensorboard and the data sets, are not needed to time it)."""
   import ast  # pylint: disable=import-outside-toplevel
+  tree = ast.parse(open(path, encoding="utf-8").read())
+  found = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_epoch"]
+  if not found:
+    raise SystemExit(f"{path} has no train_epoch")
+  namespace = dict(namespace)
+  exec(compile(ast.Module(body=found, type_ignores=[]), path, "exec"), namespace)  # pylint: disable=exec-used
+  return namespace["train_epoch"]
+
+
+def _epoch_entry(train_epoch, run_args, model, batches):
+  """A timed entry: ``steps`` official steps as one ``train_epoch`` over repeated batches."""
   import contextlib  # pylint: disable=import-outside-toplevel
   import io  # pylint: disable=import-outside-toplevel
-  import types  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+  scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 70, 0.1)
 
+  def run(steps):
+    t0, c0 = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+      train_epoch(run_args, 0, model, "cpu", [batches] * steps, optimizer, scheduler)  # prints, tqdm
+    return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
+  return {"run": run}
+
+
+def _torch_batch(batch, frames_first: bool):
+  """The official layouts: spectrogram [B, F, T] (OGM-GE unsqueezes it; MMPareto's data set
+  gives [B, 1, F, T]); frames [B, 3, T, H, W] (OGM-GE) or [B, T, 3, H, W] (MMPareto)."""
+  import torch  # pylint: disable=import-outside-toplevel
+  spec = np.array(batch["audio"])[..., 0].transpose(0, 2, 1)
+  image = np.array(batch["visual"]).transpose(0, 3, 1, 2)
+  if frames_first:
+    spec, image = spec[:, None], image[:, None]
+  else:
+    image = image[:, :, None]
+  return (torch.as_tensor(spec), torch.as_tensor(image),
+          torch.as_tensor(np.array(batch["label"]), dtype=torch.long))
+
+
+def ogm_ge_official(args, shapes, batch) -> dict:
+  """The official ``train_epoch`` (read from the clone's main.py) over a list of batches."""
+  import types  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
   main_py = _official_file(args)
   sys.path.insert(0, os.path.dirname(main_py))
   from models.basic_model import AVClassifier  # pylint: disable=import-outside-toplevel,import-error
-  tree = ast.parse(open(main_py, encoding="utf-8").read())
-  found = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_epoch"]
-  if not found:
-    raise SystemExit(f"{main_py} has no train_epoch")
-  namespace = {"torch": torch, "nn": torch.nn, "np": np}
-  exec(compile(ast.Module(body=found, type_ignores=[]), main_py, "exec"), namespace)  # pylint: disable=exec-used
-  # The official layouts: spectrogram [B, F, T] (unsqueezed to 1 channel), frames [B, 3, T, H, W].
-  spec = torch.as_tensor(np.array(batch["audio"])[..., 0].transpose(0, 2, 1))
-  image = torch.as_tensor(np.array(batch["visual"]).transpose(0, 3, 1, 2)[:, :, None])
-  label = torch.as_tensor(np.array(batch["label"]), dtype=torch.long)
+  train_epoch = _train_epoch(main_py, {"torch": torch, "nn": torch.nn, "np": np})
+  batches = _torch_batch(batch, frames_first=False)
 
   def entry(modulation):
     run_args = types.SimpleNamespace(fusion_method="concat", dataset="CREMAD",
@@ -199,36 +243,63 @@ def ogm_ge_official(args, shapes, batch) -> dict:
                                      modulation_ends=50, use_tensorboard=False)
     torch.manual_seed(0)
     model = torch.nn.DataParallel(AVClassifier(run_args))   # as main.py (model.module.*)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 70, 0.1)
-
-    def run(steps):
-      t0, c0 = time.perf_counter(), time.process_time()
-      with contextlib.redirect_stdout(io.StringIO()):   # it prints "Start training ..."
-        namespace["train_epoch"](run_args, 0, model, "cpu", [(spec, image, label)] * steps,
-                                 optimizer, scheduler)
-      return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
-    return {"run": run}
+    return _epoch_entry(train_epoch, run_args, model, batches)
 
   return {"official/plain": entry("Normal"), "official/method": entry("OGM_GE")}
 
 
 def ogm_ge_mmbal(args, shapes, batch) -> tuple[dict, dict]:
+  return _crema_d_steps(shapes, batch, {"mmbal/plain": ("joint", []),
+                                        "mmbal/method": ("ogm_ge", [])})
+
+
+# ----------------------------------------------------------------------------- MMPareto
+
+
+def mmpareto_official(args, shapes, batch) -> dict:
+  """The official ``MMPareto.py::train_epoch`` and ``uniform_baseline.py::train_epoch``."""
+  import re  # pylint: disable=import-outside-toplevel
+  import types  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  code = os.path.dirname(_official_file(args))
+  sys.path.insert(0, code)
+  from min_norm_solvers import MinNormSolver  # pylint: disable=import-outside-toplevel,import-error
+  from models.models import AVClassifier  # pylint: disable=import-outside-toplevel,import-error
+  namespace = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "np": np, "re": re,
+               "tqdm": lambda iterable, *a, **k: iterable, "MinNormSolver": MinNormSolver}
+  batches = _torch_batch(batch, frames_first=True)
+  run_args = types.SimpleNamespace(dataset="CREMAD", n_classes=6, use_tensorboard=False)
+
+  def entry(file):
+    torch.manual_seed(0)   # main() has no DataParallel on CPU: parameter names as in the file
+    return _epoch_entry(_train_epoch(os.path.join(code, file), namespace), run_args,
+                        AVClassifier(run_args), batches)
+
+  return {"official/plain": entry("uniform_baseline.py"), "official/method": entry("MMPareto.py")}
+
+
+def mmpareto_mmbal(args, shapes, batch) -> tuple[dict, dict]:
+  return _crema_d_steps(shapes, batch, {"mmbal/plain": ("joint", ["model.unimodal=heads"]),
+                                        "mmbal/method": ("mmpareto", ["method.mmpareto.gamma=1.5"])})
+
+
+# ----------------------------------------------------------------------------- shared
+
+
+def _crema_d_steps(shapes, batch, configs: dict) -> tuple[dict, dict]:
+  """The jitted steps of ``configs/crema_d/<name>.py`` (+ overrides) on the batch's shapes."""
   from mmbal.train.config import apply_overrides, load_config  # pylint: disable=import-outside-toplevel
   from mmbal.train.run import build_parts  # pylint: disable=import-outside-toplevel
   modalities = {"audio": tuple(batch["audio"].shape[1:]), "visual": tuple(batch["visual"].shape[1:])}
   steps, init = {}, {}
-  for variant, name in (("mmbal/plain", "joint"), ("mmbal/method", "ogm_ge")):
+  for variant, (name, overrides) in configs.items():
     c = apply_overrides(load_config(os.path.join(ROOT, "configs", "crema_d", f"{name}.py")),
-                        [f"train.batch_size={shapes['batch']}"])
+                        [f"train.batch_size={shapes['batch']}"] + overrides)
     parts = build_parts(c, modalities, 6, task="classification", steps_per_epoch=100,
                         total_steps=10_000)
     steps[variant] = (parts.step_fn, parts.tx)
     init[variant] = jax.jit(parts.init_state)(parts.params)
   return _compiled(steps, lambda tx: next(init[v] for v, (_, t) in steps.items() if t is tx), batch)
-
-
-# ----------------------------------------------------------------------------- shared
 
 
 def _compiled(steps: dict, make_state, batch) -> tuple[dict, dict]:
@@ -244,7 +315,8 @@ def _compiled(steps: dict, make_state, batch) -> tuple[dict, dict]:
 
 
 METHODS = {"pcgrad": (pcgrad_shapes, pcgrad_official, pcgrad_mmbal),
-           "ogm_ge": (ogm_ge_shapes, ogm_ge_official, ogm_ge_mmbal)}
+           "ogm_ge": (ogm_ge_shapes, ogm_ge_official, ogm_ge_mmbal),
+           "mmpareto": (ogm_ge_shapes, mmpareto_official, mmpareto_mmbal)}
 
 
 def _entries(args, frameworks=("official", "mmbal")):

@@ -14,17 +14,6 @@ def _reproduce():
   return module
 
 
-def test_step_overhead_runs_and_reports_every_variant(tmp_path):
-  out = tmp_path / "overhead.json"
-  subprocess.run([sys.executable, "benchmarks/step_overhead.py", "--quick", "--modalities", "2",
-                  "--batch", "16", "--rounds", "1", "--steps", "1", "--out", str(out)],
-                 check=True, capture_output=True)
-  result = json.loads(out.read_text())
-  text = json.dumps(result)
-  for variant in ("plain", "structured/vmap", "overlap/unrolled", "separate"):
-    assert variant in text
-
-
 def test_projection_overhead_runs_and_reports_every_variant(tmp_path):
   out = tmp_path / "projection.json"
   subprocess.run([sys.executable, "benchmarks/projection_overhead.py", "--quick", "--out", str(out)],
@@ -35,7 +24,8 @@ def test_projection_overhead_runs_and_reports_every_variant(tmp_path):
   assert result["paired_vs_plain"]["plain"] == 1.0 and result["model"]["inputs"]["a"] == 32
 
 
-@pytest.mark.parametrize("method,needs", [("pcgrad", "pcgrad.py"), ("ogm_ge", "main.py")])
+@pytest.mark.parametrize("method,needs", [("pcgrad", "pcgrad.py"), ("ogm_ge", "main.py"),
+                                         ("mmpareto", "code/MMPareto.py")])
 def test_vs_official_says_which_clone_it_needs(tmp_path, method, needs):
   # The comparison itself needs torch and the user's clone of the official code (neither is
   # a test dependency); without the clone it stops with what to clone, before any timing.
@@ -60,17 +50,6 @@ def test_method_overhead_runs_and_reports_its_targets(tmp_path):
   checked = {(t["variant"], t["reference"]) for t in config["targets"]}
   assert {("ogm_ge", "plain"), ("pcgrad", "plain"), ("mnl", "plain_late")} <= checked
   for record in config["variants"].values():
-    assert record["ms"] > 0 and record["compile_s"] > 0
-
-
-def test_vlm_step_runs_and_reports(tmp_path):
-  out = tmp_path / "vlm.json"
-  subprocess.run([sys.executable, "benchmarks/vlm_step.py", "--variants", "ce",
-                  "--batch", "8", "--dim", "16", "--depth", "1", "--rounds", "1", "--steps", "1",
-                  "--out", str(out)], check=True, capture_output=True)
-  result = json.loads(out.read_text())
-  assert set(result["variants"]) == {"ce"} and result["setup"]["visual_tokens"] == 16
-  for record in result["variants"].values():
     assert record["ms"] > 0 and record["compile_s"] > 0
 
 
@@ -133,3 +112,27 @@ def test_a_method_is_also_compared_with_its_own_baseline_by_hand():
   assert pcgrad["verdict_baseline"] == "reproduced" and pcgrad["baseline"] == "joint_heads"
   assert "joint_heads: +0.0 [+0.0, +0.0], +1.0 [+1.0, +1.0] (reproduced)" in reproduce.markdown(
       summary, [0, 1], "setup")
+
+
+def test_accelerator_suite_runs_end_to_end_at_tiny_sizes(tmp_path):
+  # The GPU command at CPU-sized shapes: every stage runs and the merged JSON names the device.
+  # Its stages are the smoke tests of method_overhead (image encoders, bf16), step_overhead,
+  # vlm_step and pipeline.
+  done = subprocess.run(["bash", "benchmarks/accelerator.sh", "--tiny", "--out", str(tmp_path)],
+                        capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  merged = json.loads((tmp_path / "accelerator_cpu.json").read_text())
+  assert merged["device"]["platform"] == "cpu"
+  stages = merged["stages"]
+  assert set(stages) == {"methods_f32", "methods_bf16", "objectives", "vlm_large", "pipeline"}
+  assert all(s["status"] == "ok" and s["result"] is not None for s in stages.values())
+  assert stages["methods_bf16"]["result"]["setup"]["dtype"] == "bfloat16"
+  assert "ogm_ge" in stages["methods_f32"]["result"]["configs"][0]["variants"]
+  for variant in ("plain", "structured/vmap", "overlap/unrolled", "separate"):
+    assert variant in json.dumps(stages["objectives"]["result"])
+  vlm = stages["vlm_large"]["result"]
+  assert set(vlm["variants"]) == {"ce_bf16"} and vlm["setup"]["visual_tokens"] == 4
+  record = vlm["variants"]["ce_bf16"]
+  assert record["ms"] > 0 and record["compile_s"] > 0 and record["tflops_per_s"] > 0
+  assert record["mfu"] is None   # no peak is known for a CPU
+  assert stages["pipeline"]["result"]["settings"][-1]["workers"] == 1

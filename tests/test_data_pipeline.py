@@ -307,3 +307,17 @@ def test_eval_batches_on_real_data_in_order(mfeat):
   for key in full:
     got = np.concatenate([b[key][b["mask"]] for b in batches])
     np.testing.assert_array_equal(got, full[key])
+
+
+def test_worker_processes_give_the_same_batches_and_resume():
+  # data.num_workers: batches built in grain worker processes are the in-process ones, and
+  # a worker iterator's state resumes a worker iterator exactly.
+  same = data.train_iterator(id_source(40), 8, seed=4)
+  it = data.train_iterator(id_source(40), 8, seed=4, num_workers=1)
+  expected = [ids(next(same)) for _ in range(7)]
+  assert [ids(next(it)) for _ in range(4)] == expected[:4]
+  fresh = data.train_iterator(id_source(40), 8, seed=4, num_workers=1)
+  fresh.set_state(it.get_state())
+  assert [ids(next(fresh)) for _ in range(3)] == expected[4:]
+  with pytest.raises(ValueError, match="num_workers: expected an int >= 0"):
+    data.train_iterator(id_source(40), 8, num_workers=-1)

@@ -62,6 +62,23 @@ def test_probe_heads_do_not_train_encoders():
   assert float(jnp.abs(grads["unimodal_heads"]["a"]["kernel"]).max()) > 0
 
 
+def test_bfloat16_encoders_keep_float32_parameters_and_logits():
+  # model.dtype=bfloat16: the encoders compute in bfloat16 (mixed precision), parameters and
+  # logits stay float32, and the logits match the float32 model's to bfloat16 precision.
+  mods = dict(MODS, img=(16, 16, 2))
+  f32 = MultimodalClassifier(mods, 5, feature_dim=8, hidden_dim=16, rngs=nnx.Rngs(0))
+  bf16 = MultimodalClassifier(mods, 5, feature_dim=8, hidden_dim=16, dtype="bfloat16",
+                              rngs=nnx.Rngs(0))
+  assert {p.dtype for p in jax.tree.leaves(nnx.state(bf16, nnx.Param))} == {jnp.dtype("float32")}
+  x = _inputs(mods)
+  low, full = bf16(x).logits, f32(x).logits
+  assert low.dtype == jnp.float32
+  assert not np.array_equal(low, full)   # it did compute in bfloat16
+  np.testing.assert_allclose(low, full, atol=0.05, rtol=0.05)
+  with pytest.raises(ValueError, match="dtype must be one of"):
+    MultimodalClassifier(MODS, 5, dtype="float16", rngs=nnx.Rngs(0))
+
+
 def test_bad_model_arguments():
   with pytest.raises(ValueError, match="fusion must be one of"):
     MultimodalClassifier(MODS, 5, fusion="mean", rngs=nnx.Rngs(0))

@@ -104,6 +104,8 @@ def test_stacked_gradients_match_summed(tfds_dir, tmp_path, uninterrupted):
     ("data.val_fraction=0.0001", "val_fraction"),
     ("method.name=pcgradd", "method.name"),
     ("train.batch_size=many", "expects int"),
+    ("model.dtype=float16", "config field 'model.dtype' must be 'float32' or 'bfloat16'"),
+    ("data.num_workers=-1", "config field 'data.num_workers' must be an integer"),
 ])
 def test_bad_config_is_a_clear_error_before_compiling(tfds_dir, tmp_path, override, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("'", ".")):

@@ -446,7 +446,7 @@ def train_iterator(source: Source, global_batch_size: int, *, seed: int = 0,
                    num_epochs: int | None = None, shard_index: int | None = None,
                    shard_count: int | None = None,
                    read_options: grain.ReadOptions = DEFAULT_READ_OPTIONS,
-                   ) -> grain.DatasetIterator:
+                   num_workers: int = 0) -> grain.DatasetIterator:
   """Shuffled training batches for this process; checkpointable with `get_state/set_state`.
 
   Global step t covers examples `t*G ... (t+1)*G - 1` of the shuffled stream
@@ -458,7 +458,13 @@ def train_iterator(source: Source, global_batch_size: int, *, seed: int = 0,
   A decoded source with random training draws (frame sampling, augmentation) draws
   those of stream position t from `(seed, t)` (`mmbal.data.frames`): fresh every epoch,
   the same for any process count.
+
+  `num_workers` > 0 builds the batches in that many grain worker processes (for decoding
+  that one process cannot keep up with; `benchmarks/pipeline.py` measures it); the batches
+  and the iterator's state are the same as with none.
   """
+  if not (isinstance(num_workers, int) and num_workers >= 0):
+    raise ValueError(f"num_workers: expected an int >= 0, got {num_workers!r}")
   shard_index, shard_count, batch_size = _process_shard(global_batch_size, shard_index,
                                                         shard_count)
   steps_per_epoch(source, global_batch_size)  # Validates the batch size.
@@ -473,7 +479,13 @@ def train_iterator(source: Source, global_batch_size: int, *, seed: int = 0,
     ds = ds.map(lambda b: source.gather(b[1], keys=frames.example_keys(seed, b[0])))
   else:
     ds = ds.map(source.gather)
-  return iter(ds.to_iter_dataset(read_options))
+  ds = ds.to_iter_dataset(read_options)
+  if num_workers:
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    if not flags.FLAGS.is_parsed():   # grain's workers read absl flags; outside absl.app
+      flags.FLAGS.mark_as_parsed()    # nothing parses them (their defaults are what we want)
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return iter(ds)
 
 
 def eval_batches(source: Source, global_batch_size: int, *, shard_index: int | None = None,

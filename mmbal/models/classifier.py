@@ -13,6 +13,9 @@ come in three flavours (``unimodal=``):
 * ``"shared_head"``: one head ``h`` for every modality, ``z_m = h(h_m)`` (MLA's shared head);
   needs a late fusion.
 
+``dtype="bfloat16"``: the encoders compute in bfloat16 (mixed precision: parameters, fusion,
+heads and losses stay float32; the features are cast back before the fusion).
+
 ``missing="learned"``: where ``present`` marks a modality absent, its features are replaced by
 a learned vector (trained when `train.modality_dropout` drops modalities); the default
 ``"zero"`` zeroes it in the fusion.
@@ -37,6 +40,7 @@ from mmbal.models.fusion import FUSIONS
 
 UNIMODAL_MODES = ("probe", "heads", "split_head", "shared_head")
 LATE_FUSIONS = ("late", "late_entropy")
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class Outputs(NamedTuple):
@@ -51,7 +55,7 @@ class MultimodalClassifier(nnx.Module):
   def __init__(self, modalities: Sequence[Modality] | Mapping[str, Sequence[int]], num_classes: int,
                *, feature_dim: int = 64, hidden_dim: int = 128, fusion: str = "concat",
                unimodal: str = "probe", image_encoder: str = "cnn", missing: str = "zero",
-               rngs: nnx.Rngs):
+               dtype: str = "float32", rngs: nnx.Rngs):
     self.modalities = as_modalities(modalities)
     if fusion not in FUSIONS and fusion not in LATE_FUSIONS:
       raise ValueError(f"fusion must be one of {sorted(FUSIONS) + list(LATE_FUSIONS)}, "
@@ -66,6 +70,8 @@ class MultimodalClassifier(nnx.Module):
       raise ValueError(f"unimodal must be one of {UNIMODAL_MODES}, got {unimodal!r}")
     if unimodal == "split_head" and fusion not in ("concat", "sum"):
       raise ValueError(f"unimodal='split_head' needs fusion 'concat' or 'sum', got {fusion!r}")
+    if dtype not in COMPUTE_DTYPES:
+      raise ValueError(f"dtype must be one of {tuple(COMPUTE_DTYPES)}, got {dtype!r}")
     if missing not in ("zero", "learned"):
       raise ValueError(f"missing must be 'zero' or 'learned', got {missing!r}")
     if num_classes < 1:   # 1: a single regression output
@@ -76,7 +82,8 @@ class MultimodalClassifier(nnx.Module):
       self.fill = nnx.Param(jnp.zeros((len(self.modalities), feature_dim)))
     self.num_classes, self.feature_dim = num_classes, feature_dim
     self.encoders = nnx.Dict({m.name: make_encoder(m, feature_dim, hidden_dim=hidden_dim,
-                                                   image_encoder=image_encoder, rngs=rngs)
+                                                   image_encoder=image_encoder,
+                                                   dtype=COMPUTE_DTYPES[dtype], rngs=rngs)
                               for m in self.modalities})
     if not late:
       self.fusion = FUSIONS[fusion](len(self.modalities), feature_dim, rngs=rngs)
@@ -89,7 +96,7 @@ class MultimodalClassifier(nnx.Module):
 
   def __call__(self, inputs: Mapping[str, jax.Array], present: jax.Array | None = None) -> Outputs:
     """``inputs``: ``{modality: [B, *shape]}``; ``present``: optional ``[B, M]`` 0/1 mask."""
-    per_modality = [self.encoders[n](inputs[n]) for n in self.names]
+    per_modality = [self.encoders[n](inputs[n]).astype(jnp.float32) for n in self.names]
     features = jnp.stack(per_modality)
     if present is not None and self.missing == "learned":
       features = jnp.where(present.T[..., None] > 0, features, self.fill[...][:, None, :])

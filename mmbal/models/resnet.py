@@ -14,23 +14,24 @@ import jax.numpy as jnp
 from flax import nnx
 
 
-def _norm(channels: int, rngs: nnx.Rngs) -> nnx.GroupNorm:
-  return nnx.GroupNorm(channels, num_groups=min(32, channels), rngs=rngs)
+def _norm(channels: int, dtype, rngs: nnx.Rngs) -> nnx.GroupNorm:
+  return nnx.GroupNorm(channels, num_groups=min(32, channels), dtype=dtype, rngs=rngs)
 
 
 class BasicBlock(nnx.Module):
   """Two 3x3 convolutions with a (projected when the shape changes) identity shortcut."""
 
-  def __init__(self, in_channels: int, channels: int, stride: int, *, rngs: nnx.Rngs):
-    self.conv1 = nnx.Conv(in_channels, channels, (3, 3), strides=stride, use_bias=False, rngs=rngs)
-    self.norm1 = _norm(channels, rngs)
-    self.conv2 = nnx.Conv(channels, channels, (3, 3), use_bias=False, rngs=rngs)
-    self.norm2 = _norm(channels, rngs)
+  def __init__(self, in_channels: int, channels: int, stride: int, *, dtype, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(in_channels, channels, (3, 3), strides=stride, use_bias=False,
+                          dtype=dtype, rngs=rngs)
+    self.norm1 = _norm(channels, dtype, rngs)
+    self.conv2 = nnx.Conv(channels, channels, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
+    self.norm2 = _norm(channels, dtype, rngs)
     self.project = stride != 1 or in_channels != channels
     if self.project:
       self.shortcut = nnx.Conv(in_channels, channels, (1, 1), strides=stride, use_bias=False,
-                               rngs=rngs)
-      self.shortcut_norm = _norm(channels, rngs)
+                               dtype=dtype, rngs=rngs)
+      self.shortcut_norm = _norm(channels, dtype, rngs)
 
   def __call__(self, x):
     y = jax.nn.relu(self.norm1(self.conv1(x)))
@@ -43,17 +44,18 @@ class ResNet18(nnx.Module):
   """ResNet-18: 7x7/2 stem, 3x3/2 max-pool, 4 stages of 2 basic blocks (64-128-256-512)."""
 
   def __init__(self, in_channels: int, feature_dim: int, *, widths=(64, 128, 256, 512),
-               rngs: nnx.Rngs):
-    self.stem = nnx.Conv(in_channels, widths[0], (7, 7), strides=2, use_bias=False, rngs=rngs)
-    self.stem_norm = _norm(widths[0], rngs)
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    self.stem = nnx.Conv(in_channels, widths[0], (7, 7), strides=2, use_bias=False, dtype=dtype,
+                         rngs=rngs)
+    self.stem_norm = _norm(widths[0], dtype, rngs)
     blocks, channels = [], widths[0]
     for stage, width in enumerate(widths):
       for block in range(2):
         stride = 2 if stage > 0 and block == 0 else 1
-        blocks.append(BasicBlock(channels, width, stride, rngs=rngs))
+        blocks.append(BasicBlock(channels, width, stride, dtype=dtype, rngs=rngs))
         channels = width
     self.blocks = nnx.List(blocks)
-    self.out = nnx.Linear(channels, feature_dim, rngs=rngs)
+    self.out = nnx.Linear(channels, feature_dim, dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
     if x.ndim == 5:   # a clip: encode each frame, average over frames

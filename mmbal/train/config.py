@@ -42,6 +42,8 @@ def default_config() -> ml_collections.ConfigDict:
       val_fraction=0.15,       # validation split carved (stratified) from train
       in_memory=True,          # read the splits into host memory once (small data sets)
       non_finite="refuse",     # NaN/inf inputs: refuse | zero | drop (in-memory loads)
+      num_workers=0,           # grain worker processes building training batches (decoding
+                               # frames; benchmarks/pipeline.py); 0: threads in this process
   )
   c.model = dict(
       feature_dim=64,
@@ -50,6 +52,8 @@ def default_config() -> ml_collections.ConfigDict:
       unimodal="probe",        # probe | heads | split_head | shared_head (mmbal.models.classifier)
       image_encoder="cnn",     # cnn | cnn_flat | resnet18: the encoder of image-shaped modalities
       missing="zero",          # an absent modality: zero | learned (a learned feature vector)
+      dtype="float32",         # the encoders' compute dtype: float32 | bfloat16 (parameters
+                               # and the fused head stay float32)
   )
   c.method = dict(
       name="joint",            # see METHODS
@@ -207,6 +211,7 @@ def check_config(c: ml_collections.ConfigDict):
   method = _methods().get(c.method.name)   # "did you mean" for a misspelled name
   method.parse(c.method.get(c.method.name))   # each setting's choices / range
   method.check_model(c.model)
+  need(c.model.dtype in ("float32", "bfloat16"), "model.dtype", "'float32' or 'bfloat16'")
   need(c.method.grad_mode in ("sum", "stacked"), "method.grad_mode", "'sum' or 'stacked'")
   need(c.optimizer.name in ("adamw", "sgd"), "optimizer.name", "'adamw' or 'sgd'")
   need(c.optimizer.schedule in ("cosine", "constant"), "optimizer.schedule", "'cosine' or 'constant'")
@@ -231,7 +236,7 @@ def check_config(c: ml_collections.ConfigDict):
 # before anything loads or compiles: finite, of the right kind, in range.
 NUMERIC_RANGES = (
     ("seed", int, 0, 2**32 - 1),
-    ("data.val_fraction", float, 1e-6, 0.9),
+    ("data.val_fraction", float, 1e-6, 0.9), ("data.num_workers", int, 0, 1024),
     ("model.feature_dim", int, 1, 1 << 16), ("model.hidden_dim", int, 1, 1 << 16),
     ("optimizer.learning_rate", float, 1e-12, 10.0), ("optimizer.weight_decay", float, 0.0, 1.0),
     ("optimizer.momentum", float, 0.0, 0.999), ("optimizer.warmup_steps", int, 0, None),

@@ -65,7 +65,8 @@ def _train_and_evaluate(c, workdir: pathlib.Path, devices) -> Run:
                        f"({mesh.shape['data']} devices) and the process count ({jax.process_count()})")
   run = build_run(c, mesh=mesh)   # validates the data against the config before compiling
 
-  train_iter = mmdata.train_iterator(run.dataset.train, c.train.batch_size, seed=c.seed)
+  train_iter = mmdata.train_iterator(run.dataset.train, c.train.batch_size, seed=c.seed,
+                                     num_workers=c.data.num_workers)
   checkpoints = Checkpoints(workdir / "checkpoints", keep=c.train.keep_checkpoints,
                             damaged_dir=workdir / "checkpoints-damaged")
   state = run.state

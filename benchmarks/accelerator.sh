@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# mmbal's accelerator benchmarks in one command: one GPU (or TPU host), under 8 minutes.
+#
+#   benchmarks/accelerator.sh            # on the accelerator (JAX's default backend)
+#   benchmarks/accelerator.sh --tiny     # CPU smoke test at tiny sizes (tests/test_benchmarks.py)
+#   benchmarks/accelerator.sh --out DIR  # where the JSON goes (default benchmarks/results)
+#
+# Stages, each capped (seconds) so the whole stays under 8 minutes; a stage past its cap or
+# failing is recorded as such and the next one runs:
+#   methods_f32   every method's train step and its plain counterpart: a ResNet-18 per modality
+#                 at CREMA-D's shapes (spectrogram 188 x 257, frame 224 x 224), batch 64, float32
+#                 (method_overhead.py --encoder resnet18), variants compiled 8 at a time   (200)
+#   methods_bf16  the same in bfloat16 (model.dtype) for plain, OGM-GE, PCGrad, MMPareto, SAM (100)
+#   objectives    structured per-objective gradients against the plain step, M = 2, 3, 6
+#                 (step_overhead.py, MLP encoders 512 -> 1024 -> 256, batch 1024)           (50)
+#   vlm_large     the TinyVLM step at --large size with model FLOPs utilisation (vlm_step.py) (60)
+#   pipeline      frames decoded per second by the grain pipeline, 1-16 read threads and
+#                 2-8 worker processes (pipeline.py)                                          (50)
+# Writes DIR/accelerator/<stage>.json and DIR/accelerator_<device>.json (all stages, the
+# device named, each stage's status and seconds). Put the GPU's rows in docs/speed.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+tiny=0 out=benchmarks/results
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --tiny) tiny=1 ;;
+    --out) out=$2; shift ;;
+    *) echo "usage: $0 [--tiny] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+stages="$out/accelerator"
+mkdir -p "$stages"
+rm -f "$stages"/*.json "$stages"/*.status
+
+if [[ $tiny == 1 ]]; then   # the same commands at sizes a CPU runs in seconds
+  device=cpu
+  methods=(--encoder cnn --image-size 16 --batch 4 --rounds 1 --steps 1 --quick)
+  methods_f32=(--variants ogm_ge)
+  methods_bf16=(--variants plain)
+  objectives=(--batch 16 --in-dim 8 --hidden-dim 8 --feature-dim 8 --rounds 1 --steps 1
+              --modalities 2)
+  vlm=(--batch 4 --image-size 8 --patch-size 4 --dim 16 --depth 1 --rounds 1 --steps 1
+       --variants ce_bf16)
+  pipeline=(--quick --threads 1 --workers 1)
+else
+  device=gpu
+  methods=(--encoder resnet18 --batch 64 --rounds 5 --steps 5 --compile-threads 8)
+  methods_f32=()
+  methods_bf16=(--variants ogm_ge pcgrad mmpareto sam)
+  objectives=(--batch 1024 --in-dim 512 --hidden-dim 1024 --feature-dim 256 --rounds 5 --steps 10)
+  vlm=(--large --rounds 5 --steps 10)
+  pipeline=(--threads 1 4 16 --workers 2 8 --batches 32)
+fi
+
+# run NAME CAP_SECONDS COMMAND...: the stage's output in $stages/NAME.log, its status beside.
+run() {
+  local name=$1 cap=$2 start=$SECONDS status
+  shift 2
+  echo "== $name (cap ${cap}s)" >&2
+  timeout --kill-after=10 "$cap" "$@" >"$stages/$name.log" 2>&1
+  case $? in
+    0) status=ok ;;
+    124|137) status="timed out after ${cap}s" ;;
+    *) status="failed (see $name.log)" ;;
+  esac
+  printf '%s\t%s\n' "$status" "$((SECONDS - start))" >"$stages/$name.status"
+  echo "   $status, $((SECONDS - start)) s" >&2
+}
+
+run methods_f32 200 python benchmarks/method_overhead.py --device $device --modalities 2 \
+    "${methods[@]}" "${methods_f32[@]}" --dtype float32 --out "$stages/methods_f32.json"
+run methods_bf16 100 python benchmarks/method_overhead.py --device $device --modalities 2 \
+    "${methods[@]}" "${methods_bf16[@]}" --dtype bfloat16 --out "$stages/methods_bf16.json"
+run objectives 50 python benchmarks/step_overhead.py --device $device "${objectives[@]}" \
+    --out "$stages/objectives.json"
+run vlm_large 60 python benchmarks/vlm_step.py --device $device "${vlm[@]}" \
+    --out "$stages/vlm_large.json"
+run pipeline 50 python benchmarks/pipeline.py "${pipeline[@]}" --out "$stages/pipeline.json"
+
+python - "$stages" "$out" <<'EOF'
+"""Merges the stages' JSON into accelerator_<device>.json, naming the device."""
+import json, pathlib, sys
+stages, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+merged, device = {}, None
+for status in sorted(stages.glob("*.status")):
+  state, seconds = status.read_text().strip().split("\t")
+  result = stages / f"{status.stem}.json"
+  merged[status.stem] = dict(status=state, seconds=int(seconds),
+                             result=json.loads(result.read_text()) if result.exists() else None)
+  if status.stem != "pipeline":   # host work: it always reports the CPU
+    device = device or (merged[status.stem]["result"] or {}).get("device")
+sys.path.insert(0, "benchmarks")
+from _timing import device_name
+name = device_name(device) if device else "unknown"
+path = out / f"accelerator_{name}.json"
+path.write_text(json.dumps(dict(benchmark="accelerator", device=device, stages=merged), indent=2) + "\n")
+print(f"wrote {path}: " + ", ".join(f"{k} {v['status']} ({v['seconds']} s)" for k, v in merged.items()))
+sys.exit(0 if all(v["status"] == "ok" for v in merged.values()) else 1)
+EOF
