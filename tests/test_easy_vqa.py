@@ -221,3 +221,23 @@ def test_changing_priors_split_inverts_each_questions_answer_prior():
   np.testing.assert_array_equal(test["prior_answer"], blind["predictions"])
   with pytest.raises(ValueError, match="skew in"):
     ev.changing_priors_split(data, skew=0.4)
+
+
+def test_vcd_experiment_on_the_cp_split_writes_its_report(tmp_path):
+  # experiments.mllm_bias.easy_vqa_cp --tiny on a fixture: seeds saved and skipped when run
+  # again, the three read-outs scored, the paired tests reported.
+  from experiments.mllm_bias import easy_vqa_cp  # pylint: disable=import-outside-toplevel
+  _write_layout(str(tmp_path / "manual" / "easy_vqa" / "data"), TRAIN_ROWS * 2, TEST_ROWS * 3)
+  argv = ["--data-dir", str(tmp_path / "tfds"), "--manual-dir", str(tmp_path / "manual"),
+          "--out", str(tmp_path / "out"), "--seeds", "0", "1", "--tiny"]
+  result = easy_vqa_cp.main(argv)
+  assert [r["seed"] for r in result["runs"]] == [0, 1]
+  for r in result["runs"]:
+    assert set(r["accuracy"]) == {"full", "no_image", "vcd"}
+    assert all(0.0 <= a <= 1.0 for a in r["accuracy"].values())
+  assert set(result["tests"]) == {"vcd - full", "vcd - no_image"}
+  assert 0.0 <= result["tests"]["vcd - full"]["wilcoxon_p"] <= 1.0
+  report = (tmp_path / "out" / "easy_vqa_cp" / "report.md").read_text()
+  assert "question-only baseline" in report and "Wilcoxon" in report
+  saved = (tmp_path / "out" / "easy_vqa_cp" / "runs" / "seed0.json").read_text()
+  assert easy_vqa_cp.main(argv + ["--report-only"])["runs"][0] == json.loads(saved)
