@@ -6,7 +6,13 @@ channels (a per-position norm, for scale); and, with ``--official-dir`` (a clone
 github.com/GeWu-Lab/OGM-GE_CVPR2022) and torch installed, the official ``resnet18`` on the same
 input in PyTorch.
 
+``--layers``: one convolution of three of its layers, split into the forward pass, the input
+gradient and the weight gradient, in XLA and (torch installed) in PyTorch, next to a plain
+matmul with the weight gradient's FLOPs (``[C_in k k, B H W] x [B H W, C_out]``): how fast the
+weight gradient could be as one GEMM on this CPU.
+
   PYTHONPATH=. python benchmarks/resnet_cost.py [--official-dir /tmp/OGM-GE] [--batch 16]
+  PYTHONPATH=. python benchmarks/resnet_cost.py --layers
 
 Prints a table; writes nothing (a diagnostic for `vs_official`'s OGM-GE gap).
 """
@@ -33,8 +39,12 @@ class _Identity(nnx.Module):
 
 
 NORMS = {"GroupNorm (mmbal)": None,
-         "no norm (convolutions only)": lambda channels, rngs: _Identity(),
-         "LayerNorm over channels": lambda channels, rngs: nnx.LayerNorm(channels, rngs=rngs)}
+         "no norm (convolutions only)": lambda channels, dtype, rngs: _Identity(),
+         "LayerNorm over channels": lambda channels, dtype, rngs: nnx.LayerNorm(channels, rngs=rngs)}
+# (name, input side, channels in, channels out, kernel, stride): layers of the visual ResNet-18.
+LAYERS = (("stem 7x7/2, 3->64 at 224", 224, 3, 64, 7, 2),
+          ("stage 1 3x3, 64->64 at 56", 56, 64, 64, 3, 1),
+          ("stage 3 3x3, 256->256 at 14", 14, 256, 256, 3, 1))
 
 
 def _best(fn, repeats: int = 3) -> float:
@@ -75,11 +85,58 @@ def official_times(batch: int, official_dir: str) -> tuple[float, float]:
   return _best(lambda: model(x)), _best(step)
 
 
+def layer_times(batch: int) -> list[tuple]:
+  """Per layer: (name, XLA fwd, dx, dw, the dw-sized GEMM; torch fwd, dx, dw or None), seconds."""
+  rows, rng = [], np.random.default_rng(0)
+  for name, side, cin, cout, k, stride in LAYERS:
+    x = jnp.asarray(rng.normal(size=(batch, side, side, cin)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(k, k, cin, cout)) * 0.05, jnp.float32)
+    conv = lambda x, w, s=stride: jax.lax.conv_general_dilated(
+        x, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    g = jnp.ones(conv(x, w).shape, jnp.float32)
+    fwd = jax.jit(conv)
+    dx = jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0])
+    dw = jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0])
+    a = jnp.ones((k * k * cin, g.size // cout), jnp.float32)
+    gemm = jax.jit(lambda a, g: a @ g.reshape(-1, g.shape[-1]))
+    timed = [_best(lambda f=f, args=args: jax.block_until_ready(f(*args)), 5)
+             for f, args in ((fwd, (x, w)), (dx, (x, w, g)), (dw, (x, w, g)), (gemm, (a, g)))
+             if jax.block_until_ready(f(*args)) is not None]
+    rows.append((name, *timed, *_torch_layer(np.asarray(x), np.asarray(w), stride)))
+  return rows
+
+
+def _torch_layer(x, w, stride):
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None, None, None
+  tx = torch.tensor(x.transpose(0, 3, 1, 2)).requires_grad_(True)
+  tw = torch.tensor(w.transpose(3, 2, 0, 1)).requires_grad_(True)
+  conv = lambda: torch.nn.functional.conv2d(tx, tw, stride=stride, padding=w.shape[0] // 2)
+  with torch.no_grad():
+    conv()
+    forward = _best(conv, 5)
+  grad = lambda wrt: lambda: torch.autograd.grad(conv().sum(), wrt)
+  for wrt in (tx, tw):
+    grad(wrt)()
+  return forward, _best(grad(tx), 5) - forward, _best(grad(tw), 5) - forward
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--official-dir", default=None)
+  parser.add_argument("--layers", action="store_true", help="per-layer forward / dx / dw")
   args = parser.parse_args(argv)
+  if args.layers:
+    print(f"| layer, batch {args.batch} | XLA fwd | XLA dx | XLA dw | GEMM of dw's FLOPs | "
+          f"PyTorch fwd | PyTorch dx | PyTorch dw | (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, *times in layer_times(args.batch):
+      print(f"| {name} | " + " | ".join("—" if t is None else f"{1e3 * t:.1f}" for t in times)
+            + " | |")
+    return
   rows = [("mmbal, " + name, *mmbal_times(args.batch, norm)) for name, norm in NORMS.items()]
   if args.official_dir:
     rows.append(("official (PyTorch, BatchNorm)", *official_times(args.batch, args.official_dir)))
