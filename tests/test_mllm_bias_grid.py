@@ -61,6 +61,9 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path):
   stamp = [r.stat().st_mtime_ns for r in runs]
   grid.main(args)   # everything saved: nothing re-runs
   assert [r.stat().st_mtime_ns for r in runs] == stamp
+  # Asking for another cell (here: none saved, report only) keeps the saved cells' rows.
+  grid.main(args[:-1] + ["low contrast 0.6", "--report-only"])
+  assert "| 1-block LM | clean | 0.95 |" in (tmp_path / "grid" / "report.md").read_text()
 
 
 def test_ambiguous_evidence_probe_switching_points():

@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import sys
 import time
 
 import jax
@@ -79,16 +78,19 @@ def vision_ceilings(difficulties, budget: Budget, seeds, out: pathlib.Path,
   folder = out / "grid" / "vision-only"
   folder.mkdir(parents=True, exist_ok=True)
   found: dict[str, list[float]] = {}
+  record = json.loads(json.dumps(dataclasses.asdict(budget)))
   for d in difficulties:
     for seed in seeds:
       path = folder / f"{_slug(d)}__seed{seed}.json"
-      if not path.exists():
+      # A ceiling measured with another budget does not count (files from before the budget
+      # was recorded were all measured with the default one).
+      if not path.exists() or json.loads(path.read_text()).get("budget", record) != record:
         if saved_only:
           continue
         start = time.time()
         accuracy = vision_ceiling(DIFFICULTIES[d], budget, seed)
         path.write_text(json.dumps(dict(difficulty=d, seed=seed, ood_accuracy=accuracy,
-                                        seconds=time.time() - start)))
+                                        seconds=time.time() - start, budget=record)))
         log(f"[grid] vision-only ceiling, {d}, seed {seed}: OOD accuracy {accuracy:.2f}")
       found.setdefault(d, []).append(json.loads(path.read_text())["ood_accuracy"])
   return found
@@ -225,17 +227,24 @@ def main(argv=None):
   args = parser.parse_args(argv)
   budget = Budget.tiny() if args.tiny else Budget()
   out = pathlib.Path(args.out)
-  command = "python -m experiments.mllm_bias.grid " + " ".join(
-      a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only")
-  rows, by_capacity = [], {}
-  ceilings = vision_ceilings(args.difficulties, budget, args.seeds, out, args.report_only)
-  for capacity in args.capacities:
-    experiment = grid_experiment(capacity, difficulties=tuple(args.difficulties))
-    sized = dataclasses.replace(budget, **CAPACITIES[capacity])
-    by_capacity[capacity] = run_experiment(experiment, sized, args.seeds, out,
-                                           saved_only=args.report_only)
-    rows += analyse(by_capacity[capacity], budget, capacity, args.difficulties, PRIORS, ceilings)
-  compared = compare_capacities(by_capacity, budget, args.difficulties)
+  seeds = " ".join(str(s) for s in args.seeds)
+  command = (f"python -m experiments.mllm_bias.grid --out {args.out} --seeds {seeds}"
+             f"{' --tiny' if args.tiny else ''} --report-only")
+  vision_ceilings(args.difficulties, budget, args.seeds, out, args.report_only)
+  for capacity in args.capacities:   # runs (or finds saved) the cells asked for
+    run_experiment(grid_experiment(capacity, difficulties=tuple(args.difficulties)),
+                   dataclasses.replace(budget, **CAPACITIES[capacity]), args.seeds, out,
+                   saved_only=args.report_only)
+  # The report covers every cell saved under --out, not only those asked for now: running a
+  # part of the grid never drops the other cells' rows from it.
+  rows, by_capacity, difficulties = [], {}, list(DIFFICULTIES)
+  ceilings = vision_ceilings(difficulties, budget, args.seeds, out, saved_only=True)
+  for capacity in CAPACITIES:
+    by_capacity[capacity] = run_experiment(grid_experiment(capacity),
+                                           dataclasses.replace(budget, **CAPACITIES[capacity]),
+                                           args.seeds, out, saved_only=True)
+    rows += analyse(by_capacity[capacity], budget, capacity, difficulties, PRIORS, ceilings)
+  compared = compare_capacities(by_capacity, budget, difficulties)
   print(f"wrote {write_report(rows, budget, args.seeds, out, command, compared)}")
 
 
