@@ -45,6 +45,22 @@ def test_judge_censors_never_and_tests_over_seeds():
       pytest.approx(2 / 3)
 
 
+def test_compute_matched_escape_scales_each_condition_by_its_step_cost():
+  # "costly" escapes at step 100 but costs 3 TFLOP a step (300 TFLOP); "cheap" at step 150 for
+  # 1 TFLOP a step (150 TFLOP). In steps costly is first; in compute cheap is. Log-rank on
+  # TFLOP by hand: at 150, 4 at risk (2 costly), 2 escapes, both cheap: E_costly = 1,
+  # V = 2 * 1/2 * 1/2 * 2/3 = 1/3; at 300 only costly is at risk (V = 0): O = 2, E = 1 + 2 = 3;
+  # chi2 = (2 - 3)^2 / (1/3) = 3, p = 0.0833, against the claim.
+  runs = dict(costly=[history([0.0, 0.9, 1.0]), history([0.0, 0.8, 1.0])],
+              cheap=[history([0.0, 0.2, 0.9]), history([0.0, 0.1, 0.7])])
+  budget, costs = Budget(steps=150, eval_every=50), dict(costly=3e12, cheap=1e12)
+  steps = judge(Claim("costly first", "costly", "cheap"), runs, budget, costs)
+  assert steps.as_claimed and steps.p_value == pytest.approx(0.08326, abs=1e-4)
+  compute = judge(Claim("costly first", "costly", "cheap", "escape_compute"), runs, budget, costs)
+  assert (compute.better, compute.worse) == ("median 300 TFLOP", "median 150 TFLOP")
+  assert not compute.as_claimed and compute.p_value == pytest.approx(0.08326, abs=1e-4)
+
+
 def test_early_step_is_the_evaluation_nearest_a_third():
   assert early_step(Budget(steps=600, eval_every=50)) == 200
   assert early_step(Budget(steps=20, eval_every=10)) == 10
@@ -88,6 +104,10 @@ def test_tiny_experiment_writes_its_report(tmp_path, name, only):
     assert last["step"] == Budget.tiny().steps
     assert 0.0 <= last["ood_accuracy"] <= 1.0 and last["id_blind_kl"] >= 0.0
     assert 0.0 <= last["switching_point"] <= 1.0          # the ambiguous-evidence probe
+  if name == "objectives":   # the compute-matched claims: T_escape x XLA's FLOPs per step
+    flops = json.loads((folder / "step_flops.json").read_text())["flops"]
+    assert set(flops) == set(results["conditions"]) and min(flops.values()) > 0
+    assert "T_escape in TFLOP" in text
   # A second invocation loads the saved runs instead of training again.
   runs = sorted((folder / "runs").glob("*.json"))
   stamps = [p.stat().st_mtime_ns for p in runs]

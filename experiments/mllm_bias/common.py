@@ -251,27 +251,7 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
     load_pretrained(model, lm=pretrain_lm(config, train, budget, seed, setting.lm_text).lm)
   if setting.vision == "pretrained":
     load_pretrained(model, vision=pretrain_vision(config, train, budget, seed))
-  freeze = (("lm",) if setting.lm.startswith("frozen") else ()) + (
-      ("vision",) if setting.vision != "trainable" else ())
-  objectives = {}
-  if "align" in setting.objectives:
-    objectives["align"] = (alignment_objective(), 1.0)
-  if "align_question" in setting.objectives:
-    objectives["align"] = (alignment_objective(include_answer=False), 1.0)
-  if "answer_head" in setting.objectives:
-    objectives["answer_head"] = (visual_answer_objective(vocab.answer_ids_for("color")), 1.0)
-  if "counterfactual" in setting.objectives:
-    objectives["counterfactual"] = (counterfactual_objective(), 1.0)
-  transform, extra_args = None, None
-  if setting.transform in ("ogm_ge", "ogm_ge_lm"):
-    text = "lm" if setting.transform == "ogm_ge_lm" else "embedding"
-    transform = transforms.ogm_ge(vlm_modality_labels(model, text=text), alpha=0.5)
-    extra_args = ogm_ge_confidence
-  key = ("vlm", vocab.size, config.image_size * config.upsample, budget, freeze,
-         setting.objectives, setting.transform)
-  trainer = _trainer(key, lambda: make_vlm_trainer(
-      model, optax.adam(budget.learning_rate), freeze=freeze, objectives=objectives,
-      transform=transform, extra_args=extra_args, answer_grad_norms=False))
+  trainer = _condition_trainer(setting, budget, config, vocab, model)
   state = trainer.init(seed, _params(model))
   answer_ids = vocab.answer_ids_for("color")
   eval_batch = min(budget.batch, 256)
@@ -303,6 +283,45 @@ def run(setting: Setting, budget: Budget, seed: int) -> list[dict]:
         functools.partial(_predict, trainer.apply, state.params, answer_ids, eval_batch),
         config)["switching_point"]
   return history
+
+
+def _condition_trainer(setting: Setting, budget: Budget, config: PriorVQAConfig, vocab, model):
+  """The condition's VLM trainer (frozen groups, auxiliary objectives, transform), compiled
+  once per architecture and recipe (`_trainer`)."""
+  freeze = (("lm",) if setting.lm.startswith("frozen") else ()) + (
+      ("vision",) if setting.vision != "trainable" else ())
+  objectives = {}
+  if "align" in setting.objectives:
+    objectives["align"] = (alignment_objective(), 1.0)
+  if "align_question" in setting.objectives:
+    objectives["align"] = (alignment_objective(include_answer=False), 1.0)
+  if "answer_head" in setting.objectives:
+    objectives["answer_head"] = (visual_answer_objective(vocab.answer_ids_for("color")), 1.0)
+  if "counterfactual" in setting.objectives:
+    objectives["counterfactual"] = (counterfactual_objective(), 1.0)
+  transform, extra_args = None, None
+  if setting.transform in ("ogm_ge", "ogm_ge_lm"):
+    text = "lm" if setting.transform == "ogm_ge_lm" else "embedding"
+    transform = transforms.ogm_ge(vlm_modality_labels(model, text=text), alpha=0.5)
+    extra_args = ogm_ge_confidence
+  key = ("vlm", vocab.size, config.image_size * config.upsample, budget, freeze,
+         setting.objectives, setting.transform)
+  return _trainer(key, lambda: make_vlm_trainer(
+      model, optax.adam(budget.learning_rate), freeze=freeze, objectives=objectives,
+      transform=transform, extra_args=extra_args, answer_grad_norms=False))
+
+
+def step_flops(setting: Setting, budget: Budget) -> float:
+  """XLA's FLOP count of one training step of the condition (cost analysis of the compiled
+  step; the compute-matched comparisons scale T_escape by it)."""
+  config = data_config(setting, budget, 0)
+  vocab = vocabulary(config)
+  train = generate(dataclasses.replace(config, num_train=budget.batch), "train")
+  model = tiny_vlm(vocab.size, config, budget, 0)
+  trainer = _condition_trainer(setting, budget, config, vocab, model)
+  batch = trainer.shard_batch(next(_batches(train, budget.batch, 0)))
+  cost = trainer.jitted.lower(trainer.init(0, _params(model)), batch).compile().cost_analysis()
+  return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
 
 
 @functools.partial(jax.jit, static_argnums=0)

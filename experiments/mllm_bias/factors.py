@@ -27,7 +27,8 @@ class Claim:
   text: str
   better: str
   worse: str
-  summary: str = "escape"        # "escape" | a metric name (compared at ``step``)
+  summary: str = "escape"        # "escape" | "escape_compute" (T_escape in training FLOPs:
+                                 # steps x the condition's step cost) | a metric name
   step: str = "end"              # "end" | "early" (the evaluation closest to a third of the run)
 
 
@@ -56,20 +57,26 @@ class Judgement(NamedTuple):
   as_claimed: bool     # the difference points the claimed way
 
 
-def judge(claim: Claim, results: dict, budget: Budget) -> Judgement:
+def judge(claim: Claim, results: dict, budget: Budget, costs: dict | None = None) -> Judgement:
   """Tests one claim over seeds. T_escape: runs that never escape are censored at the budget
   (`survival`); a log-rank test, and the claim points the right way when the better condition
   escapes more often than expected under no difference. A metric: a two-sided Mann-Whitney U
   test (exact over all splits of the seeds up to 10 + 10, ties included), the better
-  condition ranking higher (its U above half the pairs)."""
+  condition ranking higher (its U above half the pairs). ``escape_compute``: the same
+  log-rank test on T_escape in training TFLOPs (steps x ``costs[condition]``, XLA's FLOPs per
+  step), each condition censored at its own budget's compute."""
   better, worse = results[claim.better], results[claim.worse]
-  if claim.summary == "escape":
+  if claim.summary in ("escape", "escape_compute"):
+    scale = ((lambda name: costs[name] / 1e12) if claim.summary == "escape_compute"
+             else (lambda name: 1.0))
     ta, ea = escape_times(better, budget)
     tb, eb = escape_times(worse, budget)
+    ta, tb = [t * scale(claim.better) for t in ta], [t * scale(claim.worse) for t in tb]
     test = survival.log_rank(ta, ea, tb, eb)
-    text = lambda m: f"> {budget.steps}" if m is None else f"{m:.0f}"
-    return Judgement(f"median {text(survival.km_median(ta, ea))}",
-                     f"median {text(survival.km_median(tb, eb))}",
+    unit = " TFLOP" if claim.summary == "escape_compute" else ""
+    text = lambda m, s: (f"> {budget.steps * s:.3g}" if m is None else f"{m:.3g}") + unit
+    return Judgement(f"median {text(survival.km_median(ta, ea), scale(claim.better))}",
+                     f"median {text(survival.km_median(tb, eb), scale(claim.worse))}",
                      "log-rank", test.p_value, test.observed_a > test.expected_a)
   step = None if claim.step == "end" else early_step(budget)
   a, b = at_step(better, claim.summary, step), at_step(worse, claim.summary, step)
@@ -182,6 +189,8 @@ def objective_experiment() -> Experiment:
   claims = tuple(
       Claim(f"{c.name.lstrip('+ ')} makes the model leave the prior earlier than CE alone",
             c.name, base.name) for c in conditions[1:]) + tuple(
+      Claim(f"{c.name.lstrip('+ ')}: earlier than CE alone at equal training compute",
+            c.name, base.name, "escape_compute") for c in conditions[1:]) + tuple(
       Claim(f"{c.name.lstrip('+ ')}: higher inverted-prior accuracy early in training",
             c.name, base.name, "ood_accuracy", "early") for c in conditions[1:])
   groups = (("objectives", tuple(c.name for c in conditions)),)

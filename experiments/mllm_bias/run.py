@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from experiments.mllm_bias import report, survival
+from experiments.mllm_bias import common, report, survival
 from experiments.mllm_bias.common import Budget, run
 from experiments.mllm_bias.factors import EXPERIMENTS, Experiment, early_step, judge
 
@@ -99,6 +99,21 @@ def condition_rows(experiment: Experiment, results: dict, budget: Budget):
   return header, rows
 
 
+def step_costs(experiment: Experiment, results: dict, budget: Budget,
+               folder: pathlib.Path) -> dict[str, float]:
+  """XLA FLOPs per training step of each condition with runs (`common.step_flops`), kept in
+  ``<folder>/step_flops.json`` for this budget (compiling them takes a minute)."""
+  path = folder / "step_flops.json"
+  record = json.loads(json.dumps(dataclasses.asdict(budget)))
+  saved = json.loads(path.read_text()) if path.exists() else {}
+  costs = saved.get("flops", {}) if saved.get("budget") == record else {}
+  for setting in experiment.conditions:
+    if setting.name in results and setting.name not in costs:
+      costs[setting.name] = common.step_flops(setting, budget)
+  path.write_text(json.dumps(dict(budget=record, flops=costs), indent=1) + "\n")
+  return costs
+
+
 def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, out: pathlib.Path,
                  command: str) -> pathlib.Path:
   budget = dataclasses.replace(budget, base_data=experiment.base_data)
@@ -115,7 +130,9 @@ def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, o
   report.plot_escape_bars(folder / "escape.png", results, budget.steps,
                           f"{experiment.title.split(' — ')[0]}: how long the prior holds")
   figures.insert(0, ("T_escape per condition", "escape.png"))
-  claims = [(c, judge(c, results, budget)) for c in experiment.claims
+  costs = (step_costs(experiment, results, budget, folder)
+           if any(c.summary == "escape_compute" for c in experiment.claims) else None)
+  claims = [(c, judge(c, results, budget, costs)) for c in experiment.claims
             if c.better in results and c.worse in results]
   adjusted = survival.holm([j.p_value for _, j in claims]) if claims else []
   verdicts = [j.as_claimed and p < 0.05 for (_, j), p in zip(claims, adjusted)]
@@ -147,8 +164,8 @@ def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, o
       report.markdown_table(
           ["claim", "measure", "better condition", "other condition", "test", "p (Holm)",
            "verdict"],
-          [[c.text, "T_escape" if c.summary == "escape" else
-            f"{c.summary} @{'end' if c.step == 'end' else early_step(budget)}",
+          [[c.text, {"escape": "T_escape", "escape_compute": "T_escape in TFLOP"}.get(
+              c.summary, f"{c.summary} @{'end' if c.step == 'end' else early_step(budget)}"),
             f"{c.better}: {j.better}", f"{c.worse}: {j.worse}", j.test,
             f"{j.p_value:.3g} ({p:.3g})", "**reproduced**" if ok else "**not reproduced**"]
            for (c, j), p, ok in zip(claims, adjusted, verdicts)]), "",
