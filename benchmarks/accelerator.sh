@@ -4,16 +4,20 @@
 #   benchmarks/accelerator.sh            # on the accelerator (JAX's default backend)
 #   benchmarks/accelerator.sh --tiny     # CPU smoke test at tiny sizes (tests/test_benchmarks.py)
 #   benchmarks/accelerator.sh --out DIR  # where the JSON goes (default benchmarks/results)
+#   benchmarks/accelerator.sh --stages methods_f32,vlm_large   # some stages only
+#   PYTHON=/path/to/python benchmarks/accelerator.sh   # the interpreter (default python3)
 #
 # Stages, each capped (seconds) so the whole stays under 8 minutes; a stage past its cap or
 # failing is recorded as such and the next one runs:
-#   methods_f32   every method's train step and its plain counterpart: a ResNet-18 per modality
-#                 at CREMA-D's shapes (spectrogram 188 x 257, frame 224 x 224), batch 64, float32
-#                 (method_overhead.py --encoder resnet18), variants compiled 8 at a time   (200)
-#   methods_bf16  the same in bfloat16 (model.dtype) for plain, OGM-GE, PCGrad, MMPareto, SAM (100)
-#   objectives    structured per-objective gradients against the plain step, M = 2, 3, 6
-#                 (step_overhead.py, MLP encoders 512 -> 1024 -> 256, batch 1024)           (50)
-#   vlm_large     the TinyVLM step at --large size with model FLOPs utilisation (vlm_step.py) (60)
+#   methods_f32   OGM-GE, PCGrad and MMPareto's train steps and their plain counterparts: a
+#                 ResNet-18 per modality at CREMA-D's shapes (spectrogram 188 x 257, frame
+#                 224 x 224), batch 64, float32 (method_overhead.py --encoder resnet18),
+#                 compiled 8 at a time                                                       (150)
+#   methods_bf16  OGM-GE and PCGrad the same in bfloat16 (model.dtype)                       (90)
+#   objectives    structured and overlapping per-objective gradients against the plain step,
+#                 M = 2, 3, 6 (step_overhead.py, MLP encoders 512 -> 1024 -> 256, batch 1024) (60)
+#   vlm_large     the TinyVLM step at --large size, f32 and bf16, with model FLOPs utilisation
+#                 (vlm_step.py)                                                               (60)
 #   pipeline      frames decoded per second by the grain pipeline, 1-16 read threads and
 #                 2-8 worker processes (pipeline.py)                                          (50)
 # Writes DIR/accelerator/<stage>.json and DIR/accelerator_<device>.json (all stages, the
@@ -21,13 +25,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+py=${PYTHON:-python3}
 
-tiny=0 out=benchmarks/results
+tiny=0 out=benchmarks/results only=methods_f32,methods_bf16,objectives,vlm_large,pipeline
 while [[ $# -gt 0 ]]; do
   case $1 in
     --tiny) tiny=1 ;;
     --out) out=$2; shift ;;
-    *) echo "usage: $0 [--tiny] [--out DIR]" >&2; exit 2 ;;
+    --stages) only=$2; shift ;;
+    *) echo "usage: $0 [--tiny] [--out DIR] [--stages a,b,...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -48,10 +54,17 @@ if [[ $tiny == 1 ]]; then   # the same commands at sizes a CPU runs in seconds
 else
   device=gpu
   methods=(--encoder resnet18 --batch 64 --rounds 5 --steps 5 --compile-threads 8)
-  methods_f32=()
-  methods_bf16=(--variants ogm_ge pcgrad mmpareto sam)
-  objectives=(--batch 1024 --in-dim 512 --hidden-dim 1024 --feature-dim 256 --rounds 5 --steps 10)
-  vlm=(--large --rounds 5 --steps 10)
+  # The variants share every convolution: XLA's GPU autotuning results are kept on disk so the
+  # second variant does not tune them again (untested on a GPU yet; see docs/benchmarks.md).
+  export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_per_fusion_autotune_cache_dir=$stages/autotune"
+  # Sized by the first H200 run (2026-12-04): compiling every method's ResNet step took over
+  # 200 s even 8 at a time, so the stages time a representative set; the whole sweep is
+  # `method_overhead.py --device gpu --encoder resnet18 --batch 64` on its own.
+  methods_f32=(--variants ogm_ge pcgrad mmpareto)
+  methods_bf16=(--variants ogm_ge pcgrad)
+  objectives=(--batch 1024 --in-dim 512 --hidden-dim 1024 --feature-dim 256 --rounds 5 --steps 10
+              --variants plain structured/vmap overlap/vmap)
+  vlm=(--large --rounds 5 --steps 10 --variants ce ce_bf16)
   pipeline=(--threads 1 4 16 --workers 2 8 --batches 32)
 fi
 
@@ -59,6 +72,7 @@ fi
 run() {
   local name=$1 cap=$2 start=$SECONDS status
   shift 2
+  [[ ",$only," == *",$name,"* ]] || return 0
   echo "== $name (cap ${cap}s)" >&2
   timeout --kill-after=10 "$cap" "$@" >"$stages/$name.log" 2>&1
   case $? in
@@ -70,17 +84,17 @@ run() {
   echo "   $status, $((SECONDS - start)) s" >&2
 }
 
-run methods_f32 200 python benchmarks/method_overhead.py --device $device --modalities 2 \
+run methods_f32 150 "$py" benchmarks/method_overhead.py --device $device --modalities 2 \
     "${methods[@]}" "${methods_f32[@]}" --dtype float32 --out "$stages/methods_f32.json"
-run methods_bf16 100 python benchmarks/method_overhead.py --device $device --modalities 2 \
+run methods_bf16 90 "$py" benchmarks/method_overhead.py --device $device --modalities 2 \
     "${methods[@]}" "${methods_bf16[@]}" --dtype bfloat16 --out "$stages/methods_bf16.json"
-run objectives 50 python benchmarks/step_overhead.py --device $device "${objectives[@]}" \
+run objectives 60 "$py" benchmarks/step_overhead.py --device $device "${objectives[@]}" \
     --out "$stages/objectives.json"
-run vlm_large 60 python benchmarks/vlm_step.py --device $device "${vlm[@]}" \
+run vlm_large 60 "$py" benchmarks/vlm_step.py --device $device "${vlm[@]}" \
     --out "$stages/vlm_large.json"
-run pipeline 50 python benchmarks/pipeline.py "${pipeline[@]}" --out "$stages/pipeline.json"
+run pipeline 50 "$py" benchmarks/pipeline.py "${pipeline[@]}" --out "$stages/pipeline.json"
 
-python - "$stages" "$out" <<'EOF'
+"$py" - "$stages" "$out" <<'EOF'
 """Merges the stages' JSON into accelerator_<device>.json, naming the device."""
 import json, pathlib, sys
 stages, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
