@@ -1,6 +1,7 @@
 """The benchmark scripts run (tiny settings; timing is not asserted, benchmarks measure it)."""
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -119,7 +120,8 @@ def test_accelerator_suite_runs_end_to_end_at_tiny_sizes(tmp_path):
   # Its stages are the smoke tests of method_overhead (image encoders, bf16), step_overhead,
   # vlm_step and pipeline.
   done = subprocess.run(["bash", "benchmarks/accelerator.sh", "--tiny", "--out", str(tmp_path)],
-                        capture_output=True, text=True, check=False)
+                        capture_output=True, text=True, check=False,
+                        env=dict(os.environ, PYTHON=sys.executable))
   assert done.returncode == 0, done.stderr[-3000:]
   merged = json.loads((tmp_path / "accelerator_cpu.json").read_text())
   assert merged["device"]["platform"] == "cpu"
