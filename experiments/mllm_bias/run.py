@@ -55,7 +55,7 @@ def run_experiment(experiment: Experiment, budget: Budget, seeds, out: pathlib.P
       if path.exists():
         saved = json.loads(path.read_text())
         if saved["budget"] == json.loads(json.dumps(dataclasses.asdict(budget))):
-          results[setting.name].append(saved["history"])
+          results[setting.name].append(_current_names(saved["history"]))
           continue
       if saved_only:
         continue
@@ -74,9 +74,10 @@ def run_experiment(experiment: Experiment, budget: Budget, seeds, out: pathlib.P
   return {name: runs for name, runs in results.items() if runs}
 
 
-def _blind_kl(histories) -> str:
-  """The history key of KL(full || blank): ``id_vig`` in runs stored before it was renamed."""
-  return "id_vig" if histories and histories[0] and "id_vig" in histories[0][0] else "id_blind_kl"
+def _current_names(history: list[dict]) -> list[dict]:
+  """A saved history with today's metric names (KL(full || blank) was stored as ``id_vig``
+  before it was renamed ``id_blind_kl``), so old and new runs of a condition aggregate."""
+  return [{("id_blind_kl" if k == "id_vig" else k): v for k, v in e.items()} for e in history]
 
 
 def condition_rows(experiment: Experiment, results: dict, budget: Budget):
@@ -94,7 +95,7 @@ def condition_rows(experiment: Experiment, results: dict, budget: Budget):
                  report.mean_std(report.at_step(histories, "id_accuracy")),
                  report.mean_std(report.at_step(histories, "ood_prior_following")),
                  report.mean_std(report.at_step(histories, "id_blind_accuracy")),
-                 report.mean_std(report.at_step(histories, _blind_kl(histories)), 3),
+                 report.mean_std(report.at_step(histories, "id_blind_kl"), 3),
                  report.mean_std(ratio)])
   return header, rows
 
