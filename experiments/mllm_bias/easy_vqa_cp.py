@@ -13,8 +13,9 @@ Protocol (fixed before any result was seen):
   against the no-image logits, alpha 1, beta 0.1: the VCD paper's defaults; not tuned, since
   VQA-CP has no out-of-distribution validation split). Also the question-only baseline of
   the re-split (each question's majority answer in train).
-* Test: per-seed paired differences (VCD - full), exact two-sided Wilcoxon signed-rank test,
-  mean with a 95% t interval; the same for VCD - no-image.
+* Test: per-seed paired differences (VCD - full) of the number of correct test answers, a
+  two-sided Wilcoxon signed-rank test with its exact null (all 2^n sign flips enumerated, so
+  ties and zeros are handled), mean with a 95% t interval; the same for VCD - no-image.
 
   python -m experiments.mllm_bias.easy_vqa_cp --data-dir DIR --seeds 0 1 2 3 4 5 6 7 8 9
   python -m experiments.mllm_bias.easy_vqa_cp ... --report-only     # the saved runs only
@@ -86,26 +87,35 @@ def run(train, test, vocab, seed: int, steps: int, batch: int = 64, dim: int = 6
   correct = {r: np.concatenate([c[i] for c in chunks])[:len(truth)] == truth
              for i, r in enumerate(READOUTS)}
   kinds = test["question_type"]
-  return dict(seed=seed, steps=steps, batch=batch, dim=dim, depth=depth,
+  return dict(seed=seed, steps=steps, batch=batch, dim=dim, depth=depth, test_size=len(truth),
+              correct={r: int(c.sum()) for r, c in correct.items()},
               accuracy={r: float(c.mean()) for r, c in correct.items()},
               per_type={easy_vqa.QUESTION_TYPES[t]: {r: float(c[kinds == t].mean())
                                                      for r, c in correct.items()}
                         for t in np.unique(kinds)})
 
 
-def paired(a, b) -> dict:
-  """``a - b`` over seeds: mean, 95% t interval, exact two-sided Wilcoxon signed-rank p."""
-  d = np.asarray(a) - np.asarray(b)
-  half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
-  p = (stats.wilcoxon(d, method="exact").pvalue if len(d) > 1 and np.any(d != 0) else 1.0)
-  return dict(mean=float(d.mean()), ci95=[float(d.mean() - half), float(d.mean() + half)],
+def paired(a, b, size: int) -> dict:
+  """``a - b`` (correct answers out of ``size``) over seeds: the mean accuracy difference, its
+  95% t interval, and the two-sided Wilcoxon signed-rank p over every sign flip (exact)."""
+  d = np.asarray(a, np.int64) - np.asarray(b, np.int64)
+  mean = d.mean() / size
+  half = (stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) / size
+          if len(d) > 1 else np.nan)
+  p = (stats.wilcoxon(d, method=stats.PermutationMethod(n_resamples=2 ** len(d))).pvalue
+       if len(d) > 1 and np.any(d != 0) else 1.0)
+  return dict(mean=float(mean), ci95=[float(mean - half), float(mean + half)],
               wilcoxon_p=float(p), seeds=len(d))
 
 
-def report(runs: list[dict], baseline: dict | None) -> tuple[str, dict]:
+def report(runs: list[dict], baseline: dict | None, size: int) -> tuple[str, dict]:
+  """The table and the paired tests; ``size``: the CP test split's examples (runs saved before
+  the counts were kept give them as accuracy x size, exactly)."""
   acc = {r: [x["accuracy"][r] for x in runs] for r in READOUTS}
-  tests = {"vcd - full": paired(acc["vcd"], acc["full"]),
-           "vcd - no_image": paired(acc["vcd"], acc["no_image"])}
+  hits = {r: [x.get("correct", {}).get(r, round(x["accuracy"][r] * size)) for x in runs]
+          for r in READOUTS}
+  tests = {"vcd - full": paired(hits["vcd"], hits["full"], size),
+           "vcd - no_image": paired(hits["vcd"], hits["no_image"], size)}
   lines = ["# VCD on easy-VQA-CP", "",
            f"{len(runs)} seeds ({', '.join(str(r['seed']) for r in runs)}), "
            f"{runs[0]['steps']} steps of {runs[0]['batch']}, TinyVLM d={runs[0]['dim']} x "
@@ -121,7 +131,8 @@ def report(runs: list[dict], baseline: dict | None) -> tuple[str, dict]:
     lines.append(f"| question-only baseline (train majority per question) | "
                  f"{baseline['accuracy']:.3f} | {baseline['per_type'].get('yes/no', np.nan):.3f} | "
                  f"{baseline['per_type'].get('open', np.nan):.3f} |")
-  lines += ["", "| paired over seeds | mean difference | 95% t interval | Wilcoxon p (exact) |",
+  lines += ["", "| paired over seeds | mean accuracy difference | 95% t interval | "
+            "Wilcoxon signed-rank p (exact) |",
             "|---|---|---|---|"]
   for name, t in tests.items():
     lines.append(f"| {name} | {t['mean']:+.4f} | [{t['ci95'][0]:+.4f}, {t['ci95'][1]:+.4f}] | "
@@ -150,21 +161,28 @@ def main(argv=None):
   (out / "runs").mkdir(parents=True, exist_ok=True)
   train, test, vocab = load(args.data_dir, args.manual_dir)
   size = dict(steps=4, batch=8, dim=16, depth=1) if args.tiny else dict(steps=args.steps)
+  wanted = dict(dict(steps=args.steps, batch=64, dim=64, depth=2), **size)
+  same = lambda path: all(json.loads(path.read_text()).get(k) == v for k, v in wanted.items())
   runs = []
   for seed in args.seeds:
     path = out / "runs" / f"seed{seed}.json"
+    if path.exists() and not same(path):   # another size's run is neither reused nor lost
+      if args.report_only:
+        continue
+      path.rename(path.with_suffix(f".{int(time.time())}.other-size.json"))
     if not path.exists() and not args.report_only:
       start = time.time()
       path.write_text(json.dumps(run(train, test, vocab, seed, **size), indent=1) + "\n")
       print(f"[easy_vqa_cp] seed {seed}: {json.loads(path.read_text())['accuracy']} "
             f"({time.time() - start:.0f} s)", flush=True)
-    if path.exists():
+    if path.exists() and same(path):
       runs.append(json.loads(path.read_text()))
   if not runs:
     raise SystemExit(f"no saved runs under {out / 'runs'}")
   baseline = easy_vqa.question_only_baseline(train, test, easy_vqa.QUESTION_TYPES)
   text, result = report(runs, dict(accuracy=float(baseline["accuracy"]),
-                                   per_type={k: float(v) for k, v in baseline["per_type"].items()}))
+                                   per_type={k: float(v) for k, v in baseline["per_type"].items()}),
+                        len(test["answer"]))
   (out / "report.md").write_text(text)
   (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
   print(text)

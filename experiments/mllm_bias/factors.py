@@ -74,7 +74,8 @@ def judge(claim: Claim, results: dict, budget: Budget, costs: dict | None = None
     ta, tb = [t * scale(claim.better) for t in ta], [t * scale(claim.worse) for t in tb]
     test = survival.log_rank(ta, ea, tb, eb)
     unit = " TFLOP" if claim.summary == "escape_compute" else ""
-    text = lambda m, s: (f"> {budget.steps * s:.3g}" if m is None else f"{m:.3g}") + unit
+    number = (lambda x: f"{x:.3g}") if unit else (lambda x: f"{x:.0f}")
+    text = lambda m, s: (f"> {number(budget.steps * s)}" if m is None else number(m)) + unit
     return Judgement(f"median {text(survival.km_median(ta, ea), scale(claim.better))}",
                      f"median {text(survival.km_median(tb, eb), scale(claim.worse))}",
                      "log-rank", test.p_value, test.observed_a > test.expected_a)

@@ -79,12 +79,13 @@ def vision_ceilings(difficulties, budget: Budget, seeds, out: pathlib.Path,
   folder.mkdir(parents=True, exist_ok=True)
   found: dict[str, list[float]] = {}
   record = json.loads(json.dumps(dataclasses.asdict(budget)))
+  legacy = json.loads(json.dumps(dataclasses.asdict(Budget())))   # files without a record
   for d in difficulties:
     for seed in seeds:
       path = folder / f"{_slug(d)}__seed{seed}.json"
       # A ceiling measured with another budget does not count (files from before the budget
       # was recorded were all measured with the default one).
-      if not path.exists() or json.loads(path.read_text()).get("budget", record) != record:
+      if not path.exists() or json.loads(path.read_text()).get("budget", legacy) != record:
         if saved_only:
           continue
         start = time.time()

@@ -110,7 +110,7 @@ class MultimodalClassifier(nnx.Module):
     """``(logits, features)`` of modality ``name`` from its input alone (one encoder, one head)."""
     if self.unimodal == "split_head":
       raise ValueError("unimodal_forward: a split head has no single-modality forward")
-    h = self.encoders[name](x)
+    h = self.encoders[name](x).astype(jnp.float32)   # as __call__: heads see float32
     return (self.head if self.unimodal == "shared_head" else self.unimodal_heads[name])(h), h
 
   def fuse_logits(self, unimodal, present=None):
