@@ -461,7 +461,10 @@ def train_iterator(source: Source, global_batch_size: int, *, seed: int = 0,
 
   `num_workers` > 0 builds the batches in that many grain worker processes (for decoding
   that one process cannot keep up with; `benchmarks/pipeline.py` measures it); the batches
-  and the iterator's state are the same as with none.
+  are the same as with none. Each worker holds its own copy of the source (of an in-memory
+  data set: its memory once per worker), and the iterator's state is only restorable into an
+  iterator with workers (resuming with another `data.num_workers` is refused by the config
+  check).
   """
   if not (isinstance(num_workers, int) and num_workers >= 0):
     raise ValueError(f"num_workers: expected an int >= 0, got {num_workers!r}")
