@@ -103,15 +103,23 @@ def condition_rows(experiment: Experiment, results: dict, budget: Budget):
 def step_costs(experiment: Experiment, results: dict, budget: Budget,
                folder: pathlib.Path) -> dict[str, float]:
   """XLA FLOPs per training step of each condition with runs (`common.step_flops`), kept in
-  ``<folder>/step_flops.json`` for this budget (compiling them takes a minute)."""
+  ``<folder>/step_flops.json`` with the budget and each condition's setting (compiling them
+  takes a minute); a changed budget or setting is measured again."""
   path = folder / "step_flops.json"
-  record = json.loads(json.dumps(dataclasses.asdict(budget)))
+  as_json = lambda x: json.loads(json.dumps(dataclasses.asdict(x)))
   saved = json.loads(path.read_text()) if path.exists() else {}
-  costs = saved.get("flops", {}) if saved.get("budget") == record else {}
+  same_budget = saved.get("budget") == as_json(budget)
+  costs, settings = {}, {}
   for setting in experiment.conditions:
-    if setting.name in results and setting.name not in costs:
+    if setting.name not in results:
+      continue
+    settings[setting.name] = as_json(setting)
+    if same_budget and saved.get("settings", {}).get(setting.name) == settings[setting.name]:
+      costs[setting.name] = saved["flops"][setting.name]
+    else:
       costs[setting.name] = common.step_flops(setting, budget)
-  path.write_text(json.dumps(dict(budget=record, flops=costs), indent=1) + "\n")
+  path.write_text(json.dumps(dict(budget=as_json(budget), settings=settings, flops=costs),
+                             indent=1) + "\n")
   return costs
 
 
