@@ -12,8 +12,8 @@
 #   methods_f32   OGM-GE, PCGrad and MMPareto's train steps and their plain counterparts: a
 #                 ResNet-18 per modality at CREMA-D's shapes (spectrogram 188 x 257, frame
 #                 224 x 224), batch 64, float32 (method_overhead.py --encoder resnet18),
-#                 compiled 8 at a time                                                       (150)
-#   methods_bf16  OGM-GE and PCGrad the same in bfloat16 (model.dtype)                       (90)
+#                 compiled one at a time (see below)                                         (200)
+#   methods_bf16  PCGrad the same in bfloat16 (model.dtype)                                 (100)
 #   objectives    structured and overlapping per-objective gradients against the plain step,
 #                 M = 2, 3, 6 (step_overhead.py, MLP encoders 512 -> 1024 -> 256, batch 1024) (60)
 #   vlm_large     the TinyVLM step at --large size, f32 and bf16, with model FLOPs utilisation
@@ -57,7 +57,10 @@ if [[ $tiny == 1 ]]; then   # the same commands at sizes a CPU runs in seconds
   pipeline=(--quick --threads 1 --workers 1)
 else
   device=gpu
-  methods=(--encoder resnet18 --batch 64 --rounds 5 --steps 5 --compile-threads 8)
+  # One compile at a time: on the H200 the plain ResNet step compiles in 13 s alone, but five
+  # variants compiled 8 at a time had finished two after 115 s (XLA's convolution autotuning
+  # times kernels on the one GPU, and concurrent tuners only slow each other down).
+  methods=(--encoder resnet18 --batch 64 --rounds 5 --steps 5 --compile-threads 1)
   # The variants share every convolution: XLA's GPU autotuning results are kept on disk so the
   # second variant does not tune them again (untested on a GPU yet; see docs/benchmarks.md).
   flag="--xla_gpu_per_fusion_autotune_cache_dir=$stages/autotune"
@@ -66,11 +69,11 @@ else
   else
     echo "this XLA does not take $flag; running without it" >&2
   fi
-  # Sized by the first H200 run (2026-12-04): compiling every method's ResNet step took over
-  # 200 s even 8 at a time, so the stages time a representative set; the whole sweep is
-  # `method_overhead.py --device gpu --encoder resnet18 --batch 64` on its own.
+  # Sized by the H200 runs (2026-12-04): one at a time the ResNet steps compiled in 7-21 s
+  # (OGM-GE 65 s); methods_f32 took 161 s, and OGM-GE did not fit bfloat16's stage as well.
+  # The whole sweep is `method_overhead.py --device gpu --encoder resnet18 --batch 64`.
   methods_f32=(--variants ogm_ge pcgrad mmpareto)
-  methods_bf16=(--variants ogm_ge pcgrad)
+  methods_bf16=(--variants pcgrad)
   objectives=(--batch 1024 --in-dim 512 --hidden-dim 1024 --feature-dim 256 --rounds 5 --steps 10
               --variants plain structured/vmap overlap/vmap)
   vlm=(--large --rounds 5 --steps 10 --variants ce ce_bf16)
@@ -93,9 +96,9 @@ run() {
   echo "   $status, $((SECONDS - start)) s" >&2
 }
 
-run methods_f32 150 "$py" benchmarks/method_overhead.py --device $device --modalities 2 \
+run methods_f32 200 "$py" benchmarks/method_overhead.py --device $device --modalities 2 \
     "${methods[@]}" "${methods_f32[@]}" --dtype float32 --out "$stages/methods_f32.json"
-run methods_bf16 90 "$py" benchmarks/method_overhead.py --device $device --modalities 2 \
+run methods_bf16 100 "$py" benchmarks/method_overhead.py --device $device --modalities 2 \
     "${methods[@]}" "${methods_bf16[@]}" --dtype bfloat16 --out "$stages/methods_bf16.json"
 run objectives 60 "$py" benchmarks/step_overhead.py --device $device "${objectives[@]}" \
     --out "$stages/objectives.json"
