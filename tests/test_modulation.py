@@ -190,6 +190,34 @@ def test_ogm_ge_finite_for_zero_and_huge_gradients_and_zero_scores():
   assert all(float(v) == 1.0 for v in s.coefficients.values())
 
 
+def test_ogm_ge_noise_std_by_hand():
+  from mmbal.transforms.modulation import _robust_std  # pylint: disable=import-outside-toplevel
+  _close(_robust_std(jnp.array([1.0, 2.0, 3.0, 4.0])), math.sqrt(1.25))   # population std
+  _close(_robust_std(jnp.array([3e38, -3e38])), 3e38)                       # no overflow
+  _close(_robust_std(jnp.array([-1e-30, 1e-30])), 1e-30)
+  assert float(_robust_std(jnp.zeros((3, 3)))) == 0.0
+  # A common offset 1e4 times the spread: still within 0.1%.
+  assert abs(float(_robust_std(1e4 + jnp.arange(4.0))) / math.sqrt(1.25) - 1) < 1e-3
+
+
+def test_ogm_ge_noise_is_one_draw_cut_into_the_leaves():
+  # N(0, I) of all selected elements in leaf order from fold_in(key, step), times each
+  # leaf's std (equal scores: k = 1); the shared leaf gets none.
+  grads = {"a": jnp.array([1.0, 3.0]), "b": jnp.array([0.0, 4.0]),
+           "c": jnp.array([[2.0, 2.0, 0.0]]), "head": jnp.array([5.0])}
+  labels = {"a": "audio", "b": "audio", "c": "video", "head": SHARED}
+  tx = ogm_ge(labels, alpha=1.0)
+  state = tx.init(grads)
+  for step in range(2):
+    out, state = tx.update(grads, state, confidence={"audio": 1.0, "video": 1.0}, key=KEY)
+    z = np.asarray(jax.random.normal(jax.random.fold_in(KEY, step), (7,)))
+    np.testing.assert_allclose(out["a"], [1 + z[0], 3 + z[1]], rtol=1e-6)
+    np.testing.assert_allclose(out["b"], [2 * z[2], 4 + 2 * z[3]], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out["c"], [[2, 2, 0] + math.sqrt(8 / 9) * z[4:7]], rtol=1e-6,
+                               atol=1e-6)
+    np.testing.assert_array_equal(out["head"], [5.0])
+
+
 # ------------------------------------------------------------------------------- AGM
 
 
