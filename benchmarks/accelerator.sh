@@ -70,7 +70,8 @@ else
     echo "this XLA does not take $flag; running without it" >&2
   fi
   # Sized by the H200 runs (2026-12-04): one at a time the ResNet steps compiled in 7-21 s
-  # (OGM-GE 65 s); methods_f32 took 161 s, and OGM-GE did not fit bfloat16's stage as well.
+  # (OGM-GE 65 s, before its noise became one draw); methods_f32 took 161 s, and OGM-GE did
+  # not fit bfloat16's stage as well.
   # The whole sweep is `method_overhead.py --device gpu --encoder resnet18 --batch 64`.
   methods_f32=(--variants ogm_ge pcgrad mmpareto)
   methods_bf16=(--variants pcgrad)

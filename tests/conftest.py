@@ -34,3 +34,17 @@ def devices():
 def tfds_dir(tmp_path_factory):
   """A TFDS data dir shared by the session (data sets are built into it on first use)."""
   return str(tmp_path_factory.mktemp("tfds"))
+
+
+
+# The modules holding the slowest tests (over 20 s each on 2 idle cores) start first, so that
+# with `-n 2` the run does not end with one worker alone on a long test while the other idles.
+# Whole modules move (in their own order), so module-scoped fixtures are still built once.
+_SLOW_FIRST = ("test_benchmarks", "test_distributed", "test_mmsa", "test_readme", "test_launch",
+               "test_quoted_tables", "test_diagnose", "test_mllm_bias_experiments",
+               "test_notebooks", "test_train", "test_grads", "test_arrays")
+
+
+def pytest_collection_modifyitems(items):
+  order = {name: i for i, name in enumerate(_SLOW_FIRST)}
+  items.sort(key=lambda item: order.get(item.path.stem, len(order)))   # stable
