@@ -43,6 +43,10 @@ def test_judge_censors_never_and_tests_over_seeds():
   noisy = dict(a=[history([0.25]), history([0.75])], b=[history([0.2]), history([0.7])])
   assert judge(Claim("noisy", "a", "b", "ood_accuracy"), noisy, Budget(steps=50)).p_value == \
       pytest.approx(2 / 3)
+  # One run a side (a report written after the first seed): not testable, p = 1, no error.
+  one = judge(Claim("one", "fast", "stuck", "ood_accuracy"), dict(fast=fast[:1], stuck=stuck[:1]),
+              budget)
+  assert (one.p_value, one.as_claimed, one.test) == (1.0, False, "Mann-Whitney U: too few runs")
 
 
 def test_compute_matched_escape_scales_each_condition_by_its_step_cost():

@@ -81,6 +81,9 @@ def judge(claim: Claim, results: dict, budget: Budget, costs: dict | None = None
                      "log-rank", test.p_value, test.observed_a > test.expected_a)
   step = None if claim.step == "end" else early_step(budget)
   a, b = at_step(better, claim.summary, step), at_step(worse, claim.summary, step)
+  if min(len(a), len(b)) < 2:   # no rank test on one run: counted as not shown (p = 1)
+    return Judgement(f"mean {np.mean(a):.2f} ({len(a)} runs)", f"mean {np.mean(b):.2f} "
+                     f"({len(b)} runs)", "Mann-Whitney U: too few runs", 1.0, False)
   splits = math.comb(len(a) + len(b), len(a))   # exact over every split when few (10 + 10)
   method = stats.PermutationMethod(n_resamples=splits) if splits <= 200_000 else "asymptotic"
   test = stats.mannwhitneyu(a, b, alternative="two-sided", method=method)
