@@ -13,7 +13,7 @@
 #                 ResNet-18 per modality at CREMA-D's shapes (spectrogram 188 x 257, frame
 #                 224 x 224), batch 64, float32 (method_overhead.py --encoder resnet18),
 #                 compiled one at a time (see below)                                         (200)
-#   methods_bf16  PCGrad the same in bfloat16 (model.dtype)                                 (100)
+#   methods_bf16  PCGrad the same in bfloat16 (model.dtype)                                 (80)
 #   objectives    structured and overlapping per-objective gradients against the plain step,
 #                 M = 2, 3, 6 (step_overhead.py, MLP encoders 512 -> 1024 -> 256, batch 1024) (60)
 #   vlm_large     the TinyVLM step at --large size, f32 and bf16, with model FLOPs utilisation
@@ -70,8 +70,7 @@ else
     echo "this XLA does not take $flag; running without it" >&2
   fi
   # Sized by the H200 runs (2026-12-04): one at a time the ResNet steps compiled in 7-21 s
-  # (OGM-GE 65 s, before its noise became one draw); methods_f32 took 161 s, and OGM-GE did
-  # not fit bfloat16's stage as well.
+  # (OGM-GE 65 s, before its noise took one draw per leaf shape); methods_f32 took 161 s.
   # The whole sweep is `method_overhead.py --device gpu --encoder resnet18 --batch 64`.
   methods_f32=(--variants ogm_ge pcgrad mmpareto)
   methods_bf16=(--variants pcgrad)
@@ -99,7 +98,7 @@ run() {
 
 run methods_f32 200 "$py" benchmarks/method_overhead.py --device $device --modalities 2 \
     "${methods[@]}" "${methods_f32[@]}" --dtype float32 --out "$stages/methods_f32.json"
-run methods_bf16 100 "$py" benchmarks/method_overhead.py --device $device --modalities 2 \
+run methods_bf16 80 "$py" benchmarks/method_overhead.py --device $device --modalities 2 \
     "${methods[@]}" "${methods_bf16[@]}" --dtype bfloat16 --out "$stages/methods_bf16.json"
 run objectives 60 "$py" benchmarks/step_overhead.py --device $device "${objectives[@]}" \
     --out "$stages/objectives.json"

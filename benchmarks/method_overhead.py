@@ -55,7 +55,8 @@ plain_late) and PMR, the loss-side methods of issue 5.
   PYTHONPATH=. python benchmarks/method_overhead.py --quick    # CPU, ~1 minute
   PYTHONPATH=. python benchmarks/method_overhead.py --device gpu
   PYTHONPATH=. python benchmarks/method_overhead.py --device gpu --encoder resnet18 \
-      --modalities 2 --batch 64 --dtype bfloat16 --compile-threads 8
+      --modalities 2 --batch 64 --dtype bfloat16      # one compile at a time on a GPU: its
+                                                       # autotuners contend (--compile-threads)
 
 Writes ``benchmarks/results/method_overhead[_resnet18_<dtype>]_<device>.json`` (``cpu``, or
 the platform and device kind; ``_quick`` appended for ``--quick``) and prints markdown tables.

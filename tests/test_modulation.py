@@ -200,9 +200,10 @@ def test_ogm_ge_noise_std_by_hand():
   assert abs(float(_robust_std(1e4 + jnp.arange(4.0))) / math.sqrt(1.25) - 1) < 1e-3
 
 
-def test_ogm_ge_noise_is_one_draw_cut_into_the_leaves():
-  # N(0, I) of all selected elements in leaf order from fold_in(key, step), times each
-  # leaf's std (equal scores: k = 1); the shared leaf gets none.
+def test_ogm_ge_noise_is_one_draw_per_leaf_shape():
+  # Step key fold_in(key, step); the leaves of the n-th distinct shape (in leaf order) take the
+  # rows of N(0, 1) [count, *shape] drawn with fold_in(step key, n), times each leaf's std
+  # (equal scores: k = 1); the shared leaf gets none.
   grads = {"a": jnp.array([1.0, 3.0]), "b": jnp.array([0.0, 4.0]),
            "c": jnp.array([[2.0, 2.0, 0.0]]), "head": jnp.array([5.0])}
   labels = {"a": "audio", "b": "audio", "c": "video", "head": SHARED}
@@ -210,10 +211,12 @@ def test_ogm_ge_noise_is_one_draw_cut_into_the_leaves():
   state = tx.init(grads)
   for step in range(2):
     out, state = tx.update(grads, state, confidence={"audio": 1.0, "video": 1.0}, key=KEY)
-    z = np.asarray(jax.random.normal(jax.random.fold_in(KEY, step), (7,)))
-    np.testing.assert_allclose(out["a"], [1 + z[0], 3 + z[1]], rtol=1e-6)
-    np.testing.assert_allclose(out["b"], [2 * z[2], 4 + 2 * z[3]], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(out["c"], [[2, 2, 0] + math.sqrt(8 / 9) * z[4:7]], rtol=1e-6,
+    step_key = jax.random.fold_in(KEY, step)
+    z2 = np.asarray(jax.random.normal(jax.random.fold_in(step_key, 0), (2, 2)))
+    z13 = np.asarray(jax.random.normal(jax.random.fold_in(step_key, 1), (1, 1, 3)))
+    np.testing.assert_allclose(out["a"], [1 + z2[0, 0], 3 + z2[0, 1]], rtol=1e-6)
+    np.testing.assert_allclose(out["b"], [2 * z2[1, 0], 4 + 2 * z2[1, 1]], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out["c"], [[2, 2, 0] + math.sqrt(8 / 9) * z13[0, 0]], rtol=1e-6,
                                atol=1e-6)
     np.testing.assert_array_equal(out["head"], [5.0])
 
@@ -589,11 +592,15 @@ def test_sharding_is_preserved_under_jit(devices, method):
         "cggm": lambda: cggm(labels)}[method]()
   extra = dict(confidence={"a": 2.0, "b": 1.0}, key=KEY, agm_scores={"a": 1.0, "b": 2.0},
                unimodal_accuracy={"a": 0.5, "b": 0.25}, objectives=names)
-  out, state = jax.jit(lambda g, s: tx.update(g, s, None, **extra))(grads, tx.init(grads))
+  step = jax.jit(lambda g, s: tx.update(g, s, None, **extra))
+  out, state = step(grads, tx.init(grads))
   for leaf in jax.tree.leaves(out):
     assert leaf.shape == (8, 4)
     assert leaf.sharding.is_equivalent_to(NamedSharding(mesh, spec), 2), leaf.sharding
   assert _finite(out) and _finite(state)
+  if method == "ogm_ge":   # GE noise and its std are computed where each leaf's shard lives
+    text = step.lower(grads, tx.init(grads)).compile().as_text()
+    assert "all-gather" not in text and "collective-permute" not in text
 
 
 def test_chaining_with_combine_objectives_and_adam():

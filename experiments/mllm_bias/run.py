@@ -21,6 +21,7 @@ import re
 import sys
 import time
 
+import jax
 import numpy as np
 
 from experiments.mllm_bias import common, report, survival
@@ -103,24 +104,24 @@ def condition_rows(experiment: Experiment, results: dict, budget: Budget):
 def step_costs(experiment: Experiment, results: dict, budget: Budget,
                folder: pathlib.Path) -> dict[str, float]:
   """XLA FLOPs per training step of each condition with runs (`common.step_flops`), kept in
-  ``<folder>/step_flops.json`` with the budget and each condition's setting (compiling them
-  takes a minute); a changed budget or setting is measured again."""
+  ``<folder>/step_flops.json`` with the budget, the backend and jax version, and each
+  condition's setting (compiling them takes a minute); a change in any of these is measured
+  again. Conditions without runs keep their saved entry."""
   path = folder / "step_flops.json"
   as_json = lambda x: json.loads(json.dumps(dataclasses.asdict(x)))
+  record = dict(budget=as_json(budget), backend=jax.default_backend(), jax=jax.__version__)
   saved = json.loads(path.read_text()) if path.exists() else {}
-  same_budget = saved.get("budget") == as_json(budget)
-  costs, settings = {}, {}
+  same = all(saved.get(k) == v for k, v in record.items())
+  settings = dict(saved.get("settings", {})) if same else {}
+  costs = {k: v for k, v in saved.get("flops", {}).items() if k in settings} if same else {}
   for setting in experiment.conditions:
     if setting.name not in results:
       continue
-    settings[setting.name] = as_json(setting)
-    if same_budget and saved.get("settings", {}).get(setting.name) == settings[setting.name]:
-      costs[setting.name] = saved["flops"][setting.name]
-    else:
+    if settings.get(setting.name) != as_json(setting) or setting.name not in costs:
+      settings[setting.name] = as_json(setting)
       costs[setting.name] = common.step_flops(setting, budget)
-  path.write_text(json.dumps(dict(budget=as_json(budget), settings=settings, flops=costs),
-                             indent=1) + "\n")
-  return costs
+  path.write_text(json.dumps(dict(record, settings=settings, flops=costs), indent=1) + "\n")
+  return {name: costs[name] for name in results if name in costs}
 
 
 def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, out: pathlib.Path,
@@ -176,7 +177,8 @@ def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, o
           [[c.text, {"escape": "T_escape", "escape_compute": "T_escape in TFLOP"}.get(
               c.summary, f"{c.summary} @{'end' if c.step == 'end' else early_step(budget)}"),
             f"{c.better}: {j.better}", f"{c.worse}: {j.worse}", j.test,
-            f"{j.p_value:.3g} ({p:.3g})", "**reproduced**" if ok else "**not reproduced**"]
+            f"{j.p_value:.3g} ({p:.3g})", "**reproduced**" if ok else "**not tested**"
+            if j.test.endswith("too few runs") else "**not reproduced**"]
            for (c, j), p, ok in zip(claims, adjusted, verdicts)]), "",
   ]
   failed = [c.text for (c, _), ok in zip(claims, verdicts) if not ok]

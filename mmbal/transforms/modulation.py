@@ -24,7 +24,6 @@ with ``optax.tree_utils.tree_get(opt_state, "coefficients")``.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
@@ -102,7 +101,7 @@ def _robust_std(g):
   scale = jnp.where(peak > 0, peak, 1.0)
   root = jnp.sqrt(scale)     # twice by sqrt: 1 / 3e38 is subnormal, flushed to 0 on CPUs
   x = g / root / root
-  d = x - jnp.ravel(x)[0]
+  d = x - x[(0,) * x.ndim]      # one element (ravel()[0] gathers a sharded leaf)
   mean = jnp.mean(d)
   return scale * jnp.sqrt(jnp.maximum(jnp.mean(d * d) - mean * mean, 0.0))
 
@@ -186,8 +185,8 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
 
   Extra arguments of ``update``: ``confidence`` ({modality: s_m}, required) and ``key``
   (a PRNG key, required when ``noise``; it is folded with the state's step count, so passing
-  the same key every step is fine; the noise of all selected leaves is one draw
-  ``N(0, I)`` of their elements in leaf order, cut into the leaves).
+  the same key every step is fine; the leaves of one shape share one draw ``[n, *shape]``,
+  see `_leaf_noise`).
 
   Differences from the official code (GeWu-Lab/OGM-GE_CVPR2022, ``main.py``):
     * the noise std is the population std (``ddof=0``; torch's ``.std()`` uses ``n-1``,
@@ -259,16 +258,19 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
 
 
 def _leaf_noise(key, shapes: dict[int, tuple]) -> dict[int, jax.Array]:
-  """``{i: N(0, 1) of shapes[i]}``: ONE draw of all the leaves' elements (in leaf order),
-  cut into the leaves. A draw per leaf (mmbal 0.1) compiled one RNG kernel per leaf: 12 s
-  of XLA:CPU compile for ResNet-18 x 2's 124 leaves (0.2 s for one draw), most of the 65 s
-  the H200 took to compile OGM-GE's step. Same distribution, other numbers than 0.1's."""
-  sizes = [math.prod(shape) for shape in shapes.values()]
-  flat = jax.random.normal(key, (sum(sizes),), jnp.float32)
-  out, start = {}, 0
-  for (i, shape), size in zip(shapes.items(), sizes):
-    out[i] = flat[start:start + size].reshape(shape)
-    start += size
+  """``{i: N(0, 1) of shapes[i]}``: one draw ``[n, *shape]`` per distinct leaf shape (in
+  leaf order), row j for the shape's j-th leaf. A draw per leaf (mmbal 0.1) compiled one RNG
+  kernel per leaf: 124 for ResNet-18 x 2, 16 shapes. Rows keep the leaf's layout, so a
+  model-sharded leaf's noise is drawn where the leaf lives (one flat draw cut into leaves
+  moved noise between devices). The draws are materialised: one float32 copy of the noised
+  leaves. Same distribution, other numbers than 0.1's."""
+  by_shape: dict[tuple, list[int]] = {}
+  for i, shape in shapes.items():
+    by_shape.setdefault(tuple(shape), []).append(i)
+  out = {}
+  for n, (shape, leaves) in enumerate(by_shape.items()):
+    draws = jax.random.normal(jax.random.fold_in(key, n), (len(leaves), *shape), jnp.float32)
+    out.update({i: draws[j] for j, i in enumerate(leaves)})
   return out
 
 
