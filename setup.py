@@ -29,7 +29,7 @@ setup(
     packages=find_packages(include=["mmbal", "mmbal.*"]),
     package_data={"mmbal.data": ["resources/*/*"]},
     install_requires=open("requirements.txt").read().split(),
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "tensorboardX>=2.6",
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.2", "tensorboardX>=2.6",
                              "easy-vqa==1.0", "nbclient>=0.10", "nbformat>=5.10",
                              "ipykernel>=6.29", "equinox>=0.11"],
                     "tensorboard": ["tensorboardX>=2.6"],

@@ -37,9 +37,10 @@ def tfds_dir(tmp_path_factory):
 
 
 
-# The modules holding the slowest tests (over 20 s each on 2 idle cores) start first, so that
-# with `-n 2` the run does not end with one worker alone on a long test while the other idles.
-# Whole modules move (in their own order), so module-scoped fixtures are still built once.
+# The modules holding the slowest tests (over 20 s each on 2 idle cores) come first, so that
+# under `-n 2 --dist worksteal` (pytest.ini) the run does not end with one worker alone on a
+# long test while the other idles. Whole modules move, in their own order: module-scoped
+# fixtures are still built once per worker.
 _SLOW_FIRST = ("test_benchmarks", "test_distributed", "test_mmsa", "test_readme", "test_launch",
                "test_quoted_tables", "test_diagnose", "test_mllm_bias_experiments",
                "test_notebooks", "test_train", "test_grads", "test_arrays")
