@@ -13,7 +13,7 @@
 #                 ResNet-18 per modality at CREMA-D's shapes (spectrogram 188 x 257, frame
 #                 224 x 224), batch 64, float32 (method_overhead.py --encoder resnet18),
 #                 compiled one at a time (see below)                                         (200)
-#   methods_bf16  PCGrad the same in bfloat16 (model.dtype)                                 (80)
+#   methods_bf16  PCGrad the same in bfloat16 (model.dtype)                                  (80)
 #   objectives    structured and overlapping per-objective gradients against the plain step,
 #                 M = 2, 3, 6 (step_overhead.py, MLP encoders 512 -> 1024 -> 256, batch 1024) (60)
 #   vlm_large     the TinyVLM step at --large size, f32 and bf16, with model FLOPs utilisation
@@ -21,7 +21,7 @@
 #   pipeline      frames decoded per second by the grain pipeline, 1-16 read threads and
 #                 2-8 worker processes (pipeline.py)                                          (50)
 # Writes DIR/accelerator/<stage>.json and DIR/accelerator_<device>.json (all stages, the
-# device named, each stage's status and seconds). Put the GPU's rows in docs/speed.md.
+# device named, each stage's status and seconds). Put the GPU rows in docs/benchmarks.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
