@@ -6,6 +6,9 @@
 #   benchmarks/accelerator.sh --out DIR  # where the JSON goes (default benchmarks/results)
 #   benchmarks/accelerator.sh --stages methods_f32,vlm_large   # some stages only
 #   PYTHON=/path/to/python benchmarks/accelerator.sh   # the interpreter (default python3)
+#   benchmarks/accelerator.sh --official DIR   # also mmbal against the official PyTorch code
+#       (vs_official.py on the same device, up to 2 more minutes per method), for each clone
+#       DIR holds under its GitHub name: OGM-GE_CVPR2022, Pytorch-PCGrad, MMPareto_ICML2024
 #
 # Stages, each capped (seconds) so the whole stays under 8 minutes; a stage past its cap or
 # failing is recorded as such and the next one runs:
@@ -27,13 +30,14 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 py=${PYTHON:-python3}
 
-tiny=0 out=benchmarks/results only=methods_f32,methods_bf16,objectives,vlm_large,pipeline
+tiny=0 out=benchmarks/results official="" only=methods_f32,methods_bf16,objectives,vlm_large,pipeline
 while [[ $# -gt 0 ]]; do
   case $1 in
     --tiny) tiny=1 ;;
     --out) out=$2; shift ;;
     --stages) only=$2; shift ;;
-    *) echo "usage: $0 [--tiny] [--out DIR] [--stages a,b,...]" >&2; exit 2 ;;
+    --official) official=$2; shift ;;
+    *) echo "usage: $0 [--tiny] [--out DIR] [--stages a,b,...] [--official DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -43,6 +47,10 @@ for name in ${only//,/ }; do
 done
 stages="$out/accelerator"
 mkdir -p "$stages"
+if [[ -n $official ]]; then
+  [[ -d $official ]] || { echo "--official: $official is not a folder" >&2; exit 2; }
+  only="$only,vs_official_ogm_ge,vs_official_pcgrad,vs_official_mmpareto"
+fi
 for name in ${only//,/ }; do rm -f "$stages/$name".{json,log,status}; done   # the others' stay
 
 if [[ $tiny == 1 ]]; then   # the same commands at sizes a CPU runs in seconds
@@ -55,6 +63,7 @@ if [[ $tiny == 1 ]]; then   # the same commands at sizes a CPU runs in seconds
   vlm=(--batch 4 --image-size 8 --patch-size 4 --dim 16 --depth 1 --rounds 1 --steps 1
        --variants ce_bf16)
   pipeline=(--quick --threads 1 --workers 1)
+  vs=(--quick --no-memory)
 else
   device=gpu
   # One compile at a time: on the H200 the plain ResNet step compiles in 13 s alone, but five
@@ -78,6 +87,7 @@ else
               --variants plain structured/vmap overlap/vmap)
   vlm=(--large --rounds 5 --steps 10 --variants ce ce_bf16)
   pipeline=(--threads 1 4 16 --workers 2 8 --batches 32)
+  vs=(--rounds 5 --steps 5 --no-memory)
 fi
 
 # run NAME CAP_SECONDS COMMAND...: the stage's output in $stages/NAME.log, its status beside.
@@ -105,6 +115,17 @@ run objectives 60 "$py" benchmarks/step_overhead.py --device $device "${objectiv
 run vlm_large 60 "$py" benchmarks/vlm_step.py --device $device "${vlm[@]}" \
     --out "$stages/vlm_large.json"
 run pipeline 50 "$py" benchmarks/pipeline.py "${pipeline[@]}" --out "$stages/pipeline.json"
+if [[ -n $official ]]; then
+  for pair in ogm_ge:OGM-GE_CVPR2022 pcgrad:Pytorch-PCGrad mmpareto:MMPareto_ICML2024; do
+    method=${pair%%:*} clone="$official/${pair#*:}"
+    if [[ -d $clone ]]; then
+      run "vs_official_$method" 120 "$py" benchmarks/vs_official.py --method "$method" \
+          --official-dir "$clone" --device $device "${vs[@]}" --out "$stages/vs_official_$method.json"
+    else
+      echo "--official: no $clone; vs_official_$method skipped" >&2
+    fi
+  done
+fi
 
 "$py" - "$stages" "$out" <<'EOF'
 """Merges the stages' JSON into accelerator_<device>.json, naming the device."""

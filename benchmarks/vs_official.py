@@ -36,10 +36,11 @@ torch is an optional benchmark dependency (``pip install torch``).
   git clone https://github.com/GeWu-Lab/MMPareto_ICML2024 /tmp/MMPareto
   PYTHONPATH=. python benchmarks/vs_official.py --method mmpareto --official-dir /tmp/MMPareto
   ... --quick                                                    # smoke test, tiny shapes
+  ... --device gpu      # both on the first GPU (torch "cuda"; jax allocates as it goes)
 
 Timed interleaved (rounds rotate the order; medians); samples/s and ratios reported per
 variant; jax compile time separately; peak memory (max RSS) of each variant measured in its
-own subprocess. Writes ``benchmarks/results/vs_official_<method>_<device>[_quick].json`` and a table.
+own subprocess (on a GPU also its peak device memory). Writes ``benchmarks/results/vs_official_<method>_<device>[_quick].json`` and a table.
 """
 from __future__ import annotations
 
@@ -68,12 +69,19 @@ def _parse_args(argv=None):
   p.add_argument("--out", default=None)
   p.add_argument("--no-write", action="store_true")
   p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory runs")
+  p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                 help="gpu: both frameworks on the first GPU (torch 'cuda', jax's GPU backend)")
   p.add_argument("--child", default=None, help=argparse.SUPPRESS)   # one variant, for its RSS
   return p.parse_args(argv)
 
 
 ARGS = _parse_args() if __name__ == "__main__" else None
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+ON_GPU = ARGS is not None and ARGS.device == "gpu"
+TORCH_DEVICE = "cuda" if ON_GPU else "cpu"
+if ON_GPU:   # both frameworks share the GPU: jax allocates as it goes, as torch does
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+else:
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -96,12 +104,19 @@ def _build(builders: dict) -> dict:
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _sync():
+  """Waits for the GPU's queued PyTorch work (its steps return before it is done)."""
+  if ON_GPU:
+    __import__("torch").cuda.synchronize()
+
+
 def _timed(step):
-  """An entry timed by its own loop (a PyTorch step: synchronous on CPU)."""
+  """An entry timed by its own loop (a PyTorch step, synchronised at the end)."""
   def run(steps):
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
       step()
+    _sync()
     return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
   return {"run": run}
 
@@ -136,14 +151,15 @@ def pcgrad_official(args, shapes, batch) -> dict:
   inputs, hidden, classes = shapes["inputs"], shapes["hidden"], shapes["classes"]
   mlp = lambda d: torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(),
                                       torch.nn.Linear(hidden, hidden), torch.nn.ReLU())
-  x = {m: torch.as_tensor(np.array(batch[m])) for m in inputs}
-  y = torch.as_tensor(np.array(batch["label"]), dtype=torch.long)
+  x = {m: torch.as_tensor(np.array(batch[m])).to(TORCH_DEVICE) for m in inputs}
+  y = torch.as_tensor(np.array(batch["label"]), dtype=torch.long).to(TORCH_DEVICE)
 
   def build():
     model = torch.nn.ModuleDict({"enc": torch.nn.ModuleDict({m: mlp(d) for m, d in inputs.items()}),
                                  "head": torch.nn.Linear(hidden, classes),
                                  "heads": torch.nn.ModuleDict({m: torch.nn.Linear(hidden, classes)
                                                                for m in inputs})})
+    model.to(TORCH_DEVICE)
     return model, torch.optim.SGD(model.parameters(), lr=1e-3)
 
   def losses(model):
@@ -208,13 +224,15 @@ def _epoch_entry(train_epoch, run_args, model, batches):
   import contextlib  # pylint: disable=import-outside-toplevel
   import io  # pylint: disable=import-outside-toplevel
   import torch  # pylint: disable=import-outside-toplevel
+  model.to(TORCH_DEVICE)
   optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
   scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 70, 0.1)
 
   def run(steps):
     t0, c0 = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-      train_epoch(run_args, 0, model, "cpu", [batches] * steps, optimizer, scheduler)  # prints, tqdm
+      train_epoch(run_args, 0, model, TORCH_DEVICE, [batches] * steps, optimizer, scheduler)
+    _sync()                                                          # (it prints, tqdm)
     return (time.perf_counter() - t0) / steps, (time.process_time() - c0) / steps
   return {"run": run}
 
@@ -229,8 +247,8 @@ def _torch_batch(batch, frames_first: bool):
     spec, image = spec[:, None], image[:, None]
   else:
     image = image[:, :, None]
-  return (torch.as_tensor(spec), torch.as_tensor(image),
-          torch.as_tensor(np.array(batch["label"]), dtype=torch.long))
+  return (torch.as_tensor(spec).to(TORCH_DEVICE), torch.as_tensor(image).to(TORCH_DEVICE),
+          torch.as_tensor(np.array(batch["label"]), dtype=torch.long).to(TORCH_DEVICE))
 
 
 def ogm_ge_official(args, shapes, batch) -> dict:
@@ -345,15 +363,19 @@ def _entries(args, frameworks=("official", "mmbal")):
 
 
 def _child(args):
-  """Builds and runs one variant only and prints its process's peak RSS (MiB); every child
-  imports both jax and torch, so the baselines match."""
+  """Builds and runs one variant only and prints its process's peak RSS (MiB), and on a GPU
+  its peak device memory; every child imports both jax and torch, so the baselines match."""
   import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   WANTED.intersection_update({args.child})
   entries, batch, _, _ = _entries(args, (args.child.split("/")[0],))
   before = _peak_rss_mib()
   time_interleaved({args.child: entries[args.child]}, batch, [args.child], rounds=1,
                    steps=2 if args.quick else 5)
-  print(json.dumps(dict(peak_rss_mib=_peak_rss_mib(), rss_before_steps_mib=before)))
+  measured = dict(peak_rss_mib=_peak_rss_mib(), rss_before_steps_mib=before)
+  if ON_GPU:
+    measured["peak_device_mib"] = (torch.cuda.max_memory_allocated() if args.child.startswith(
+        "official") else jax.local_devices()[0].memory_stats()["peak_bytes_in_use"]) / 2**20
+  print(json.dumps(measured))
 
 
 def _peak_rss_mib() -> float:
@@ -369,7 +391,7 @@ def _memory(args) -> dict:
   out = {}
   for variant in VARIANTS:
     command = [sys.executable, __file__, "--method", args.method, "--official-dir",
-               args.official_dir, "--child", variant, "--no-write"] + (
+               args.official_dir, "--child", variant, "--no-write", "--device", args.device] + (
                    ["--quick"] if args.quick else []) + (
                    ["--batch", str(args.batch)] if args.batch else [])
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -381,7 +403,9 @@ def _rss(measured) -> str:
   if not measured:
     return "—"
   growth = measured["peak_rss_mib"] - measured["rss_before_steps_mib"]
-  return f"{measured['peak_rss_mib']:.0f} (+{growth:.0f})"
+  device = (f"; device {measured['peak_device_mib']:.0f}" if "peak_device_mib" in measured
+            else "")
+  return f"{measured['peak_rss_mib']:.0f} (+{growth:.0f}){device}"
 
 
 def main(args) -> dict:
@@ -407,6 +431,7 @@ def main(args) -> dict:
   result = dict(benchmark="vs_official", method=args.method, device=device_info(),
                 quick=args.quick, official=f"{OFFICIAL[args.method][0]} (the user's clone)",
                 torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
+                torch_device=torch.cuda.get_device_name(0) if ON_GPU else "cpu",
                 shapes=shapes, rounds=rounds, steps=steps,
                 ms_per_step={v: 1e3 * m for v, m in median.items()}, samples_per_s=samples,
                 mmbal_over_official=speedup, compile_s=compile_s, peak_rss=memory,
