@@ -181,9 +181,11 @@ def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, o
             if j.test.endswith("too few runs") else "**not reproduced**"]
            for (c, j), p, ok in zip(claims, adjusted, verdicts)]), "",
   ]
-  failed = [c.text for (c, _), ok in zip(claims, verdicts) if not ok]
+  untested = [c.text for c, j in claims if j.test.endswith("too few runs")]
+  failed = [c.text for (c, _), ok in zip(claims, verdicts) if not ok and c.text not in untested]
   lines += (["Not reproduced here: " + "; ".join(failed) + "."] if failed
-            else ["Every claim above reproduced."]) + [""]
+            else [] if untested else ["Every claim above reproduced."]) + [""]
+  lines += ["Not tested (fewer than 2 runs a side): " + "; ".join(untested) + ".", ""] * bool(untested)
   for title, name in figures:
     lines += [f"![{title}]({name})", ""]
   path = folder / "report.md"
