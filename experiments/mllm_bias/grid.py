@@ -121,6 +121,7 @@ def analyse(results: dict, budget: Budget, capacity: str, difficulties, priors,
       median, median0 = survival.median_time(km), survival.median_time(km0)
       delay = None if median is None or median0 is None else median - median0
       rows.append(dict(capacity=capacity, difficulty=d, prior=p, seeds=len(runs),
+                       control_seeds=len(control),
                        switching_point=_median_switch(runs),
                        control_switching_point=_median_switch(control),
                        escaped=int(sum(e)), control_escaped=int(sum(e0)),
@@ -168,7 +169,8 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
     else:
       reading = "no delay shown"
     table.append([r["capacity"], r["difficulty"], format(r["prior"], "g"),
-                  f"{r['escaped']}/{r['seeds']} vs {r['control_escaped']}/{r['seeds']}",
+                  f"{r['escaped']}/{r['seeds']} vs "
+                  f"{r['control_escaped']}/{r.get('control_seeds', r['seeds'])}",
                   _fmt(r["median"]) if r["median"] is not None else f"> {budget.steps}",
                   _fmt(r["control_median"]) if r["control_median"] is not None else f"> {budget.steps}",
                   _fmt(r["delay_steps"]),
