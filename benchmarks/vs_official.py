@@ -40,7 +40,8 @@ torch is an optional benchmark dependency (``pip install torch``).
 
 Timed interleaved (rounds rotate the order; medians); samples/s and ratios reported per
 variant; jax compile time separately; peak memory (max RSS) of each variant measured in its
-own subprocess (on a GPU also its peak device memory). Writes ``benchmarks/results/vs_official_<method>_<device>[_quick].json`` and a table.
+own subprocess (on a GPU also its peak device memory). Writes
+``benchmarks/results/vs_official_<method>_<device>[_quick].json`` and a table.
 """
 from __future__ import annotations
 

@@ -36,7 +36,6 @@ def tfds_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tfds"))
 
 
-
 # The modules holding the slowest tests (over 20 s each on 2 idle cores) come first, so that
 # under `-n 2 --dist worksteal` (pytest.ini) the run does not end with one worker alone on a
 # long test while the other idles. Whole modules move, in their own order: module-scoped

@@ -55,6 +55,7 @@ class Judgement(NamedTuple):
   test: str            # "log-rank" (T_escape, censored runs kept) | "Mann-Whitney U" (a metric)
   p_value: float       # two-sided, before the correction over a report's claims
   as_claimed: bool     # the difference points the claimed way
+  tested: bool = True  # False: too few runs for the test (p is then 1)
 
 
 def judge(claim: Claim, results: dict, budget: Budget, costs: dict | None = None) -> Judgement:
@@ -83,7 +84,8 @@ def judge(claim: Claim, results: dict, budget: Budget, costs: dict | None = None
   a, b = at_step(better, claim.summary, step), at_step(worse, claim.summary, step)
   if min(len(a), len(b)) < 2:   # no rank test on one run: counted as not shown (p = 1)
     return Judgement(f"mean {np.mean(a):.2f} ({len(a)} runs)", f"mean {np.mean(b):.2f} "
-                     f"({len(b)} runs)", "Mann-Whitney U: too few runs", 1.0, False)
+                     f"({len(b)} runs)", "Mann-Whitney U: too few runs", 1.0, False,
+                     tested=False)
   splits = math.comb(len(a) + len(b), len(a))   # exact over every split when few (10 + 10)
   method = stats.PermutationMethod(n_resamples=splits) if splits <= 200_000 else "asymptotic"
   test = stats.mannwhitneyu(a, b, alternative="two-sided", method=method)

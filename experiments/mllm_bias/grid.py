@@ -170,7 +170,7 @@ def write_report(rows: list[dict], budget: Budget, seeds, out: pathlib.Path, com
       reading = "no delay shown"
     table.append([r["capacity"], r["difficulty"], format(r["prior"], "g"),
                   f"{r['escaped']}/{r['seeds']} vs "
-                  f"{r['control_escaped']}/{r.get('control_seeds', r['seeds'])}",
+                  f"{r['control_escaped']}/{r['control_seeds']}",
                   _fmt(r["median"]) if r["median"] is not None else f"> {budget.steps}",
                   _fmt(r["control_median"]) if r["control_median"] is not None else f"> {budget.steps}",
                   _fmt(r["delay_steps"]),

@@ -117,8 +117,9 @@ def step_costs(experiment: Experiment, results: dict, budget: Budget,
   for setting in experiment.conditions:
     if setting.name not in results:
       continue
-    if settings.get(setting.name) != as_json(setting) or setting.name not in costs:
-      settings[setting.name] = as_json(setting)
+    current = as_json(setting)
+    if settings.get(setting.name) != current or setting.name not in costs:
+      settings[setting.name] = current
       costs[setting.name] = common.step_flops(setting, budget)
   path.write_text(json.dumps(dict(record, settings=settings, flops=costs), indent=1) + "\n")
   return {name: costs[name] for name in results if name in costs}
@@ -177,15 +178,18 @@ def write_report(experiment: Experiment, results: dict, budget: Budget, seeds, o
           [[c.text, {"escape": "T_escape", "escape_compute": "T_escape in TFLOP"}.get(
               c.summary, f"{c.summary} @{'end' if c.step == 'end' else early_step(budget)}"),
             f"{c.better}: {j.better}", f"{c.worse}: {j.worse}", j.test,
-            f"{j.p_value:.3g} ({p:.3g})", "**reproduced**" if ok else "**not tested**"
-            if j.test.endswith("too few runs") else "**not reproduced**"]
+            f"{j.p_value:.3g} ({p:.3g})",
+            "**reproduced**" if ok else "**not reproduced**" if j.tested else "**not tested**"]
            for (c, j), p, ok in zip(claims, adjusted, verdicts)]), "",
   ]
-  untested = [c.text for c, j in claims if j.test.endswith("too few runs")]
-  failed = [c.text for (c, _), ok in zip(claims, verdicts) if not ok and c.text not in untested]
-  lines += (["Not reproduced here: " + "; ".join(failed) + "."] if failed
-            else [] if untested else ["Every claim above reproduced."]) + [""]
-  lines += ["Not tested (fewer than 2 runs a side): " + "; ".join(untested) + ".", ""] * bool(untested)
+  untested = [c.text for c, j in claims if not j.tested]
+  failed = [c.text for (c, j), ok in zip(claims, verdicts) if j.tested and not ok]
+  if failed:
+    lines += ["Not reproduced here: " + "; ".join(failed) + ".", ""]
+  if untested:
+    lines += ["Not tested (fewer than 2 runs a side): " + "; ".join(untested) + ".", ""]
+  if not failed and not untested:
+    lines += ["Every claim above reproduced.", ""]
   for title, name in figures:
     lines += [f"![{title}]({name})", ""]
   path = folder / "report.md"

@@ -238,9 +238,9 @@ def ogm_ge(labels, *, alpha: float, leaves: str | Callable[[Any], bool] = "all",
 
     grad_leaves, treedef = jax.tree.flatten(updates)
     label_leaves = treedef.flatten_up_to(leaf_labels)
-    chosen = [i for i, (lab, g) in enumerate(zip(label_leaves, grad_leaves))
-              if lab != SHARED and g.size > 0 and select(g)]
-    z = _leaf_noise(step_key, {i: grad_leaves[i].shape for i in chosen}) if noise else {}
+    chosen = {i: g.shape for i, (lab, g) in enumerate(zip(label_leaves, grad_leaves))
+              if lab != SHARED and g.size > 0 and select(g)}   # {leaf index: shape}
+    z = _leaf_noise(step_key, chosen) if noise else {}
 
     def modulate(i, label, g):
       if i not in chosen:
