@@ -6,10 +6,13 @@ os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent compilation cache for the whole run, shared by the xdist workers and every
 # subprocess the tests start (trainers, multi-process runs): a program compiled by one test is
-# loaded, not recompiled, by the next that builds the same one (compiles over 1 s only).
+# loaded, not recompiled, by the next that builds the same one. Every compile is kept, not only
+# those over JAX's default 1 s: most are small (eager ops of model init, steps at test sizes)
+# and a subprocess repeating them loads each in milliseconds.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), "mmbal-tests-jax-cache-" + os.environ.get("PYTEST_XDIST_TESTRUNUID",
                                                                     str(os.getpid()))))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # The suite's time is mostly XLA compiling small programs: LLVM's optimisation of the generated
 # CPU code is skipped (compiles ~30% faster; results are the same, as the quoted-table tests

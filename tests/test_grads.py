@@ -125,6 +125,6 @@ def test_sharded_inputs_under_jit(devices):
   fn = jax.jit(lambda p, x, y: mmbal.objective_grads(
       loss, p, x, y, objectives=("fused",) + model.names, labels=labels))
   res = fn(params, x, y)
-  ref = jax.grad(lambda p: loss(p, x, y)[2])(params)
+  ref = jax.jit(jax.grad(lambda p: loss(p, x, y)[2]))(params)
   jax.tree.map(lambda g, r: np.testing.assert_allclose(g[2], r, atol=2e-6, rtol=1e-5), res.grads, ref)
   assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(res.grads))

@@ -102,7 +102,10 @@ def _slurm_task():
 
 
 def _clean_env(**extra):
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JAX_"))}
+  """No SLURM_ or JAX_ settings but the suite's compilation cache (conftest.py)."""
+  cache = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+  env = {k: v for k, v in os.environ.items()
+         if not k.startswith(("SLURM_", "JAX_")) or k in cache}
   return dict(env, **extra)
 
 
