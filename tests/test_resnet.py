@@ -9,6 +9,13 @@ from mmbal.models import MultimodalClassifier
 from mmbal.models.resnet import ResNet18
 
 
+@nnx.jit
+def _clip_and_frame_mean(encoder, clip):
+  """The encoder on a clip [B, T, ...] and the mean of its outputs frame by frame."""
+  frames = [encoder(clip[:, k]) for k in range(clip.shape[1])]
+  return encoder(clip), jnp.stack(frames, axis=1).mean(1)
+
+
 def test_resnet18_has_the_standard_size_and_halves_resolution_five_times():
   # Shapes only: the model and its outputs are abstract (nothing is initialised or compiled).
   model = nnx.eval_shape(lambda: ResNet18(3, 512, rngs=nnx.Rngs(0)))
@@ -26,9 +33,7 @@ def test_resnet18_has_the_standard_size_and_halves_resolution_five_times():
 def test_clips_are_encoded_per_frame_and_averaged():
   model = nnx.jit(lambda: ResNet18(1, 8, widths=(8, 8, 8, 8), rngs=nnx.Rngs(0)))()
   frames = jax.random.normal(jax.random.key(0), (2, 3, 32, 32, 1))
-  per_frame = nnx.jit(lambda m, x: jnp.stack([m(x[:, k]) for k in range(3)], axis=1).mean(1))
-  np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(model, frames), per_frame(model, frames),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(*_clip_and_frame_mean(model, frames), rtol=1e-5, atol=1e-6)
 
 
 def test_classifier_uses_resnet18_for_images_when_asked():
@@ -49,10 +54,7 @@ def test_video_modalities_are_encoded_per_frame(image_encoder):
                                                 feature_dim=8, image_encoder=image_encoder,
                                                 rngs=nnx.Rngs(0)))()
   clip = jax.random.normal(jax.random.key(1), (2, 3, 16, 16, 3))
-
-  @nnx.jit
-  def clip_and_frames(encoder, clip):
-    return encoder(clip), jnp.stack([encoder(clip[:, k]) for k in range(3)], axis=1).mean(1)
-  np.testing.assert_allclose(*clip_and_frames(model.encoders["clip"], clip), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(*_clip_and_frame_mean(model.encoders["clip"], clip),
+                             rtol=1e-5, atol=1e-6)
   logits = nnx.eval_shape(lambda m, x: m(x).logits, model, {"clip": clip, "feat": jnp.ones((2, 5))})
   assert logits.shape == (2, 3)
