@@ -106,6 +106,7 @@ def test_stacked_gradients_match_summed(tfds_dir, tmp_path, uninterrupted):
     ("train.batch_size=many", "expects int"),
     ("model.dtype=float16", "config field 'model.dtype' must be 'float32' or 'bfloat16'"),
     ("data.num_workers=-1", "config field 'data.num_workers' must be an integer"),
+    ("method.backward=loop", "config field 'method.backward' must be 'unrolled' or 'vmap'"),
 ])
 def test_bad_config_is_a_clear_error_before_compiling(tfds_dir, tmp_path, override, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("'", ".")):

@@ -59,6 +59,8 @@ def default_config() -> ml_collections.ConfigDict:
       name="joint",            # see METHODS
       grad_mode="sum",         # sum: one backward pass of the weighted loss;
                                # stacked: per-objective gradients through the optax chain
+      backward="unrolled",     # stacked gradients' backward passes: unrolled (one VJP each)
+                               # | vmap (one batched VJP; mmbal.objective_grads)
       # Each method's own settings (used when method.name selects it): the defaults of its
       # settings dataclass in mmbal/methods/<name>.py, where each field is documented.
       **{name: m.defaults() for name, m in _methods().REGISTRY.items() if m.defaults()},
@@ -213,6 +215,7 @@ def check_config(c: ml_collections.ConfigDict):
   method.check_model(c.model)
   need(c.model.dtype in ("float32", "bfloat16"), "model.dtype", "'float32' or 'bfloat16'")
   need(c.method.grad_mode in ("sum", "stacked"), "method.grad_mode", "'sum' or 'stacked'")
+  need(c.method.backward in ("unrolled", "vmap"), "method.backward", "'unrolled' or 'vmap'")
   need(c.optimizer.name in ("adamw", "sgd"), "optimizer.name", "'adamw' or 'sgd'")
   need(c.optimizer.schedule in ("cosine", "constant"), "optimizer.schedule", "'cosine' or 'constant'")
   need(c.train.num_epochs > 0 or c.train.num_steps > 0, "train.num_epochs", "> 0 (or train.num_steps > 0)")

@@ -118,7 +118,7 @@ def assemble(method, model, apply_fn, labels, c, total_steps, task):
       losses_fn, tx, method.weights, grad_mode=grad_mode,
       objectives=method.objectives or ("fused",) + model.names, labels=labels,
       supports=method.supports if method.objectives else model.objective_supports(),
-      extra_args=method.extra_args, task=task)
+      extra_args=method.extra_args, backward=c.method.backward, task=task)
   return tx, step_fn
 
 

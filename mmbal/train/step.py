@@ -94,7 +94,7 @@ def make_apply(graphdef, rest):
 def make_train_step(losses_fn, tx: optax.GradientTransformation, weights, *, grad_mode: str = "sum",
                     objectives: tuple[str, ...] = (), labels=None, supports=None,
                     extra_args: Callable[[dict, jax.Array], dict] | None = None,
-                    backward: str = "vmap", grads_fn: Callable | None = None,
+                    backward: str = "unrolled", grads_fn: Callable | None = None,
                     task: str = "classification"):
   """Returns ``train_step(state, batch) -> (state, metrics)`` (not yet jitted).
 

@@ -11,10 +11,11 @@ import pathlib
 import socket
 
 # Fields that may differ when a run resumes: where things are, how much is printed or kept,
-# and how the selected model is evaluated; none changes what is trained.
+# how the selected model is evaluated, and how the same gradients are computed; none changes
+# what is trained.
 FREE_TO_CHANGE = ("log.", "data.data_dir", "data.manual_dir", "train.stop_after_steps",
                   "train.allow_changed", "train.checkpoint_every_steps", "train.keep_checkpoints",
-                  "train.log_every_steps", "eval.")
+                  "train.log_every_steps", "eval.", "method.backward")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
