@@ -17,6 +17,7 @@ import numpy as np
 from mmbal.labels import label_names
 
 ALL = None  # support of an objective that may touch every parameter
+BACKWARD_MODES = ("unrolled", "vmap")  # how the backward passes run (the first is the default)
 
 
 class ObjectiveGrads(NamedTuple):
@@ -80,8 +81,8 @@ def objective_grads(loss_fn: Callable[..., Any], params, *args, objectives: Sequ
     The result equals K separate ``jax.grad`` calls provided the declared supports are
     true (a unimodal loss really reads only its own encoder and head).
   """
-  if backward not in ("vmap", "unrolled"):
-    raise ValueError(f"backward must be 'vmap' or 'unrolled', got {backward!r}")
+  if backward not in BACKWARD_MODES:
+    raise ValueError(f"backward must be one of {BACKWARD_MODES}, got {backward!r}")
   out, vjp_fn, *aux = jax.vjp(lambda p: loss_fn(p, *args), params, has_aux=has_aux)
   aux = aux[0] if has_aux else None
   if isinstance(out, (tuple, list)):

@@ -215,7 +215,9 @@ def check_config(c: ml_collections.ConfigDict):
   method.check_model(c.model)
   need(c.model.dtype in ("float32", "bfloat16"), "model.dtype", "'float32' or 'bfloat16'")
   need(c.method.grad_mode in ("sum", "stacked"), "method.grad_mode", "'sum' or 'stacked'")
-  need(c.method.backward in ("unrolled", "vmap"), "method.backward", "'unrolled' or 'vmap'")
+  from mmbal.grads import BACKWARD_MODES  # pylint: disable=import-outside-toplevel
+  need(c.method.backward in BACKWARD_MODES, "method.backward",
+       " or ".join(repr(mode) for mode in BACKWARD_MODES))
   need(c.optimizer.name in ("adamw", "sgd"), "optimizer.name", "'adamw' or 'sgd'")
   need(c.optimizer.schedule in ("cosine", "constant"), "optimizer.schedule", "'cosine' or 'constant'")
   need(c.train.num_epochs > 0 or c.train.num_steps > 0, "train.num_epochs", "> 0 (or train.num_steps > 0)")
