@@ -89,10 +89,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 try:
-  from _timing import device_info, loadavg, report, time_interleaved  # noqa: E402
+  from _timing import device_info, flops, loadavg, report, time_interleaved  # noqa: E402
   from projection_overhead import make_steps, port_model  # noqa: E402
 except ImportError:
-  from benchmarks._timing import device_info, loadavg, report, time_interleaved  # noqa: E402
+  from benchmarks._timing import (device_info, flops, loadavg, report,  # noqa: E402
+                                  time_interleaved)
   from benchmarks.projection_overhead import make_steps, port_model  # noqa: E402
 
 VARIANTS = ("official/plain", "official/method", "mmbal/plain", "mmbal/method")
@@ -341,8 +342,45 @@ def _compiled(steps: dict, make_state, batch) -> tuple[dict, dict]:
     t0 = time.perf_counter()
     compiled = jax.jit(fn, donate_argnums=0).lower(state, batch).compile()
     compile_s[variant] = time.perf_counter() - t0
-    entries[variant] = {"fn": compiled, "state": state}
+    entries[variant] = {"fn": compiled, "state": state, "flops": flops(compiled)}
   return entries, compile_s
+
+
+def gemm_gflops(size: int | None = None, repeats: int = 5) -> dict:
+  """The device's dense float32 GEMM rate (GFLOP/s, best of ``repeats`` square products of
+  ``size``, 8192 on a GPU, 2048 on a CPU) in jax and in torch: the roofline the steps' convolutions and matmuls run against."""
+  import torch  # pylint: disable=import-outside-toplevel
+  size = size or (8192 if ON_GPU else 2048)
+  rng = np.random.default_rng(0)
+  a, b = (jnp.asarray(rng.normal(size=(size, size)), jnp.float32) for _ in range(2))
+  ta, tb = (torch.as_tensor(np.asarray(x)).to(TORCH_DEVICE) for x in (a, b))
+  matmul = jax.jit(jnp.matmul)
+  runs = {"jax": lambda: jax.block_until_ready(matmul(a, b)),
+          "torch": lambda: (torch.matmul(ta, tb), _sync())}
+  rates = {}
+  for name, run in runs.items():
+    run()
+    times = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      run()
+      times.append(time.perf_counter() - t0)
+    rates[name] = 2 * size ** 3 / min(times) / 1e9
+  return rates
+
+
+def roofline(entries, median: dict) -> dict:
+  """Each variant's achieved GFLOP/s against the dense GEMM rate, and the best ratio to the
+  official step that mmbal's FLOPs would allow if every one ran at that rate. The official
+  step is credited with its mmbal counterpart's XLA FLOP count (the same architecture and
+  objectives; its norm layers differ)."""
+  step_flops = {v: entries[v.replace("official", "mmbal")]["flops"] for v in VARIANTS}
+  gemm = gemm_gflops()
+  best = max(gemm.values())
+  return dict(gemm_gflops=gemm, xla_gflop_per_step={v: f / 1e9 for v, f in step_flops.items()},
+              achieved_gflops={v: step_flops[v] / median[v] / 1e9 for v in VARIANTS},
+              best_mmbal_over_official={m: median[f"official/{m}"] * best * 1e9
+                                        / step_flops[f"mmbal/{m}"] for m in ("plain", "method")})
 
 
 METHODS = {"pcgrad": (pcgrad_shapes, pcgrad_official, pcgrad_mmbal),
@@ -428,6 +466,13 @@ def main(args) -> dict:
                 f"{compile_s.get(v, 0.0):.1f} | {_rss(memory.get(v))} |")
   rows += ["", f"mmbal / official samples per second: plain {speedup['plain']:.2f}x, "
            f"{args.method} {speedup['method']:.2f}x"]
+  bound = roofline(entries, median)
+  rows += ["", "achieved GFLOP/s (XLA's FLOP count of mmbal's step, the official credited "
+           "with the same): " + ", ".join(f"{v} {r:.0f}" for v, r in bound["achieved_gflops"].items()),
+           "dense float32 GEMM on this device, GFLOP/s: " + ", ".join(
+               f"{k} {r:.0f}" for k, r in bound["gemm_gflops"].items()),
+           "mmbal / official samples per second if every FLOP ran at the GEMM rate (the "
+           "roofline): " + ", ".join(f"{m} {r:.2f}x" for m, r in bound["best_mmbal_over_official"].items())]
   torch = __import__("torch")
   result = dict(benchmark="vs_official", method=args.method, device=device_info(),
                 quick=args.quick, official=f"{OFFICIAL[args.method][0]} (the user's clone)",
@@ -435,7 +480,8 @@ def main(args) -> dict:
                 torch_device=torch.cuda.get_device_name(0) if ON_GPU else "cpu",
                 shapes=shapes, rounds=rounds, steps=steps,
                 ms_per_step={v: 1e3 * m for v, m in median.items()}, samples_per_s=samples,
-                mmbal_over_official=speedup, compile_s=compile_s, peak_rss=memory,
+                mmbal_over_official=speedup, roofline=bound, compile_s=compile_s,
+                peak_rss=memory,
                 all_targets_met=speedup["method"] >= 1.0, wall_s=time.time() - start,
                 loadavg_before=load_before, loadavg_after=loadavg())
   return report(result, benchmark=f"vs_official_{args.method}", info=result["device"], args=args,

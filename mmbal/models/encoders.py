@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mmbal.modalities import Modality
+from mmbal.models.conv import small_map_conv
 
 
 class MLPEncoder(nnx.Module):
@@ -60,7 +61,8 @@ class CNNEncoder(nnx.Module):
   def __init__(self, in_channels: int, feature_dim: int, *, widths=(32, 64), dtype=jnp.float32,
                rngs: nnx.Rngs):
     chans = (in_channels,) + tuple(widths)
-    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
+    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), dtype=dtype,
+                                    conv_general_dilated=small_map_conv, rngs=rngs)
                            for a, b in zip(chans[:-1], chans[1:])])
     self.norms = nnx.List([nnx.GroupNorm(b, num_groups=min(8, b), dtype=dtype, rngs=rngs)
                            for b in chans[1:]])
@@ -85,7 +87,8 @@ class FlatCNNEncoder(nnx.Module):
   def __init__(self, shape, feature_dim: int, *, widths=(16, 32, 64), dtype=jnp.float32,
                rngs: nnx.Rngs):
     chans = (shape[-1],) + tuple(widths)
-    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
+    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), dtype=dtype,
+                                    conv_general_dilated=small_map_conv, rngs=rngs)
                            for a, b in zip(chans[:-1], chans[1:])])
     h, w = shape[0], shape[1]
     for _ in widths:   # SAME padding, stride 2: ceil(n / 2)

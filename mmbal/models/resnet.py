@@ -13,6 +13,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mmbal.models.conv import small_map_conv
+
+def _conv(in_channels: int, channels: int, kernel: int, stride: int, dtype, rngs) -> nnx.Conv:
+  return nnx.Conv(in_channels, channels, (kernel, kernel), strides=stride, use_bias=False,
+                  dtype=dtype, conv_general_dilated=small_map_conv, rngs=rngs)
+
 
 def _norm(channels: int, dtype, rngs: nnx.Rngs) -> nnx.GroupNorm:
   return nnx.GroupNorm(channels, num_groups=min(32, channels), dtype=dtype, rngs=rngs)
@@ -22,15 +28,13 @@ class BasicBlock(nnx.Module):
   """Two 3x3 convolutions with a (projected when the shape changes) identity shortcut."""
 
   def __init__(self, in_channels: int, channels: int, stride: int, *, dtype, rngs: nnx.Rngs):
-    self.conv1 = nnx.Conv(in_channels, channels, (3, 3), strides=stride, use_bias=False,
-                          dtype=dtype, rngs=rngs)
+    self.conv1 = _conv(in_channels, channels, 3, stride, dtype, rngs)
     self.norm1 = _norm(channels, dtype, rngs)
-    self.conv2 = nnx.Conv(channels, channels, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
+    self.conv2 = _conv(channels, channels, 3, 1, dtype, rngs)
     self.norm2 = _norm(channels, dtype, rngs)
     self.project = stride != 1 or in_channels != channels
     if self.project:
-      self.shortcut = nnx.Conv(in_channels, channels, (1, 1), strides=stride, use_bias=False,
-                               dtype=dtype, rngs=rngs)
+      self.shortcut = _conv(in_channels, channels, 1, stride, dtype, rngs)
       self.shortcut_norm = _norm(channels, dtype, rngs)
 
   def __call__(self, x):
@@ -45,8 +49,7 @@ class ResNet18(nnx.Module):
 
   def __init__(self, in_channels: int, feature_dim: int, *, widths=(64, 128, 256, 512),
                dtype=jnp.float32, rngs: nnx.Rngs):
-    self.stem = nnx.Conv(in_channels, widths[0], (7, 7), strides=2, use_bias=False, dtype=dtype,
-                         rngs=rngs)
+    self.stem = _conv(in_channels, widths[0], 7, 2, dtype, rngs)
     self.stem_norm = _norm(widths[0], dtype, rngs)
     blocks, channels = [], widths[0]
     for stage, width in enumerate(widths):
