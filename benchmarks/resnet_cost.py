@@ -1,17 +1,19 @@
 """Where the CREMA-D step's time goes: mmbal's ResNet-18 forward and forward + backward.
 
-One visual encoder at the OGM-GE CREMA-D shape (batch 16, 224 x 224 x 3), jitted, best of 3:
-with its GroupNorm, with the norms removed (the convolutions' share), and with LayerNorm over
-channels (a per-position norm, for scale); and, with ``--official-dir`` (a clone of
-github.com/GeWu-Lab/OGM-GE_CVPR2022) and torch installed, the official ``resnet18`` on the same
-input in PyTorch.
+One visual encoder at the OGM-GE CREMA-D shape (batch 16, 224 x 224 x 3; ``--side`` for other
+inputs), jitted, best of 3: with its GroupNorm, with the norms removed (the convolutions'
+share), with LayerNorm over channels (a per-position norm, for scale), and with every
+convolution left to XLA (without `mmbal.models.conv.small_map_conv`, which matters where the
+last stage's maps are smaller than the kernel: inputs of 64 x 64 or less); and, with
+``--official-dir`` (a clone of github.com/GeWu-Lab/OGM-GE_CVPR2022) and torch installed, the
+official ``resnet18`` on the same input in PyTorch.
 
 ``--layers``: one convolution of three of its layers, split into the forward pass, the input
 gradient and the weight gradient, in XLA and (torch installed) in PyTorch, next to a plain
 matmul with the weight gradient's FLOPs (``[C_in k k, B H W] x [B H W, C_out]``): how fast the
 weight gradient could be as one GEMM on this CPU.
 
-  PYTHONPATH=. python benchmarks/resnet_cost.py [--official-dir /tmp/OGM-GE] [--batch 16]
+  PYTHONPATH=. python benchmarks/resnet_cost.py [--official-dir /tmp/OGM-GE] [--batch 16] [--side 224]
   PYTHONPATH=. python benchmarks/resnet_cost.py --layers
 
 Prints a table; writes nothing (a diagnostic for `vs_official`'s OGM-GE gap).
@@ -38,13 +40,19 @@ class _Identity(nnx.Module):
     return x
 
 
-NORMS = {"GroupNorm (mmbal)": None,
-         "no norm (convolutions only)": lambda channels, dtype, rngs: _Identity(),
-         "LayerNorm over channels": lambda channels, dtype, rngs: nnx.LayerNorm(channels, rngs=rngs)}
-# (name, input side, channels in, channels out, kernel, stride): layers of the visual ResNet-18.
+# name: (the norm layer's factory, None for mmbal's GroupNorm; the convolution function).
+VARIANTS = {
+    "GroupNorm (mmbal)": (None, None),
+    "no norm (convolutions only)": (lambda channels, dtype, rngs: _Identity(), None),
+    "LayerNorm over channels": (lambda channels, dtype, rngs: nnx.LayerNorm(channels, rngs=rngs),
+                                None),
+    "every convolution by XLA (no small_map_conv)": (None, jax.lax.conv_general_dilated)}
+# (name, input side, channels in, channels out, kernel, stride): layers of the visual ResNet-18
+# (the last at a 64 x 64 input: a map smaller than the kernel).
 LAYERS = (("stem 7x7/2, 3->64 at 224", 224, 3, 64, 7, 2),
           ("stage 1 3x3, 64->64 at 56", 56, 64, 64, 3, 1),
-          ("stage 3 3x3, 256->256 at 14", 14, 256, 256, 3, 1))
+          ("stage 3 3x3, 256->256 at 14", 14, 256, 256, 3, 1),
+          ("stage 4 3x3, 512->512 at 2", 2, 512, 512, 3, 1))
 
 
 def _best(fn, repeats: int = 3) -> float:
@@ -56,7 +64,7 @@ def _best(fn, repeats: int = 3) -> float:
   return min(times)
 
 
-def mmbal_times(batch: int, norm) -> tuple[float, float]:
+def mmbal_times(batch: int, side: int, norm, conv) -> tuple[float, float]:
   default = resnet._norm   # pylint: disable=protected-access
   if norm is not None:
     resnet._norm = norm   # pylint: disable=protected-access
@@ -64,8 +72,11 @@ def mmbal_times(batch: int, norm) -> tuple[float, float]:
     model = resnet.ResNet18(3, 512, rngs=nnx.Rngs(0))
   finally:
     resnet._norm = default   # pylint: disable=protected-access
+  for _, module in nnx.iter_graph(model):
+    if conv is not None and isinstance(module, nnx.Conv):
+      module.conv_general_dilated = conv
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(batch, 224, 224, 3)), jnp.float32)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(batch, side, side, 3)), jnp.float32)
   loss = lambda p, x: jnp.sum(nnx.merge(graphdef, p, rest)(x) ** 2)
   forward = jax.jit(loss).lower(params, x).compile()
   backward = jax.jit(jax.grad(loss)).lower(params, x).compile()
@@ -75,11 +86,11 @@ def mmbal_times(batch: int, norm) -> tuple[float, float]:
           _best(lambda: jax.block_until_ready(backward(params, x))))
 
 
-def official_times(batch: int, official_dir: str) -> tuple[float, float]:
+def official_times(batch: int, side: int, official_dir: str) -> tuple[float, float]:
   import torch  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, official_dir)
   from models.backbone import resnet18  # pylint: disable=import-outside-toplevel,import-error
-  model, x = resnet18(modality="visual"), torch.randn(batch, 3, 1, 224, 224)
+  model, x = resnet18(modality="visual"), torch.randn(batch, 3, 1, side, side)
   step = lambda: model(x).pow(2).sum().backward()
   step()
   return _best(lambda: model(x)), _best(step)
@@ -126,6 +137,7 @@ def _torch_layer(x, w, stride):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--batch", type=int, default=16)
+  parser.add_argument("--side", type=int, default=224, help="input side (frames: 224)")
   parser.add_argument("--official-dir", default=None)
   parser.add_argument("--layers", action="store_true", help="per-layer forward / dx / dw")
   args = parser.parse_args(argv)
@@ -137,10 +149,13 @@ def main(argv=None):
       print(f"| {name} | " + " | ".join("—" if t is None else f"{1e3 * t:.1f}" for t in times)
             + " | |")
     return
-  rows = [("mmbal, " + name, *mmbal_times(args.batch, norm)) for name, norm in NORMS.items()]
+  rows = [("mmbal, " + name, *mmbal_times(args.batch, args.side, norm, conv))
+          for name, (norm, conv) in VARIANTS.items()]
   if args.official_dir:
-    rows.append(("official (PyTorch, BatchNorm)", *official_times(args.batch, args.official_dir)))
-  print(f"| ResNet-18, batch {args.batch}, 224x224 | forward (s) | forward + backward (s) |")
+    rows.append(("official (PyTorch, BatchNorm)",
+                 *official_times(args.batch, args.side, args.official_dir)))
+  print(f"| ResNet-18, batch {args.batch}, {args.side}x{args.side} | forward (s) | "
+        f"forward + backward (s) |")
   print("|---|---|---|")
   for name, forward, both in rows:
     print(f"| {name} | {forward:.2f} | {both:.2f} |")
