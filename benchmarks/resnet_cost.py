@@ -1,12 +1,13 @@
 """Where the CREMA-D step's time goes: mmbal's ResNet-18 forward and forward + backward.
 
 One visual encoder at the OGM-GE CREMA-D shape (batch 16, 224 x 224 x 3; ``--side`` for other
-inputs), jitted, best of 3: with its GroupNorm, with the norms removed (the convolutions'
-share), with LayerNorm over channels (a per-position norm, for scale), and with every
-convolution left to XLA (without `mmbal.models.conv.small_map_conv`, which matters where the
-last stage's maps are smaller than the kernel: inputs of 64 x 64 or less); and, with
-``--official-dir`` (a clone of github.com/GeWu-Lab/OGM-GE_CVPR2022) and torch installed, the
-official ``resnet18`` on the same input in PyTorch.
+inputs), jitted, best of 3: with its GroupNorm, with flax's (which XLA:CPU reduces slowly),
+with the norms removed (the convolutions' share), with LayerNorm over channels (a
+per-position norm, for scale), and with every convolution left to XLA (without
+`mmbal.models.layers.small_map_conv`, which matters where the last stage's maps are smaller
+than the kernel: inputs of 64 x 64 or less); and, with ``--official-dir`` (a clone of
+github.com/GeWu-Lab/OGM-GE_CVPR2022) and torch installed, the official ``resnet18`` on the
+same input in PyTorch.
 
 ``--layers``: one convolution of three of its layers, split into the forward pass, the input
 gradient and the weight gradient, in XLA and (torch installed) in PyTorch, next to a plain
@@ -43,6 +44,9 @@ class _Identity(nnx.Module):
 # name: (the norm layer's factory, None for mmbal's GroupNorm; the convolution function).
 VARIANTS = {
     "GroupNorm (mmbal)": (None, None),
+    "flax's nnx.GroupNorm (before mmbal.models.layers.GroupNorm)": (
+        lambda channels, dtype, rngs: nnx.GroupNorm(channels, num_groups=min(32, channels),
+                                                    dtype=dtype, rngs=rngs), None),
     "no norm (convolutions only)": (lambda channels, dtype, rngs: _Identity(), None),
     "LayerNorm over channels": (lambda channels, dtype, rngs: nnx.LayerNorm(channels, rngs=rngs),
                                 None),

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mmbal.modalities import Modality
-from mmbal.models.conv import small_map_conv
+from mmbal.models.layers import GroupNorm, small_map_conv
 
 
 class MLPEncoder(nnx.Module):
@@ -64,7 +64,7 @@ class CNNEncoder(nnx.Module):
     self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), dtype=dtype,
                                     conv_general_dilated=small_map_conv, rngs=rngs)
                            for a, b in zip(chans[:-1], chans[1:])])
-    self.norms = nnx.List([nnx.GroupNorm(b, num_groups=min(8, b), dtype=dtype, rngs=rngs)
+    self.norms = nnx.List([GroupNorm(b, num_groups=min(8, b), dtype=dtype, rngs=rngs)
                            for b in chans[1:]])
     self.out = nnx.Linear(chans[-1], feature_dim, dtype=dtype, rngs=rngs)
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mmbal.models.conv import small_map_conv
+from mmbal.models.layers import GroupNorm, small_map_conv
 
 def _conv(in_channels: int, channels: int, kernel: int, stride: int, dtype, rngs) -> nnx.Conv:
   return nnx.Conv(in_channels, channels, (kernel, kernel), strides=stride, use_bias=False,
@@ -21,7 +21,7 @@ def _conv(in_channels: int, channels: int, kernel: int, stride: int, dtype, rngs
 
 
 def _norm(channels: int, dtype, rngs: nnx.Rngs) -> nnx.GroupNorm:
-  return nnx.GroupNorm(channels, num_groups=min(32, channels), dtype=dtype, rngs=rngs)
+  return GroupNorm(channels, num_groups=min(32, channels), dtype=dtype, rngs=rngs)
 
 
 class BasicBlock(nnx.Module):

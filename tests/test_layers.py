@@ -1,11 +1,12 @@
-"""`small_map_conv`: the im2col path for maps smaller than the kernel equals XLA's convolution."""
+"""`mmbal.models.layers`: `small_map_conv` (the im2col path for maps smaller than the kernel)
+equals XLA's convolution; `GroupNorm` equals flax's."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from mmbal.models.conv import small_map_conv
+from mmbal.models.layers import GroupNorm, small_map_conv
 from mmbal.models.resnet import ResNet18
 
 NHWC = jax.lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1), ("NHWC", "HWIO", "NHWC"))
@@ -62,3 +63,43 @@ def test_resnet18_on_a_small_input_equals_the_xla_convolution_model():
     if isinstance(module, nnx.Conv):
       module.conv_general_dilated = jax.lax.conv_general_dilated
   np.testing.assert_allclose(ours, nnx.jit(lambda m, x: m(x))(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_group_norm_hand_computed():
+  # One sample, a 1x2 map, 4 channels in 2 groups of adjacent channels. Group 0 (channels 0, 1)
+  # holds {0, 4, 2, 6}: mean 3, variance 5; group 1 holds only ones: variance 0, so its
+  # outputs are the bias (epsilon keeps the 0 / 0 finite).
+  norm = GroupNorm(4, num_groups=2, epsilon=1e-6, rngs=nnx.Rngs(0))
+  norm.scale[...] = jnp.array([2.0, 1.0, 1.0, 1.0])
+  norm.bias[...] = jnp.array([0.0, 0.0, 0.0, 7.0])
+  x = jnp.array([[[[0.0, 4.0, 1.0, 1.0], [2.0, 6.0, 1.0, 1.0]]]])
+  y = norm(x)[0, 0]
+  np.testing.assert_allclose(y[:, 0], 2 * (np.array([0.0, 2.0]) - 3) / np.sqrt(5), rtol=1e-6)
+  np.testing.assert_allclose(y[:, 1], (np.array([4.0, 6.0]) - 3) / np.sqrt(5), rtol=1e-6)
+  np.testing.assert_allclose(y[:, 2:], [[0.0, 7.0], [0.0, 7.0]])
+
+
+@pytest.mark.parametrize("shape, groups, dtype", [
+    ((3, 5, 4, 8), 4, jnp.float32), ((2, 6, 16), 8, jnp.float32), ((2, 3, 3, 2, 8), 2, jnp.float32),
+    ((3, 5, 4, 8), 4, jnp.bfloat16)])
+def test_group_norm_equals_flax_and_its_gradients(shape, groups, dtype):
+  ours = GroupNorm(shape[-1], num_groups=groups, dtype=dtype, rngs=nnx.Rngs(0))
+  flax = nnx.GroupNorm(shape[-1], num_groups=groups, dtype=dtype, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  params = {"scale": jnp.asarray(rng.normal(size=shape[-1]), jnp.float32),
+            "bias": jnp.asarray(rng.normal(size=shape[-1]), jnp.float32)}
+  x = jnp.asarray(3 + 2 * rng.normal(size=shape), jnp.float32)
+  outs, grads = [], []
+  for module in (ours, flax):
+    graphdef, _ = nnx.split(module)
+    apply = lambda p, x, g=graphdef: nnx.merge(g, nnx.State(
+        {k: nnx.Param(v) for k, v in p.items()}))(x)
+    outs.append(apply(params, x))
+    grads.append(jax.grad(lambda p, x, f=apply: jnp.sum(jnp.sin(f(p, x).astype(jnp.float32))),
+                          (0, 1))(params, x))
+  assert outs[0].dtype == outs[1].dtype == dtype
+  tol = 2e-2 if dtype == jnp.bfloat16 else 1e-5
+  np.testing.assert_allclose(outs[0].astype(jnp.float32), outs[1].astype(jnp.float32),
+                             rtol=tol, atol=tol)
+  for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    np.testing.assert_allclose(a, b, rtol=10 * tol, atol=10 * tol)
