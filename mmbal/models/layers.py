@@ -3,6 +3,7 @@
 parameters and results as flax's; only the computation differs."""
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -52,10 +53,12 @@ class GroupNorm(nnx.GroupNorm):
   """``nnx.GroupNorm`` (the same parameters, arguments and formula: the fast variance
   E[x^2] - E[x]^2 in float32, then ``(x - mean) * rsqrt(var + eps) * scale + bias``) with its
   statistics summed per channel over the positions first and only then over each group's
-  channels. Flax reduces the ``[..., groups, group_size]`` view in one go, which XLA:CPU
-  runs at about 1 GB/s; per channel first, the statistics of a ``[16, 56, 56, 64]`` map take
-  1.4 ms instead of 12.7. Masks, explicit reduction axes, cross-device axes and the
-  two-pass variance go to flax's own implementation."""
+  channels, and a hand-written backward pass of the same shape (two per-channel sums, one
+  elementwise pass). Flax reduces the ``[..., groups, group_size]`` view in one go, which
+  XLA:CPU runs at about 1 GB/s: a ``[16, 56, 56, 64]`` map's forward + backward takes 12.2 ms
+  with flax's, 4.5 ms with this. Being a ``custom_vjp``, it supports reverse-mode
+  derivatives (of any order) but not forward mode (``jax.jvp``); masks, explicit reduction
+  axes, cross-device axes and the two-pass variance go to flax's own implementation."""
 
   def __call__(self, x, *, mask=None):
     if (mask is not None or self.reduction_axes is not None or self.axis_name is not None
@@ -65,21 +68,52 @@ class GroupNorm(nnx.GroupNorm):
     bias = self.bias[...] if self.bias is not None else None
     x, scale, bias = self.promote_dtype((x, scale, bias), dtype=self.dtype)
     out_dtype = self.dtype or jnp.result_type(*(a for a in (x, scale, bias) if a is not None))
-    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    positions = tuple(range(1, x.ndim - 1))
-    count = math.prod(x.shape[1:-1]) * self.group_size
-
-    def group_mean(per_channel_sum):   # [B, C] -> [B, C]: each channel gets its group's mean
-      sums = per_channel_sum.reshape(x.shape[0], self.num_groups, self.group_size).sum(-1)
-      return jnp.repeat(sums / count, self.group_size, axis=1)
-
-    mean = group_mean(xf.sum(positions))
-    var = jnp.maximum(group_mean((xf * xf).sum(positions)) - mean * mean, 0.0)
-    mul = jax.lax.rsqrt(var + self.epsilon)
-    if scale is not None:
-      mul = mul * scale
-    channels = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-    y = (xf - mean.reshape(channels)) * mul.reshape(channels)
-    if bias is not None:
-      y = y + bias
+    f32 = jnp.promote_types(x.dtype, jnp.float32)
+    ones = jnp.ones(x.shape[-1], f32)
+    y = _group_norm(x.astype(f32), ones if scale is None else scale.astype(f32),
+                    0 * ones if bias is None else bias.astype(f32), self.num_groups, self.epsilon)
     return y.astype(out_dtype)
+
+
+def _per_channel(v, x):
+  """``[B, C]`` -> broadcastable against ``x`` ``[B, ..., C]``."""
+  return v.reshape((x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],))
+
+
+def _group_mean(per_channel_sum, x, groups: int):
+  """``[B, C]`` sums over the positions -> ``[B, C]``: each channel its group's mean."""
+  b, c = per_channel_sum.shape
+  count = math.prod(x.shape[1:-1]) * (c // groups)
+  return jnp.repeat(per_channel_sum.reshape(b, groups, -1).sum(-1) / count, c // groups, axis=1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _group_norm(x, scale, bias, groups, epsilon):
+  return _group_norm_forward(x, scale, bias, groups, epsilon)[0]
+
+
+def _group_norm_forward(x, scale, bias, groups, epsilon):
+  positions = tuple(range(1, x.ndim - 1))
+  mean = _group_mean(x.sum(positions), x, groups)
+  var = jnp.maximum(_group_mean((x * x).sum(positions), x, groups) - mean * mean, 0.0)
+  rstd = jax.lax.rsqrt(var + epsilon)
+  y = (x - _per_channel(mean, x)) * _per_channel(rstd * scale, x) + bias
+  return y, (x, scale, mean, rstd)
+
+
+def _group_norm_backward(groups, epsilon, residuals, dy):
+  """With xhat = (x - mean) rstd and y = xhat scale + bias, per sample and group g:
+  dx = rstd (scale dy - mean_g(scale dy) - xhat mean_g(scale dy xhat)); every sum over the
+  positions is taken per channel, from two of them: sum dy and sum dy x."""
+  del epsilon
+  x, scale, mean, rstd = residuals
+  positions = tuple(range(1, x.ndim - 1))
+  sum_dy, sum_dy_x = dy.sum(positions), (dy * x).sum(positions)
+  sum_dy_xhat = rstd * (sum_dy_x - mean * sum_dy)
+  m1, m2 = _group_mean(scale * sum_dy, x, groups), _group_mean(scale * sum_dy_xhat, x, groups)
+  dx = (dy * _per_channel(rstd * scale, x) - x * _per_channel(rstd * rstd * m2, x)
+        + _per_channel(rstd * (rstd * m2 * mean - m1), x))
+  return dx, sum_dy_xhat.sum(0), sum_dy.sum(0)
+
+
+_group_norm.defvjp(_group_norm_forward, _group_norm_backward)
