@@ -103,3 +103,18 @@ def test_group_norm_equals_flax_and_its_gradients(shape, groups, dtype):
                              rtol=tol, atol=tol)
   for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
     np.testing.assert_allclose(a, b, rtol=10 * tol, atol=10 * tol)
+
+
+def test_group_norm_gradient_invariants():
+  # y is unchanged when a group's inputs shift by a constant, and (epsilon = 0) when they
+  # scale by one: so per sample and group, sum dx = 0 and sum dx * x = 0 for any dy.
+  norm = GroupNorm(8, num_groups=2, epsilon=0.0, rngs=nnx.Rngs(0))
+  norm.scale[...] = jnp.linspace(0.5, 2.0, 8)
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(3, 4, 5, 8)), jnp.float32)
+  dy = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  dx = jax.vjp(norm, x)[1](dy)[0]
+  per_group = lambda a: np.asarray(a).reshape(3, -1, 2, 4).sum(axis=(1, 3))
+  np.testing.assert_allclose(per_group(dx), 0.0, atol=1e-4)
+  np.testing.assert_allclose(per_group(dx * x), 0.0, atol=1e-4)
+  assert np.abs(per_group(np.abs(dx))).min() > 1.0   # not trivially zero

@@ -50,15 +50,16 @@ def small_map_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dil
 
 
 class GroupNorm(nnx.GroupNorm):
-  """``nnx.GroupNorm`` (the same parameters, arguments and formula: the fast variance
-  E[x^2] - E[x]^2 in float32, then ``(x - mean) * rsqrt(var + eps) * scale + bias``) with its
-  statistics summed per channel over the positions first and only then over each group's
-  channels, and a hand-written backward pass of the same shape (two per-channel sums, one
-  elementwise pass). Flax reduces the ``[..., groups, group_size]`` view in one go, which
-  XLA:CPU runs at about 1 GB/s: a ``[16, 56, 56, 64]`` map's forward + backward takes 12.2 ms
-  with flax's, 4.5 ms with this. Being a ``custom_vjp``, it supports reverse-mode
-  derivatives (of any order) but not forward mode (``jax.jvp``); masks, explicit reduction
-  axes, cross-device axes and the two-pass variance go to flax's own implementation."""
+  """Group normalisation (Wu & He, ECCV 2018) as ``nnx.GroupNorm`` (the same parameters,
+  arguments and formula: the fast variance E[x^2] - E[x]^2 in float32, then
+  ``(x - mean) * rsqrt(var + eps) * scale + bias``) with its statistics summed per channel
+  over the positions first and only then over each group's channels, and a hand-written
+  backward pass of the same shape (two per-channel sums, one elementwise pass). Flax reduces
+  the ``[..., groups, group_size]`` view in one go, which XLA:CPU runs at about 1 GB/s: a
+  ``[16, 56, 56, 64]`` map's forward + backward takes 12.2 ms with flax's, 4.5 ms with this.
+  Being a ``custom_vjp``, it supports reverse-mode derivatives (of any order) but not forward
+  mode (``jax.jvp``); masks, explicit reduction axes, cross-device axes and the two-pass
+  variance go to flax's own implementation."""
 
   def __call__(self, x, *, mask=None):
     if (mask is not None or self.reduction_axes is not None or self.axis_name is not None
