@@ -1,5 +1,7 @@
 """Tests run on 8 simulated CPU devices (set before jax initialises its backend)."""
 import os
+import subprocess
+import sys
 import tempfile
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
@@ -17,13 +19,25 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # The suite's time is mostly XLA compiling small programs: LLVM's optimisation of the generated
 # CPU code is skipped (compiles ~30% faster; results are the same, as the quoted-table tests
 # check; only the benchmarks care about generated-code speed, and they run outside the suite).
-# XLA:CPU's newer fusion emitters are also off: the legacy emitters compile the same programs
-# ~35% faster (LNLN's training step 7.0 -> 4.2 s) and computed identical losses where measured.
-# Both flags exist in jaxlib 0.10.2 and 0.12 (XLA refuses to start on an unknown flag).
+# XLA:CPU's newer fusion emitters are also off where the flag still exists (jaxlib 0.10; 0.12
+# dropped it, and XLA refuses to start on an unknown flag, so it is probed once, in a
+# subprocess, by the process that sets the flags; xdist workers and subprocesses inherit
+# them): the legacy emitters compile the same programs ~35% faster (LNLN's training step
+# 7.0 -> 4.2 s) and computed identical losses where measured.
+
+
+def _xla_accepts(flag: str) -> bool:
+  probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], check=False,
+                         capture_output=True, env={**os.environ, "XLA_FLAGS": flag,
+                                                   "JAX_PLATFORMS": "cpu"})
+  return probe.returncode == 0
+
+
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_backend_optimization_level=0"
-                             " --xla_cpu_use_fusion_emitters=false").strip()
+  _FLAGS = ["--xla_backend_optimization_level=0"]
+  if _xla_accepts("--xla_cpu_use_fusion_emitters=false"):
+    _FLAGS.append("--xla_cpu_use_fusion_emitters=false")
+  os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", "")] + _FLAGS).strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
