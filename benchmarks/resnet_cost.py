@@ -9,13 +9,17 @@ than the kernel: inputs of 64 x 64 or less); and, with ``--official-dir`` (a clo
 github.com/GeWu-Lab/OGM-GE_CVPR2022) and torch installed, the official ``resnet18`` on the
 same input in PyTorch.
 
-``--layers``: one convolution of three of its layers, split into the forward pass, the input
+``--layers``: one convolution of four of its layers, split into the forward pass, the input
 gradient and the weight gradient, in XLA and (torch installed) in PyTorch, next to a plain
 matmul with the weight gradient's FLOPs (``[C_in k k, B H W] x [B H W, C_out]``): how fast the
 weight gradient could be as one GEMM on this CPU.
 
+``--step``: the CREMA-D joint and OGM-GE training steps (ResNet-18 x 2, as `vs_official`
+builds them) with mmbal's GroupNorm and with flax's, timed interleaved in one process.
+
   PYTHONPATH=. python benchmarks/resnet_cost.py [--official-dir /tmp/OGM-GE] [--batch 16] [--side 224]
   PYTHONPATH=. python benchmarks/resnet_cost.py --layers
+  PYTHONPATH=. python benchmarks/resnet_cost.py --step    # GroupNorm: mmbal's vs flax's, paired
 
 Prints a table; writes nothing (a diagnostic for `vs_official`'s OGM-GE gap).
 """
@@ -52,7 +56,8 @@ VARIANTS = {
                                 None),
     "every convolution by XLA (no small_map_conv)": (None, jax.lax.conv_general_dilated)}
 # (name, input side, channels in, channels out, kernel, stride): layers of the visual ResNet-18
-# (the last at a 64 x 64 input: a map smaller than the kernel).
+# (the last at a 64 x 64 input: a map smaller than the kernel; timed, like the others, with
+# XLA's own convolution, the slow path `small_map_conv` replaces in mmbal's models).
 LAYERS = (("stem 7x7/2, 3->64 at 224", 224, 3, 64, 7, 2),
           ("stage 1 3x3, 64->64 at 56", 56, 64, 64, 3, 1),
           ("stage 3 3x3, 256->256 at 14", 14, 256, 256, 3, 1),
@@ -138,13 +143,47 @@ def _torch_layer(x, w, stride):
   return forward, _best(grad(tx), 5) - forward, _best(grad(tw), 5) - forward
 
 
+def step_pair(batch: int, rounds: int = 6) -> dict:
+  """The CREMA-D joint and OGM-GE steps (`vs_official`'s mmbal steps) built with mmbal's
+  GroupNorm and with flax's, timed interleaved in one process: medians of ``rounds``."""
+  import statistics  # pylint: disable=import-outside-toplevel
+  try:
+    import vs_official  # pylint: disable=import-outside-toplevel
+    from _timing import time_interleaved  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    from benchmarks import vs_official  # pylint: disable=import-outside-toplevel
+    from benchmarks._timing import time_interleaved  # pylint: disable=import-outside-toplevel
+  shapes, data = vs_official.ogm_ge_shapes(argparse.Namespace(quick=False, batch=batch))
+  entries = {}
+  for name, norm in (("mmbal GroupNorm", None), ("flax GroupNorm", VARIANTS[
+      "flax's nnx.GroupNorm (before mmbal.models.layers.GroupNorm)"][0])):
+    default = resnet._norm   # pylint: disable=protected-access
+    resnet._norm = norm or default   # pylint: disable=protected-access
+    try:
+      steps, _ = vs_official.ogm_ge_mmbal(None, shapes, data)
+    finally:
+      resnet._norm = default   # pylint: disable=protected-access
+    label = {"mmbal/plain": "joint step", "mmbal/method": "OGM-GE step"}
+    entries.update({f"{name}, {label[v]}": e for v, e in steps.items()})
+  wall, _ = time_interleaved(entries, data, list(entries), rounds=rounds, steps=2)
+  return {v: statistics.median(w) for v, w in wall.items()}
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--side", type=int, default=224, help="input side (frames: 224)")
   parser.add_argument("--official-dir", default=None)
   parser.add_argument("--layers", action="store_true", help="per-layer forward / dx / dw")
+  parser.add_argument("--step", action="store_true",
+                      help="the CREMA-D joint / OGM-GE steps with mmbal's and flax's GroupNorm")
   args = parser.parse_args(argv)
+  if args.step:
+    print(f"| CREMA-D step, batch {args.batch}, ResNet-18 x 2 | s per step (median of 6 "
+          "interleaved rounds) |\n|---|---|")
+    for name, seconds in step_pair(args.batch).items():
+      print(f"| {name} | {seconds:.2f} |")
+    return
   if args.layers:
     print(f"| layer, batch {args.batch} | XLA fwd | XLA dx | XLA dw | GEMM of dw's FLOPs | "
           f"PyTorch fwd | PyTorch dx | PyTorch dw | (ms) |")

@@ -348,7 +348,9 @@ def _compiled(steps: dict, make_state, batch) -> tuple[dict, dict]:
 
 def gemm_gflops(size: int | None = None, repeats: int = 5) -> dict:
   """The device's dense float32 GEMM rate (GFLOP/s, best of ``repeats`` square products of
-  ``size``, 8192 on a GPU, 2048 on a CPU) in jax and in torch: the roofline the steps' convolutions and matmuls run against."""
+  ``size``, 8192 on a GPU, 2048 on a CPU) in jax and in torch: the roofline the steps'
+  convolutions and matmuls run against. On NVIDIA GPUs jax's float32 products run as TF32
+  by default and torch's as full float32, so the two rates differ there by design."""
   import torch  # pylint: disable=import-outside-toplevel
   size = size or (8192 if ON_GPU else 2048)
   rng = np.random.default_rng(0)

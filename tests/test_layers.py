@@ -43,16 +43,33 @@ def test_equals_xla_convolution_and_its_gradients(side, kernel, stride, padding)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def _primitives(fn, *args):
+  return {e.primitive.name for e in jax.make_jaxpr(fn)(*args).eqns}
+
+
 def test_only_maps_smaller_than_the_kernel_leave_xla_convolution():
   w = jnp.ones((3, 3, 4, 4))
-  primitives = lambda side, stride: {
-      e.primitive.name for e in jax.make_jaxpr(lambda x: _conv(x, w, (stride, stride), "SAME",
-                                                               small_map_conv))(
-          jnp.ones((2, side, side, 4))).eqns}
+  primitives = lambda side, stride: _primitives(
+      lambda x: _conv(x, w, (stride, stride), "SAME", small_map_conv), jnp.ones((2, side, side, 4)))
   assert "conv_general_dilated" in primitives(8, 1)
   assert "conv_general_dilated" in primitives(6, 2)      # output 3x3: not smaller
   assert "conv_general_dilated" not in primitives(2, 1)  # input 2x2
   assert "conv_general_dilated" not in primitives(4, 2)  # output 2x2
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(rhs_dilation=[2, 2]), dict(lhs_dilation=(2, 1), padding=((1, 1), (1, 1))),
+    dict(preferred_element_type=jnp.float32),
+    dict(dimension_numbers=("NCHW", "OIHW", "NCHW")), dict(padding=((-1, 2), (1, 1)))])
+def test_other_convolutions_go_to_xla_unchanged(kwargs):
+  x = jax.random.normal(jax.random.key(0), (2, 2, 2, 4))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 4, 4))
+  args = dict(window_strides=(1, 1), padding="SAME", dimension_numbers=NHWC) | kwargs
+  if args["dimension_numbers"] == ("NCHW", "OIHW", "NCHW"):
+    x, w = x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1)
+  ours = lambda x, w: small_map_conv(x, w, **args)
+  assert "conv_general_dilated" in _primitives(ours, x, w)
+  np.testing.assert_array_equal(ours(x, w), jax.lax.conv_general_dilated(x, w, **args))
 
 
 def test_resnet18_on_a_small_input_equals_the_xla_convolution_model():
@@ -88,7 +105,7 @@ def test_group_norm_equals_flax_and_its_gradients(shape, groups, dtype):
   rng = np.random.default_rng(0)
   params = {"scale": jnp.asarray(rng.normal(size=shape[-1]), jnp.float32),
             "bias": jnp.asarray(rng.normal(size=shape[-1]), jnp.float32)}
-  x = jnp.asarray(3 + 2 * rng.normal(size=shape), jnp.float32)
+  x = jnp.asarray(3 + 2 * rng.normal(size=shape), dtype)   # bfloat16 inputs in the bf16 case
   outs, grads = [], []
   for module in (ours, flax):
     graphdef, _ = nnx.split(module)
@@ -118,3 +135,27 @@ def test_group_norm_gradient_invariants():
   np.testing.assert_allclose(per_group(dx), 0.0, atol=1e-4)
   np.testing.assert_allclose(per_group(dx * x), 0.0, atol=1e-4)
   assert np.abs(per_group(np.abs(dx))).min() > 1.0   # not trivially zero
+
+
+@pytest.mark.parametrize("options", [dict(use_scale=False), dict(use_bias=False),
+                                     dict(num_groups=None, group_size=2)])
+def test_group_norm_options_equal_flax(options):
+  options = dict(num_groups=4) | options
+  x = jnp.asarray(1 + np.random.default_rng(2).normal(size=(2, 3, 5, 8)), jnp.float32)
+  dy = jnp.asarray(np.random.default_rng(3).normal(size=x.shape), jnp.float32)
+  ours = jax.vjp(GroupNorm(8, **options, rngs=nnx.Rngs(0)), x)
+  flax = jax.vjp(nnx.GroupNorm(8, **options, rngs=nnx.Rngs(0)), x)
+  np.testing.assert_allclose(ours[0], flax[0], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours[1](dy)[0], flax[1](dy)[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("options, call", [
+    (dict(use_fast_variance=False), {}), (dict(reduction_axes=(1, -1)), {}),
+    ({}, dict(mask=jnp.ones((2, 3, 5, 8), bool)))])
+def test_group_norm_falls_back_to_flax(options, call):
+  x = jax.random.normal(jax.random.key(0), (2, 3, 5, 8))
+  ours = GroupNorm(8, num_groups=4, **options, rngs=nnx.Rngs(0))
+  flax = nnx.GroupNorm(8, num_groups=4, **options, rngs=nnx.Rngs(0))
+  assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x: ours(x, **call))(x))
+  np.testing.assert_array_equal(ours(x, **call), flax(x, **call))
+  assert "custom_vjp_call" in str(jax.make_jaxpr(GroupNorm(8, num_groups=4, rngs=nnx.Rngs(0)))(x))

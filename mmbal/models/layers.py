@@ -14,26 +14,33 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def small_map_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                   dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
-  """``lax.conv_general_dilated``, computed as one matrix product over the kernel taps
-  (im2col) when its input or output map is smaller than the kernel: the same result, but
-  XLA:CPU runs such convolutions (and the transposed ones of their gradients) 20-80x below
-  its usual rate (a 3x3 512->512 convolution on a 2x2 map, batch 16: 130 ms forward instead
-  of ~2; ResNet-18's last stage at inputs of 64x64 or less). Taps that read only padding are
-  dropped. Any other convolution goes to XLA as is."""
+                   dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+                   precision=None, preferred_element_type=None, **kwargs):
+  """``lax.conv_general_dilated`` (same signature), computed as one matrix product over the
+  kernel taps (im2col) when its input or output map is smaller than the kernel: the same
+  result, but XLA:CPU runs such convolutions (and the transposed ones of their gradients)
+  20-80x below its usual rate (a 3x3 512->512 convolution on a 2x2 map, batch 16: 130 ms
+  forward instead of ~2; ResNet-18's last stage at inputs of 64x64 or less). Taps that read
+  only padding are dropped. Only 2-D NHWC / HWIO convolutions without dilation, groups,
+  negative padding, ``preferred_element_type`` or an explicit output sharding are rewritten;
+  every other call goes to XLA as is."""
   conv = lambda: jax.lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-      feature_group_count, precision=precision, **kwargs)
-  if (lhs.ndim != 4 or feature_group_count != 1 or any(kwargs.values())
-      or any(d != 1 for d in (lhs_dilation or ()) + (rhs_dilation or ()))
-      or dimension_numbers != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+      feature_group_count, batch_group_count, precision=precision,
+      preferred_element_type=preferred_element_type, **kwargs)
+  if (lhs.ndim != 4 or feature_group_count != 1 or batch_group_count != 1
+      or preferred_element_type is not None or any(v is not None for v in kwargs.values())
+      or any(d != 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
+      or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+      != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
     return conv()
   sides, kernel = lhs.shape[1:3], rhs.shape[:2]
   pads = (jax.lax.padtype_to_pads(sides, kernel, window_strides, padding)
           if isinstance(padding, str) else padding)
   outs = [(n + lo + hi - k) // s + 1
           for n, k, s, (lo, hi) in zip(sides, kernel, window_strides, pads)]
-  if min(outs) < 1 or all(min(n, out) >= k for n, out, k in zip(sides, outs, kernel)):
+  if (min(outs) < 1 or min(min(pair) for pair in pads) < 0
+      or all(min(n, out) >= k for n, out, k in zip(sides, outs, kernel))):
     return conv()   # XLA's own convolution (or its error for an empty output)
   # Tap t of an axis reads input rows t - lo + s * o, o < out: keep taps reading any real row.
   live = [[t for t in range(k) if any(0 <= t - lo + s * o < n for o in range(out))]
@@ -58,8 +65,8 @@ class GroupNorm(nnx.GroupNorm):
   the ``[..., groups, group_size]`` view in one go, which XLA:CPU runs at about 1 GB/s: a
   ``[16, 56, 56, 64]`` map's forward + backward takes 12.2 ms with flax's, 4.5 ms with this.
   Being a ``custom_vjp``, it supports reverse-mode derivatives (of any order) but not forward
-  mode (``jax.jvp``); masks, explicit reduction axes, cross-device axes and the two-pass
-  variance go to flax's own implementation."""
+  mode (``jax.jvp``); masks, explicit reduction axes, cross-device axes, the two-pass
+  variance and inputs without positions (rank < 3) go to flax's own implementation."""
 
   def __call__(self, x, *, mask=None):
     if (mask is not None or self.reduction_axes is not None or self.axis_name is not None
@@ -72,7 +79,8 @@ class GroupNorm(nnx.GroupNorm):
     f32 = jnp.promote_types(x.dtype, jnp.float32)
     ones = jnp.ones(x.shape[-1], f32)
     y = _group_norm(x.astype(f32), ones if scale is None else scale.astype(f32),
-                    0 * ones if bias is None else bias.astype(f32), self.num_groups, self.epsilon)
+                    jnp.zeros_like(ones) if bias is None else bias.astype(f32), self.num_groups,
+                    self.epsilon)
     return y.astype(out_dtype)
 
 
@@ -112,8 +120,8 @@ def _group_norm_backward(groups, epsilon, residuals, dy):
   sum_dy, sum_dy_x = dy.sum(positions), (dy * x).sum(positions)
   sum_dy_xhat = rstd * (sum_dy_x - mean * sum_dy)
   m1, m2 = _group_mean(scale * sum_dy, x, groups), _group_mean(scale * sum_dy_xhat, x, groups)
-  dx = (dy * _per_channel(rstd * scale, x) - x * _per_channel(rstd * rstd * m2, x)
-        + _per_channel(rstd * (rstd * m2 * mean - m1), x))
+  xhat = (x - _per_channel(mean, x)) * _per_channel(rstd, x)
+  dx = _per_channel(rstd, x) * (dy * scale - _per_channel(m1, x) - xhat * _per_channel(m2, x))
   return dx, sum_dy_xhat.sum(0), sum_dy.sum(0)
 
 

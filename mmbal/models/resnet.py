@@ -15,6 +15,7 @@ from flax import nnx
 
 from mmbal.models.layers import GroupNorm, small_map_conv
 
+
 def _conv(in_channels: int, channels: int, kernel: int, stride: int, dtype, rngs) -> nnx.Conv:
   return nnx.Conv(in_channels, channels, (kernel, kernel), strides=stride, use_bias=False,
                   dtype=dtype, conv_general_dilated=small_map_conv, rngs=rngs)
