@@ -35,6 +35,16 @@ def run_steps(entry, batch, steps: int) -> tuple[float, float]:
   return wall / steps, cpu / steps
 
 
+def best_seconds(fn, repeats: int = 3) -> float:
+  """The fastest of ``repeats`` calls of ``fn`` (which waits for its own result), seconds."""
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
 def _iqr(xs) -> float:
   q = np.percentile(np.asarray(xs), [25, 75])
   return float(q[1] - q[0])

@@ -26,9 +26,9 @@ Prints a table; writes nothing (a diagnostic for `vs_official`'s OGM-GE gap).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -39,18 +39,26 @@ from flax import nnx  # noqa: E402
 
 from mmbal.models import resnet  # noqa: E402
 
+try:
+  from _timing import best_seconds, time_interleaved  # noqa: E402
+except ImportError:
+  from benchmarks._timing import best_seconds, time_interleaved  # noqa: E402
+
 
 class _Identity(nnx.Module):
   def __call__(self, x):
     return x
 
 
+def _flax_group_norm(channels, dtype, rngs):
+  """flax's GroupNorm with ResNet-18's groups (what mmbal's models used before their own)."""
+  return nnx.GroupNorm(channels, num_groups=min(32, channels), dtype=dtype, rngs=rngs)
+
+
 # name: (the norm layer's factory, None for mmbal's GroupNorm; the convolution function).
 VARIANTS = {
     "GroupNorm (mmbal)": (None, None),
-    "flax's nnx.GroupNorm (before mmbal.models.layers.GroupNorm)": (
-        lambda channels, dtype, rngs: nnx.GroupNorm(channels, num_groups=min(32, channels),
-                                                    dtype=dtype, rngs=rngs), None),
+    "flax's nnx.GroupNorm (before mmbal.models.layers.GroupNorm)": (_flax_group_norm, None),
     "no norm (convolutions only)": (lambda channels, dtype, rngs: _Identity(), None),
     "LayerNorm over channels": (lambda channels, dtype, rngs: nnx.LayerNorm(channels, rngs=rngs),
                                 None),
@@ -64,23 +72,20 @@ LAYERS = (("stem 7x7/2, 3->64 at 224", 224, 3, 64, 7, 2),
           ("stage 4 3x3, 512->512 at 2", 2, 512, 512, 3, 1))
 
 
-def _best(fn, repeats: int = 3) -> float:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
+@contextlib.contextmanager
+def _resnet_norm(norm):
+  """ResNet-18s built inside use the norm layer factory ``norm`` (None: mmbal's own)."""
+  default = resnet._norm   # pylint: disable=protected-access
+  resnet._norm = norm or default   # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    resnet._norm = default   # pylint: disable=protected-access
 
 
 def mmbal_times(batch: int, side: int, norm, conv) -> tuple[float, float]:
-  default = resnet._norm   # pylint: disable=protected-access
-  if norm is not None:
-    resnet._norm = norm   # pylint: disable=protected-access
-  try:
+  with _resnet_norm(norm):
     model = resnet.ResNet18(3, 512, rngs=nnx.Rngs(0))
-  finally:
-    resnet._norm = default   # pylint: disable=protected-access
   for _, module in nnx.iter_graph(model):
     if conv is not None and isinstance(module, nnx.Conv):
       module.conv_general_dilated = conv
@@ -91,8 +96,8 @@ def mmbal_times(batch: int, side: int, norm, conv) -> tuple[float, float]:
   backward = jax.jit(jax.grad(loss)).lower(params, x).compile()
   for f in (forward, backward):
     jax.block_until_ready(f(params, x))
-  return (_best(lambda: jax.block_until_ready(forward(params, x))),
-          _best(lambda: jax.block_until_ready(backward(params, x))))
+  return (best_seconds(lambda: jax.block_until_ready(forward(params, x))),
+          best_seconds(lambda: jax.block_until_ready(backward(params, x))))
 
 
 def official_times(batch: int, side: int, official_dir: str) -> tuple[float, float]:
@@ -102,7 +107,7 @@ def official_times(batch: int, side: int, official_dir: str) -> tuple[float, flo
   model, x = resnet18(modality="visual"), torch.randn(batch, 3, 1, side, side)
   step = lambda: model(x).pow(2).sum().backward()
   step()
-  return _best(lambda: model(x)), _best(step)
+  return best_seconds(lambda: model(x)), best_seconds(step)
 
 
 def layer_times(batch: int) -> list[tuple]:
@@ -119,7 +124,7 @@ def layer_times(batch: int) -> list[tuple]:
     dw = jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0])
     a = jnp.ones((k * k * cin, g.size // cout), jnp.float32)
     gemm = jax.jit(lambda a, g: a @ g.reshape(-1, g.shape[-1]))
-    timed = [_best(lambda f=f, args=args: jax.block_until_ready(f(*args)), 5)
+    timed = [best_seconds(lambda f=f, args=args: jax.block_until_ready(f(*args)), 5)
              for f, args in ((fwd, (x, w)), (dx, (x, w, g)), (dw, (x, w, g)), (gemm, (a, g)))
              if jax.block_until_ready(f(*args)) is not None]
     rows.append((name, *timed, *_torch_layer(np.asarray(x), np.asarray(w), stride)))
@@ -136,11 +141,11 @@ def _torch_layer(x, w, stride):
   conv = lambda: torch.nn.functional.conv2d(tx, tw, stride=stride, padding=w.shape[0] // 2)
   with torch.no_grad():
     conv()
-    forward = _best(conv, 5)
+    forward = best_seconds(conv, 5)
   grad = lambda wrt: lambda: torch.autograd.grad(conv().sum(), wrt)
   for wrt in (tx, tw):
     grad(wrt)()
-  return forward, _best(grad(tx), 5) - forward, _best(grad(tw), 5) - forward
+  return forward, best_seconds(grad(tx), 5) - forward, best_seconds(grad(tw), 5) - forward
 
 
 def step_pair(batch: int, rounds: int = 6) -> dict:
@@ -149,21 +154,14 @@ def step_pair(batch: int, rounds: int = 6) -> dict:
   import statistics  # pylint: disable=import-outside-toplevel
   try:
     import vs_official  # pylint: disable=import-outside-toplevel
-    from _timing import time_interleaved  # pylint: disable=import-outside-toplevel
   except ImportError:
     from benchmarks import vs_official  # pylint: disable=import-outside-toplevel
-    from benchmarks._timing import time_interleaved  # pylint: disable=import-outside-toplevel
   shapes, data = vs_official.ogm_ge_shapes(argparse.Namespace(quick=False, batch=batch))
+  label = {"mmbal/plain": "joint step", "mmbal/method": "OGM-GE step"}
   entries = {}
-  for name, norm in (("mmbal GroupNorm", None), ("flax GroupNorm", VARIANTS[
-      "flax's nnx.GroupNorm (before mmbal.models.layers.GroupNorm)"][0])):
-    default = resnet._norm   # pylint: disable=protected-access
-    resnet._norm = norm or default   # pylint: disable=protected-access
-    try:
+  for name, norm in (("mmbal GroupNorm", None), ("flax GroupNorm", _flax_group_norm)):
+    with _resnet_norm(norm):
       steps, _ = vs_official.ogm_ge_mmbal(None, shapes, data)
-    finally:
-      resnet._norm = default   # pylint: disable=protected-access
-    label = {"mmbal/plain": "joint step", "mmbal/method": "OGM-GE step"}
     entries.update({f"{name}, {label[v]}": e for v, e in steps.items()})
   wall, _ = time_interleaved(entries, data, list(entries), rounds=rounds, steps=2)
   return {v: statistics.median(w) for v, w in wall.items()}

@@ -89,11 +89,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 try:
-  from _timing import device_info, flops, loadavg, report, time_interleaved  # noqa: E402
+  from _timing import (best_seconds, device_info, flops, loadavg, report,  # noqa: E402
+                       time_interleaved)
   from projection_overhead import make_steps, port_model  # noqa: E402
 except ImportError:
-  from benchmarks._timing import (device_info, flops, loadavg, report,  # noqa: E402
-                                  time_interleaved)
+  from benchmarks._timing import (best_seconds, device_info, flops, loadavg,  # noqa: E402
+                                  report, time_interleaved)
   from benchmarks.projection_overhead import make_steps, port_model  # noqa: E402
 
 VARIANTS = ("official/plain", "official/method", "mmbal/plain", "mmbal/method")
@@ -359,16 +360,9 @@ def gemm_gflops(size: int | None = None, repeats: int = 5) -> dict:
   matmul = jax.jit(jnp.matmul)
   runs = {"jax": lambda: jax.block_until_ready(matmul(a, b)),
           "torch": lambda: (torch.matmul(ta, tb), _sync())}
-  rates = {}
-  for name, run in runs.items():
-    run()
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      run()
-      times.append(time.perf_counter() - t0)
-    rates[name] = 2 * size ** 3 / min(times) / 1e9
-  return rates
+  for run in runs.values():
+    run()   # warm-up
+  return {name: 2 * size ** 3 / best_seconds(run, repeats) / 1e9 for name, run in runs.items()}
 
 
 def roofline(entries, median: dict) -> dict:

@@ -55,15 +55,20 @@ def _frames_averaged(encoder, clip):
   return encoder(clip.reshape((b * k,) + clip.shape[2:])).reshape(b, k, -1).mean(axis=1)
 
 
+def _strided_convs(chans, dtype, rngs) -> nnx.List:
+  """3x3 convolutions of stride 2, ``chans[i] -> chans[i + 1]`` channels."""
+  return nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), dtype=dtype,
+                            conv_general_dilated=small_map_conv, rngs=rngs)
+                   for a, b in zip(chans[:-1], chans[1:])])
+
+
 class CNNEncoder(nnx.Module):
   """Image or spectrogram ``[B, H, W, C]``: strided 3x3 convs + GroupNorm, global pool."""
 
   def __init__(self, in_channels: int, feature_dim: int, *, widths=(32, 64), dtype=jnp.float32,
                rngs: nnx.Rngs):
     chans = (in_channels,) + tuple(widths)
-    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), dtype=dtype,
-                                    conv_general_dilated=small_map_conv, rngs=rngs)
-                           for a, b in zip(chans[:-1], chans[1:])])
+    self.convs = _strided_convs(chans, dtype, rngs)
     self.norms = nnx.List([GroupNorm(b, num_groups=min(8, b), dtype=dtype, rngs=rngs)
                            for b in chans[1:]])
     self.out = nnx.Linear(chans[-1], feature_dim, dtype=dtype, rngs=rngs)
@@ -87,9 +92,7 @@ class FlatCNNEncoder(nnx.Module):
   def __init__(self, shape, feature_dim: int, *, widths=(16, 32, 64), dtype=jnp.float32,
                rngs: nnx.Rngs):
     chans = (shape[-1],) + tuple(widths)
-    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=(2, 2), dtype=dtype,
-                                    conv_general_dilated=small_map_conv, rngs=rngs)
-                           for a, b in zip(chans[:-1], chans[1:])])
+    self.convs = _strided_convs(chans, dtype, rngs)
     h, w = shape[0], shape[1]
     for _ in widths:   # SAME padding, stride 2: ceil(n / 2)
       h, w = -(-h // 2), -(-w // 2)
